@@ -1,0 +1,252 @@
+//! Params and results of the methods Switchboard serves.
+//!
+//! Where the reference gateways accept any params for a method (e.g. `health`, `status`),
+//! the params type is open (`additionalProperties` allowed) so existing clients keep
+//! working; the fields we read are still typed.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `health` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HealthParams {
+    /// Force a fresh snapshot instead of the cached one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<bool>,
+}
+
+/// Params of methods that take none (`status`, `system-presence`, `last-heartbeat`, …).
+/// Open, like the references: extra fields are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct NoParams {}
+
+/// `system-event` params: a line of text for the presence list and the system-event queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SystemEventParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(rename = "deviceId", default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(rename = "deviceFamily", default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    #[serde(rename = "modelIdentifier", default, skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
+    #[serde(rename = "lastInputSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub last_input_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// `{ok:true}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OkResult {
+    pub ok: bool,
+}
+
+/// The health snapshot: the `health` result, the `health` event payload and
+/// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
+/// `workers` are Switchboard's additions.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HealthSnapshot {
+    pub ok: bool,
+    pub ts: u64,
+    #[serde(rename = "durationMs")]
+    pub duration_ms: u64,
+    /// Per messaging channel (provider worker) state, keyed by channel id.
+    pub channels: BTreeMap<String, Value>,
+    #[serde(rename = "channelOrder")]
+    pub channel_order: Vec<String>,
+    #[serde(rename = "channelLabels")]
+    pub channel_labels: BTreeMap<String, String>,
+    #[serde(rename = "heartbeatSeconds")]
+    pub heartbeat_seconds: u64,
+    #[serde(rename = "defaultAgentId")]
+    pub default_agent_id: String,
+    pub agents: Vec<AgentHealth>,
+    pub sessions: SessionSummary,
+    /// Switchboard: the supervisor itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayHealth>,
+    /// Switchboard: every supervised worker process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<WorkerHealth>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentHealth {
+    #[serde(rename = "agentId")]
+    pub agent_id: String,
+    #[serde(rename = "isDefault")]
+    pub is_default: bool,
+    pub heartbeat: AgentHeartbeat,
+    pub sessions: SessionSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentHeartbeat {
+    pub enabled: bool,
+    pub every: String,
+    #[serde(rename = "everyMs")]
+    pub every_ms: Option<u64>,
+    pub prompt: String,
+    pub target: String,
+    #[serde(rename = "ackMaxChars")]
+    pub ack_max_chars: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSummary {
+    pub path: String,
+    pub count: u64,
+    pub recent: Vec<RecentSession>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecentSession {
+    pub key: String,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: Option<u64>,
+    pub age: Option<u64>,
+}
+
+/// The supervisor's own health.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayHealth {
+    pub version: String,
+    pub pid: u32,
+    #[serde(rename = "uptimeMs")]
+    pub uptime_ms: u64,
+    pub port: u16,
+    pub connections: ConnectionCounts,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionCounts {
+    pub total: u64,
+    pub operators: u64,
+    pub nodes: u64,
+}
+
+/// One supervised worker process.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerHealth {
+    pub name: String,
+    /// `starting`, `running`, `backoff`, `failed` or `stopped`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    #[serde(rename = "lastExit", default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    #[serde(rename = "uptimeMs", default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+}
+
+/// The `status` result: the reference's summary plus Switchboard's `gateway` and `workers`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StatusSummary {
+    pub heartbeat: StatusHeartbeat,
+    #[serde(rename = "channelSummary")]
+    pub channel_summary: Vec<String>,
+    #[serde(rename = "queuedSystemEvents")]
+    pub queued_system_events: Vec<String>,
+    pub sessions: StatusSessions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayHealth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<WorkerHealth>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusHeartbeat {
+    #[serde(rename = "defaultAgentId")]
+    pub default_agent_id: String,
+    pub agents: Vec<StatusHeartbeatAgent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusHeartbeatAgent {
+    #[serde(rename = "agentId")]
+    pub agent_id: String,
+    pub enabled: bool,
+    pub every: String,
+    #[serde(rename = "everyMs")]
+    pub every_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSessions {
+    pub paths: Vec<String>,
+    pub count: u64,
+    pub defaults: SessionModelDefaults,
+    pub recent: Vec<RecentSession>,
+    #[serde(rename = "byAgent")]
+    pub by_agent: Vec<AgentSessions>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionModelDefaults {
+    pub model: Option<String>,
+    #[serde(rename = "contextTokens")]
+    pub context_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSessions {
+    #[serde(rename = "agentId")]
+    pub agent_id: String,
+    pub path: String,
+    pub count: u64,
+    pub recent: Vec<RecentSession>,
+}
+
+/// `tick` event payload.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TickEvent {
+    pub ts: u64,
+}
+
+/// `shutdown` event payload.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownEvent {
+    #[schemars(length(min = 1))]
+    pub reason: String,
+    #[serde(rename = "restartExpectedMs", default, skip_serializing_if = "Option::is_none")]
+    pub restart_expected_ms: Option<u64>,
+}
