@@ -1,0 +1,22 @@
+//! Switchboard's supervisor: the gateway daemon (WebSocket API, auth, event bus, durable
+//! state) and its command line. See ARCHITECTURE.md for the map.
+
+pub mod access;
+pub mod auth_limit;
+pub mod budget;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod conn;
+pub mod db;
+pub mod device;
+pub mod exit;
+pub mod gateway;
+pub mod handshake;
+pub mod hub;
+pub mod methods;
+pub mod presence;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+pub mod state_dir;

@@ -1,0 +1,445 @@
+//! One client connection, from TCP accept to close: the WebSocket upgrade, the
+//! `connect.challenge`, the handshake, then a reader (this task) and a writer task that
+//! drains the connection's bounded queue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_schemas::ProtocolVersion::{self, V3, V4};
+use switchboard_schemas::hello::{
+    Features, HelloAuth, HelloOk, Policy, PresenceEntry, ServerInfo, SessionDefaults, Snapshot,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::access;
+use crate::budget::{Budget, BudgetStream};
+use crate::clock::now_ms;
+use crate::gateway::{DEFAULT_AGENT_ID, Gateway, VERSION};
+use crate::handshake::{self, Accepted, HandshakeCtx, Peer};
+use crate::hub::{ConnHandle, NewConn, Outbound};
+use crate::methods::{self, Reply};
+use crate::protocol::error::RpcError;
+use crate::protocol::validate::Report;
+use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
+
+type Ws = WebSocketStream<BudgetStream<TcpStream>>;
+
+/// Bytes a client may send before its `connect` is accepted: the HTTP upgrade, one
+/// maximal first frame and its header, and one read buffer of look-ahead.
+const PRE_HANDSHAKE_BUDGET: usize = 16 * 1024 + PRE_HANDSHAKE_MAX_PAYLOAD + 14 + READ_BUFFER;
+const READ_BUFFER: usize = 4 * 1024;
+/// After a close frame, how long to wait for the peer's before dropping the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// v4: this many `unauthorized role` refusals in a row close the connection.
+const UNAUTHORIZED_FLOOD: u32 = 11;
+
+fn ws_config() -> WebSocketConfig {
+    let max = limits(ProtocolVersion::LATEST).max_payload;
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: protocol::truncate_close_reason(reason).to_owned().into(),
+    }))
+}
+
+/// Sends a close frame, then waits briefly for the peer's answer so the close is clean.
+async fn close_ws(mut ws: Ws, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(close_frame(code, reason))).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, async { while ws.next().await.is_some() {} }).await;
+}
+
+fn is_too_big(e: &WsError) -> bool {
+    matches!(e, WsError::Capacity(_))
+}
+
+pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
+    let stream = BudgetStream::new(tcp, budget.clone());
+    let proxied = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saw_proxy = Arc::clone(&proxied);
+    let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                         resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+        let h = req.headers();
+        if h.contains_key("x-forwarded-for") || h.contains_key("x-real-ip") {
+            saw_proxy.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(resp)
+    };
+    let deadline = tokio::time::Instant::now() + gw.config.handshake_timeout;
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config()));
+    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "websocket upgrade timed out");
+            return;
+        }
+    };
+    // A loopback peer is local unless it forwards someone else's request.
+    let local = peer.ip().is_loopback() && !proxied.load(std::sync::atomic::Ordering::Relaxed);
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let challenge = frame::unsequenced_event("connect.challenge", &json!({"nonce": nonce, "ts": now_ms()}));
+    if ws.send(Message::text(challenge)).await.is_err() {
+        return;
+    }
+
+    let first = loop {
+        let next = tokio::select! {
+            m = ws.next() => m,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(%peer, "handshake timeout");
+                close_ws(ws, 1000, "").await;
+                return;
+            }
+            _ = budget.exceeded() => {
+                close_ws(ws, 1009, "").await;
+                return;
+            }
+            _ = gw.shutdown.cancelled() => {
+                close_ws(ws, 1012, "service restart").await;
+                return;
+            }
+        };
+        match next {
+            Some(Ok(Message::Text(t))) => break t.as_str().to_owned(),
+            Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                Ok(s) => break s,
+                Err(_) => {
+                    close_ws(ws, 1000, "").await;
+                    return;
+                }
+            },
+            Some(Ok(Message::Close(_))) | None => return,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) if is_too_big(&e) => {
+                close_ws(ws, 1009, "").await;
+                return;
+            }
+            Some(Err(_)) => return,
+        }
+    };
+    if first.len() > PRE_HANDSHAKE_MAX_PAYLOAD {
+        close_ws(ws, 1009, "").await;
+        return;
+    }
+
+    let ctx = HandshakeCtx {
+        validators: &gw.validators,
+        auth: &gw.config.auth,
+        limiter: &gw.limiter,
+        nonce: &nonce,
+        peer: Peer { ip: peer.ip(), local },
+        now_ms: now_ms(),
+    };
+    let accepted = match handshake::decide(&ctx, &first) {
+        Ok(a) => a,
+        Err(rejected) => {
+            if !rejected.delay.is_zero() {
+                tokio::time::sleep(rejected.delay).await;
+            }
+            if let Some(reply) = rejected.reply {
+                let _ = ws.send(Message::text(reply)).await;
+            }
+            close_ws(ws, rejected.close_code, &rejected.close_reason).await;
+            return;
+        }
+    };
+    budget.disable();
+    run_session(gw, ws, peer, accepted).await;
+}
+
+/// Whether a client appears in the presence list (CLI clients do not).
+fn tracked(a: &Accepted) -> bool {
+    a.params.client.mode != "cli"
+}
+
+async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted) {
+    let version = a.version;
+    let conn_id = uuid::Uuid::new_v4().to_string();
+    let client = &a.params.client;
+    let presence_key = tracked(&a).then(|| {
+        a.device_id
+            .clone()
+            .or_else(|| client.instance_id.clone())
+            .unwrap_or_else(|| conn_id.clone())
+    });
+    if let Some(key) = &presence_key {
+        let entry = PresenceEntry {
+            host: Some(client.display_name.clone().unwrap_or_else(|| client.id.clone())),
+            client_id: Some(client.id.clone()),
+            ip: (!peer.ip().is_loopback()).then(|| peer.ip().to_string()),
+            version: Some(client.version.clone()),
+            platform: Some(client.platform.clone()),
+            device_family: client.device_family.clone(),
+            model_identifier: client.model_identifier.clone(),
+            time_zone: client.time_zone.clone(),
+            mode: Some(client.mode.clone()),
+            reason: Some("connect".into()),
+            device_id: a.device_id.clone(),
+            roles: Some(vec![a.grant.role.as_str().to_owned()]),
+            scopes: Some(a.grant.scopes.clone()),
+            instance_id: a.device_id.clone().or_else(|| client.instance_id.clone()),
+            online_since: Some(now_ms()),
+            ..Default::default()
+        };
+        gw.update_presence(|p| p.upsert(key, entry));
+    }
+    let id = gw.hub.next_id();
+    let (handle, rx) = ConnHandle::new(
+        id,
+        NewConn {
+            conn_id: conn_id.clone(),
+            version,
+            grant: a.grant.clone(),
+            peer,
+            client_id: client.id.clone(),
+            client_mode: client.mode.clone(),
+            presence_key: presence_key.clone(),
+            device_id: a.device_id.clone(),
+            max_buffered: limits(version).max_buffered_bytes,
+        },
+    );
+    gw.hub.insert(Arc::clone(&handle));
+    let hello = hello_ok(&gw, &a, &conn_id);
+    let hello = frame::ok(&a.request_id, &hello);
+    if ws.send(Message::text(hello)).await.is_err() {
+        gw.hub.remove(id);
+        finish(&gw, &handle);
+        return;
+    }
+    tracing::info!(
+        conn = %conn_id, %peer, client = %client.id, mode = %client.mode,
+        protocol = version.number(), role = a.grant.role.as_str(), auth = a.auth_method,
+        "client connected"
+    );
+    gw.health_changed();
+
+    let (sink, mut stream) = ws.split();
+    let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&handle)));
+    let cut = handle.cut_token();
+    let mut session = Session { unauthorized_streak: 0 };
+    loop {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            _ = cut.cancelled() => break,
+        };
+        let text = match next {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
+            Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+            Some(Ok(_)) => continue,
+            Some(Err(e)) if is_too_big(&e) => {
+                handle.close(1009, "");
+                break;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(conn = %conn_id, error = %e, "read failed");
+                break;
+            }
+        };
+        if version == V3 && text.len() > limits(V3).max_payload {
+            handle.close(1009, "");
+            break;
+        }
+        on_text(&gw, &handle, &mut session, &text).await;
+    }
+    // Stop the writer unless it is already closing with a code of its own.
+    handle.cut_token().cancel();
+    let _ = writer.await;
+    gw.hub.remove(id);
+    finish(&gw, &handle);
+    tracing::info!(conn = %conn_id, "client disconnected");
+}
+
+/// Bookkeeping after a connection is gone.
+fn finish(gw: &Gateway, handle: &ConnHandle) {
+    if let Some(key) = &handle.presence_key {
+        gw.update_presence(|p| p.disconnect(key));
+    }
+    gw.health_changed();
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    handle: Arc<ConnHandle>,
+) {
+    let cut = handle.cut_token();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cut.cancelled() => break,
+            m = rx.recv() => m,
+        };
+        match next {
+            Some(Outbound::Text(text)) => {
+                let n = text.len();
+                let sent = tokio::select! {
+                    r = sink.send(Message::text(text)) => r.is_ok(),
+                    _ = cut.cancelled() => { handle.written(n); break; }
+                };
+                handle.written(n);
+                if !sent {
+                    break;
+                }
+            }
+            Some(Outbound::Close(code, reason)) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
+                cut.cancel();
+                return;
+            }
+            None => break,
+        }
+    }
+    // Cut: queued frames are dropped with the receiver; say why if there is a reason.
+    drop(rx);
+    if let Some((code, reason)) = handle.take_close() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    cut.cancel();
+}
+
+struct Session {
+    unauthorized_streak: u32,
+}
+
+fn respond(gw: &Gateway, conn: &ConnHandle, text: String) {
+    gw.hub.send_direct(conn, text);
+}
+
+async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
+    let version = conn.version;
+    let Ok(parsed) = serde_json::from_str::<Value>(text) else {
+        tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
+        return;
+    };
+    let report = match version {
+        V3 => Report::All,
+        V4 => Report::First,
+    };
+    let schema = format!("frames/request.{}", version.tag());
+    if let Err(msg) = gw.validators.check(&schema, version, report, &parsed) {
+        let id = match parsed.get("id") {
+            Some(v) if !v.is_null() => v.clone(),
+            _ => Value::String("invalid".into()),
+        };
+        let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
+        let reply = json!({"type": "res", "id": id, "ok": false, "error": e.to_shape()});
+        respond(gw, conn, reply.to_string());
+        return;
+    }
+    let id = parsed["id"].as_str().unwrap_or_default();
+    let method = parsed["method"].as_str().unwrap_or_default();
+    let spec = methods::lookup(method);
+    if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
+        respond(gw, conn, frame::err(id, &e));
+        if version == V4 && e.is_unauthorized_role() {
+            session.unauthorized_streak += 1;
+            if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
+                conn.close_after_queued(1008, "repeated unauthorized calls");
+            }
+        } else {
+            session.unauthorized_streak = 0;
+        }
+        return;
+    }
+    session.unauthorized_streak = 0;
+    let Some(spec) = spec else {
+        respond(gw, conn, frame::err(id, &RpcError::invalid_request(format!("unknown method: {method}"))));
+        return;
+    };
+    let params = parsed.get("params").cloned().unwrap_or_else(|| json!({}));
+    if let Err(msg) = gw.validators.check(spec.params, version, Report::All, &params) {
+        let e = RpcError::invalid_request(format!("invalid {method} params: {msg}"));
+        respond(gw, conn, frame::err(id, &e));
+        return;
+    }
+    let text = match methods::dispatch(gw, conn, spec, params).await {
+        Ok(Reply::Json(v)) => frame::ok(id, &v),
+        Ok(Reply::Encoded(payload)) => {
+            let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
+            format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
+        }
+        Err(e) => frame::err(id, &e),
+    };
+    respond(gw, conn, text);
+}
+
+fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
+    let version = a.version;
+    let l = limits(version);
+    let health = gw.health_cache().snapshot.clone();
+    let state_dir = gw.config.state_dir.display().to_string();
+    HelloOk {
+        kind: "hello-ok".into(),
+        protocol: version.number(),
+        server: ServerInfo {
+            version: VERSION.into(),
+            commit: None,
+            host: (version == V3).then(|| gw.host.clone()),
+            build_id: None,
+            boot_id: (version == V4).then(|| gw.boot_id.clone()),
+            conn_id: conn_id.to_owned(),
+        },
+        features: Features {
+            methods: methods::advertised(version),
+            events: methods::EVENTS.iter().map(|s| s.to_string()).collect(),
+            capabilities: None,
+        },
+        snapshot: Snapshot {
+            presence: gw.presence_list(version),
+            health,
+            state_version: gw.state_version(),
+            uptime_ms: gw.uptime_ms(),
+            config_path: None,
+            state_dir: Some(state_dir),
+            session_defaults: Some(SessionDefaults {
+                default_agent_id: DEFAULT_AGENT_ID.into(),
+                main_key: "main".into(),
+                main_session_key: format!("agent:{DEFAULT_AGENT_ID}:main"),
+                scope: Some("per-sender".into()),
+            }),
+            auth_mode: (version == V4).then(|| gw.config.auth.mode().to_owned()),
+        },
+        canvas_host_url: None,
+        auth: match version {
+            V3 => None,
+            V4 => Some(HelloAuth {
+                method: Some(a.auth_method.to_owned()),
+                device_token: None,
+                role: a.grant.role.as_str().to_owned(),
+                scopes: a.grant.scopes.clone(),
+                issued_at_ms: None,
+            }),
+        },
+        policy: Policy {
+            max_payload: l.max_payload as u64,
+            max_buffered_bytes: l.max_buffered_bytes as u64,
+            tick_interval_ms: gw.config.tick_interval.as_millis() as u64,
+            attachments: None,
+        },
+    }
+}

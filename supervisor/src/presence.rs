@@ -1,0 +1,201 @@
+//! The presence list: the gateway itself, connected clients, and `system-event` lines.
+//!
+//! Entries are keyed (lower-cased) by device id, else instance id, else connection id;
+//! a departed client's entry stays with `reason:"disconnect"` until it expires, as in the
+//! reference. One list serves v3 and v4 clients; v4-only fields are cut for v3 readers.
+
+use std::collections::HashMap;
+
+use switchboard_schemas::ProtocolVersion;
+use switchboard_schemas::hello::PresenceEntry;
+use switchboard_schemas::methods::SystemEventParams;
+
+use crate::clock::now_ms;
+
+const TTL_MS: u64 = 5 * 60 * 1000;
+const MAX_ENTRIES: usize = 200;
+
+pub struct Presence {
+    self_key: String,
+    entries: HashMap<String, PresenceEntry>,
+}
+
+fn norm(key: &str) -> Option<String> {
+    let t = key.trim();
+    (!t.is_empty()).then(|| t.to_lowercase())
+}
+
+fn merge_lists(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for s in a.into_iter().flatten().chain(b.into_iter().flatten()) {
+        let s = s.trim().to_owned();
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+impl Presence {
+    pub fn new(host: &str, version: &str) -> Presence {
+        let platform = format!("{} {}", std::env::consts::OS, os_release());
+        let device_family = match std::env::consts::OS {
+            "macos" => "Mac",
+            "linux" => "Linux",
+            "windows" => "Windows",
+            other => other,
+        };
+        let entry = PresenceEntry {
+            host: Some(host.to_owned()),
+            version: Some(version.to_owned()),
+            platform: Some(platform),
+            device_family: Some(device_family.to_owned()),
+            model_identifier: Some(std::env::consts::ARCH.to_owned()),
+            mode: Some("gateway".into()),
+            reason: Some("self".into()),
+            text: Some(format!("Gateway: {host} · app {version} · mode gateway · reason self")),
+            ts: now_ms(),
+            ..Default::default()
+        };
+        let self_key = host.to_lowercase();
+        let mut entries = HashMap::new();
+        entries.insert(self_key.clone(), entry);
+        Presence { self_key, entries }
+    }
+
+    /// Records a connected client.
+    pub fn upsert(&mut self, key: &str, mut entry: PresenceEntry) {
+        let Some(key) = norm(key) else { return };
+        let existing = self.entries.remove(&key).unwrap_or_default();
+        entry.roles = merge_lists(existing.roles.clone(), entry.roles.take());
+        entry.scopes = merge_lists(existing.scopes.clone(), entry.scopes.take());
+        if entry.text.is_none() {
+            entry.text = existing.text.clone().or_else(|| {
+                Some(format!(
+                    "Node: {} · mode {}",
+                    entry.host.as_deref().or(existing.host.as_deref()).unwrap_or("unknown"),
+                    entry.mode.as_deref().or(existing.mode.as_deref()).unwrap_or("unknown"),
+                ))
+            });
+        }
+        entry.online_since = entry.online_since.or(existing.online_since);
+        entry.ts = now_ms();
+        self.entries.insert(key, entry);
+    }
+
+    /// Marks a departed client; its entry stays until it expires.
+    pub fn disconnect(&mut self, key: &str) {
+        let Some(key) = norm(key) else { return };
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.reason = Some("disconnect".into());
+            e.ts = now_ms();
+        }
+    }
+
+    /// Applies a `system-event` line.
+    pub fn system_event(&mut self, p: &SystemEventParams, text: &str) {
+        let key = [p.device_id.as_deref(), p.instance_id.as_deref(), p.host.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(norm)
+            .or_else(|| p.ip.clone())
+            .unwrap_or_else(|| text.chars().take(64).collect());
+        let e = self.entries.entry(key).or_default();
+        e.host = p.host.clone().or(e.host.take());
+        e.ip = p.ip.clone().or(e.ip.take());
+        e.version = p.version.clone().or(e.version.take());
+        e.platform = p.platform.clone().or(e.platform.take());
+        e.device_family = p.device_family.clone().or(e.device_family.take());
+        e.model_identifier = p.model_identifier.clone().or(e.model_identifier.take());
+        e.mode = p.mode.clone().or(e.mode.take());
+        e.last_input_seconds = p
+            .last_input_seconds
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s as u64)
+            .or(e.last_input_seconds);
+        e.reason = p.reason.clone().or(e.reason.take());
+        e.device_id = p.device_id.clone().or(e.device_id.take());
+        e.roles = merge_lists(e.roles.take(), p.roles.clone());
+        e.scopes = merge_lists(e.scopes.take(), p.scopes.clone());
+        e.tags = p.tags.clone().or(e.tags.take());
+        e.instance_id = p.instance_id.clone().or(e.instance_id.take());
+        e.text = Some(text.to_owned());
+        e.ts = now_ms();
+    }
+
+    /// The list, newest first, pruned of expired entries.
+    pub fn list(&mut self) -> Vec<PresenceEntry> {
+        let now = now_ms();
+        let self_key = self.self_key.clone();
+        self.entries
+            .retain(|k, e| *k == self_key || now.saturating_sub(e.ts) <= TTL_MS);
+        if self.entries.len() > MAX_ENTRIES {
+            let mut by_age: Vec<(u64, String)> = self
+                .entries
+                .iter()
+                .filter(|(k, _)| **k != self_key)
+                .map(|(k, e)| (e.ts, k.clone()))
+                .collect();
+            by_age.sort();
+            let drop = self.entries.len() - MAX_ENTRIES;
+            for (_, k) in by_age.into_iter().take(drop) {
+                self.entries.remove(&k);
+            }
+        }
+        if let Some(me) = self.entries.get_mut(&self_key) {
+            me.ts = now;
+        }
+        let mut list: Vec<PresenceEntry> = self.entries.values().cloned().collect();
+        list.sort_by(|a, b| b.ts.cmp(&a.ts));
+        list
+    }
+}
+
+/// The list as a client of `version` sees it.
+pub fn for_version(list: &[PresenceEntry], version: ProtocolVersion) -> Vec<PresenceEntry> {
+    match version {
+        ProtocolVersion::V4 => list.to_vec(),
+        ProtocolVersion::V3 => list
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.client_id = None;
+                e.time_zone = None;
+                e.online_since = None;
+                e
+            })
+            .collect(),
+    }
+}
+
+fn os_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_is_listed_and_departed_clients_stay_marked() {
+        let mut p = Presence::new("Host", "0.1.0");
+        p.upsert(
+            "Dev-1",
+            PresenceEntry {
+                host: Some("laptop".into()),
+                mode: Some("ui".into()),
+                ..Default::default()
+            },
+        );
+        let list = p.list();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].reason.as_deref(), Some("self"));
+        let client = list.iter().find(|e| e.host.as_deref() == Some("laptop")).unwrap();
+        assert_eq!(client.text.as_deref(), Some("Node: laptop · mode ui"));
+        p.disconnect("dev-1");
+        let list = p.list();
+        assert!(list.iter().any(|e| e.reason.as_deref() == Some("disconnect")));
+    }
+}
