@@ -46,7 +46,11 @@ fn strip_optional_nulls(schema: &mut Value) {
     let required: Vec<String> = obj
         .get("required")
         .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
         for (name, prop) in props.iter_mut() {
@@ -100,7 +104,8 @@ fn remove_null(prop: &mut Value) {
 
 /// The sub-schema at `path` (a list of property names).
 fn at<'a>(schema: &'a mut Value, path: &[&str]) -> &'a mut Value {
-    path.iter().fold(schema, |s, key| &mut s["properties"][*key])
+    path.iter()
+        .fold(schema, |s, key| &mut s["properties"][*key])
 }
 
 fn remove_props(schema: &mut Value, names: &[&str]) {
@@ -141,7 +146,10 @@ fn narrow_request_frame(version: ProtocolVersion) -> Value {
 pub(crate) fn narrow_connect_params(version: ProtocolVersion) -> Value {
     let mut s = generate::<ConnectParams>();
     set_enum(at(&mut s, &["client", "id"]), connect::client_ids(version));
-    set_enum(at(&mut s, &["client", "mode"]), connect::client_modes(version));
+    set_enum(
+        at(&mut s, &["client", "mode"]),
+        connect::client_modes(version),
+    );
     match version {
         V3 => {
             remove_props(&mut s, connect::V4_ONLY_FIELDS);
@@ -229,10 +237,19 @@ pub fn catalog() -> Vec<SchemaEntry> {
     ];
     for v in ProtocolVersion::ALL {
         let tag = v.tag();
-        out.push(entry(format!("frames/request.{tag}"), narrow_request_frame(v)));
-        out.push(entry(format!("connect-params.{tag}"), narrow_connect_params(v)));
+        out.push(entry(
+            format!("frames/request.{tag}"),
+            narrow_request_frame(v),
+        ));
+        out.push(entry(
+            format!("connect-params.{tag}"),
+            narrow_connect_params(v),
+        ));
         out.push(entry(format!("hello-ok.{tag}"), narrow_hello_ok(v)));
-        out.push(entry(format!("results/system-presence.{tag}"), presence_list(v)));
+        out.push(entry(
+            format!("results/system-presence.{tag}"),
+            presence_list(v),
+        ));
         out.push(entry(format!("events/presence.{tag}"), presence_event(v)));
     }
     out

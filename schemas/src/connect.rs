@@ -97,10 +97,18 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<Vec<NonEmpty>>,
     /// v4: a Computer Use declaration (opaque here).
-    #[serde(rename = "computerUse", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "computerUse",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub computer_use: Option<Value>,
     /// v4 (deprecated): worker-run admission of old node hosts (opaque here).
-    #[serde(rename = "workerRuns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workerRuns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub worker_runs: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<BTreeMap<String, bool>>,
@@ -112,7 +120,11 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<NonEmpty>>,
     /// v4: initial model-catalog read scope (opaque here).
-    #[serde(rename = "modelCatalog", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "modelCatalog",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub model_catalog: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceProof>,
@@ -125,7 +137,9 @@ pub struct ConnectParams {
 }
 
 /// A non-empty string (schema `minLength: 1`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct NonEmpty(#[schemars(length(min = 1))] pub String);
 
@@ -141,7 +155,11 @@ impl NonEmpty {
 pub struct ClientInfo {
     /// One of [`CLIENT_IDS_V3`] / [`CLIENT_IDS_V4`], per the negotiated version.
     pub id: String,
-    #[serde(rename = "displayName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "displayName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub display_name: Option<String>,
     #[schemars(length(min = 1))]
@@ -152,10 +170,18 @@ pub struct ClientInfo {
     pub build_id: Option<String>,
     #[schemars(length(min = 1))]
     pub platform: String,
-    #[serde(rename = "deviceFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub device_family: Option<String>,
-    #[serde(rename = "modelIdentifier", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "modelIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub model_identifier: Option<String>,
     /// v4 only: self-reported IANA time zone.
@@ -164,7 +190,11 @@ pub struct ClientInfo {
     pub time_zone: Option<String>,
     /// One of [`CLIENT_MODES_V3`] / [`CLIENT_MODES_V4`].
     pub mode: String,
-    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub instance_id: Option<String>,
 }
@@ -194,13 +224,25 @@ pub struct DeviceProof {
 pub struct ConnectAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(rename = "bootstrapToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bootstrapToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bootstrap_token: Option<String>,
-    #[serde(rename = "deviceToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    #[serde(rename = "approvalRuntimeToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "approvalRuntimeToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub approval_runtime_token: Option<String>,
     #[serde(
         rename = "agentRuntimeIdentityToken",

@@ -25,7 +25,11 @@ pub struct RequestFrame {
     #[schemars(length(max = 128))]
     pub traceparent: Option<String>,
     /// The profile the client expects to act as (v4 only).
-    #[serde(rename = "expectedProfileId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expectedProfileId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1, max = 128))]
     pub expected_profile_id: Option<String>,
 }
@@ -72,7 +76,11 @@ pub struct EventFrame {
     /// Per-connection sequence number of broadcast events (1, 2, 3…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    #[serde(rename = "stateVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stateVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub state_version: Option<StateVersion>,
 }
 
@@ -96,7 +104,11 @@ pub struct ErrorShape {
     pub details: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
-    #[serde(rename = "retryAfterMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "retryAfterMs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_after_ms: Option<u64>,
 }
 

@@ -22,7 +22,11 @@ pub struct HelloOk {
     pub features: Features,
     pub snapshot: Snapshot,
     /// v3 only.
-    #[serde(rename = "canvasHostUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canvasHostUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub canvas_host_url: Option<String>,
     /// v3: present when the connection had a device identity; v4: always present.
@@ -80,13 +84,21 @@ pub struct Snapshot {
     pub state_version: StateVersion,
     #[serde(rename = "uptimeMs")]
     pub uptime_ms: u64,
-    #[serde(rename = "configPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub config_path: Option<String>,
     #[serde(rename = "stateDir", default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub state_dir: Option<String>,
-    #[serde(rename = "sessionDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sessionDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub session_defaults: Option<SessionDefaults>,
     /// v4 only: how this gateway authenticates (`none`, `token`, `password`).
     #[serde(rename = "authMode", default, skip_serializing_if = "Option::is_none")]
@@ -117,13 +129,21 @@ pub struct HelloAuth {
     /// v4 only: `token`, `password`, `device-token`, `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(rename = "deviceToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub device_token: Option<String>,
     #[schemars(length(min = 1))]
     pub role: String,
     pub scopes: Vec<String>,
-    #[serde(rename = "issuedAtMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuedAtMs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issued_at_ms: Option<u64>,
 }
 
@@ -176,10 +196,18 @@ pub struct PresenceEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub platform: Option<String>,
-    #[serde(rename = "deviceFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub device_family: Option<String>,
-    #[serde(rename = "modelIdentifier", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "modelIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub model_identifier: Option<String>,
     /// v4 only.
@@ -189,7 +217,11 @@ pub struct PresenceEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub mode: Option<String>,
-    #[serde(rename = "lastInputSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastInputSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_input_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -200,7 +232,11 @@ pub struct PresenceEntry {
     pub text: Option<String>,
     pub ts: u64,
     /// v4 only.
-    #[serde(rename = "onlineSince", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onlineSince",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub online_since: Option<u64>,
     #[serde(rename = "deviceId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -209,7 +245,11 @@ pub struct PresenceEntry {
     pub roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
-    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(min = 1))]
     pub instance_id: Option<String>,
 }

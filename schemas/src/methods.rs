@@ -30,7 +30,11 @@ pub struct SystemEventParams {
     pub text: Option<String>,
     #[serde(rename = "deviceId", default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    #[serde(rename = "instanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -42,11 +46,23 @@ pub struct SystemEventParams {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(rename = "deviceFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_family: Option<String>,
-    #[serde(rename = "modelIdentifier", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "modelIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub model_identifier: Option<String>,
-    #[serde(rename = "lastInputSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastInputSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_input_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -247,6 +263,10 @@ pub struct TickEvent {
 pub struct ShutdownEvent {
     #[schemars(length(min = 1))]
     pub reason: String,
-    #[serde(rename = "restartExpectedMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartExpectedMs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_expected_ms: Option<u64>,
 }

@@ -58,7 +58,11 @@ fn schema_files_are_fresh() {
 fn every_schema_compiles_and_names_are_unique() {
     let mut names = BTreeSet::new();
     for entry in switchboard_schemas::catalog() {
-        assert!(names.insert(entry.name.clone()), "duplicate schema {}", entry.name);
+        assert!(
+            names.insert(entry.name.clone()),
+            "duplicate schema {}",
+            entry.name
+        );
         let schema = &entry.schema;
         assert!(schema.is_object(), "{} is an object schema", entry.name);
     }

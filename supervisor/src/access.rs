@@ -97,7 +97,11 @@ impl Grant {
 
 /// The authorization check, in the reference's order. `access` is `None` for a method
 /// the server does not know, which needs admin (so non-admins cannot probe the table).
-pub fn authorize(version: ProtocolVersion, grant: &Grant, access: Option<Access>) -> Result<(), RpcError> {
+pub fn authorize(
+    version: ProtocolVersion,
+    grant: &Grant,
+    access: Option<Access>,
+) -> Result<(), RpcError> {
     if version == ProtocolVersion::V4 && access == Some(Access::Health) {
         return Ok(());
     }
@@ -177,7 +181,10 @@ mod tests {
 
     #[test]
     fn v4_health_needs_nothing_and_missing_scope_is_forbidden() {
-        let node = Grant { role: Role::Node, scopes: vec![] };
+        let node = Grant {
+            role: Role::Node,
+            scopes: vec![],
+        };
         assert!(authorize(V4, &node, Some(Access::Health)).is_ok());
         assert!(authorize(V3, &node, Some(Access::Health)).is_err());
         let e = authorize(V4, &op(&[READ]), Some(Access::Write)).unwrap_err();
@@ -193,12 +200,19 @@ mod tests {
         );
         assert!(authorize(V3, &op(&[ADMIN]), None).is_ok());
         assert_eq!(
-            authorize(V3, &op(&[ADMIN]), Some(Access::NodeOnly)).unwrap_err().message,
+            authorize(V3, &op(&[ADMIN]), Some(Access::NodeOnly))
+                .unwrap_err()
+                .message,
             "unauthorized role: operator"
         );
-        let node = Grant { role: Role::Node, scopes: vec![] };
+        let node = Grant {
+            role: Role::Node,
+            scopes: vec![],
+        };
         assert_eq!(
-            authorize(V4, &node, Some(Access::Read)).unwrap_err().message,
+            authorize(V4, &node, Some(Access::Read))
+                .unwrap_err()
+                .message,
             "unauthorized role: node"
         );
     }

@@ -54,14 +54,14 @@ impl AuthLimiter {
     pub fn failed(&self, ip: IpAddr) -> Duration {
         let now = Instant::now();
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_PEERS && !peers.contains_key(&ip) {
-            if let Some(oldest) = peers
+        if peers.len() >= MAX_PEERS
+            && !peers.contains_key(&ip)
+            && let Some(oldest) = peers
                 .iter()
                 .min_by_key(|(_, f)| f.window_start)
                 .map(|(k, _)| *k)
-            {
-                peers.remove(&oldest);
-            }
+        {
+            peers.remove(&oldest);
         }
         let f = peers.entry(ip).or_insert(Failures {
             count: 0,

@@ -97,7 +97,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for BudgetStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, data)
     }
 

@@ -156,7 +156,9 @@ pub enum ConfigError {
          SWITCHBOARD_GATEWAY_TOKEN or CLAWDBOT_GATEWAY_TOKEN, or a password)"
     )]
     UnauthenticatedBind { host: String, port: u16 },
-    #[error("cannot find a home directory for the state directory: set --state-dir or SWITCHBOARD_STATE_DIR")]
+    #[error(
+        "cannot find a home directory for the state directory: set --state-dir or SWITCHBOARD_STATE_DIR"
+    )]
     NoHome,
 }
 
@@ -181,7 +183,10 @@ mod tests {
         let mut cfg = GatewayConfig::with_state_dir("/tmp/x".into());
         cfg.bind = BindMode::Lan;
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("refusing to bind gateway to 0.0.0.0:18789 without auth"), "{err}");
+        assert!(
+            err.contains("refusing to bind gateway to 0.0.0.0:18789 without auth"),
+            "{err}"
+        );
         cfg.auth.token = Secret::new("t");
         cfg.validate().expect("token makes it fine");
     }

@@ -73,16 +73,19 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     let stream = BudgetStream::new(tcp, budget.clone());
     let proxied = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let saw_proxy = Arc::clone(&proxied);
-    let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                         resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-        let h = req.headers();
-        if h.contains_key("x-forwarded-for") || h.contains_key("x-real-ip") {
-            saw_proxy.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(resp)
-    };
+    #[allow(clippy::result_large_err)] // the signature is tungstenite's
+    let callback =
+        move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+              resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            let h = req.headers();
+            if h.contains_key("x-forwarded-for") || h.contains_key("x-real-ip") {
+                saw_proxy.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(resp)
+        };
     let deadline = tokio::time::Instant::now() + gw.config.handshake_timeout;
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config()));
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config()));
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -97,7 +100,10 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     // A loopback peer is local unless it forwards someone else's request.
     let local = peer.ip().is_loopback() && !proxied.load(std::sync::atomic::Ordering::Relaxed);
     let nonce = uuid::Uuid::new_v4().to_string();
-    let challenge = frame::unsequenced_event("connect.challenge", &json!({"nonce": nonce, "ts": now_ms()}));
+    let challenge = frame::unsequenced_event(
+        "connect.challenge",
+        &json!({"nonce": nonce, "ts": now_ms()}),
+    );
     if ws.send(Message::text(challenge)).await.is_err() {
         return;
     }
@@ -147,7 +153,10 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
         auth: &gw.config.auth,
         limiter: &gw.limiter,
         nonce: &nonce,
-        peer: Peer { ip: peer.ip(), local },
+        peer: Peer {
+            ip: peer.ip(),
+            local,
+        },
         now_ms: now_ms(),
     };
     let accepted = match handshake::decide(&ctx, &first) {
@@ -184,7 +193,12 @@ async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted
     });
     if let Some(key) = &presence_key {
         let entry = PresenceEntry {
-            host: Some(client.display_name.clone().unwrap_or_else(|| client.id.clone())),
+            host: Some(
+                client
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| client.id.clone()),
+            ),
             client_id: Some(client.id.clone()),
             ip: (!peer.ip().is_loopback()).then(|| peer.ip().to_string()),
             version: Some(client.version.clone()),
@@ -229,6 +243,7 @@ async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted
     tracing::info!(
         conn = %conn_id, %peer, client = %client.id, mode = %client.mode,
         protocol = version.number(), role = a.grant.role.as_str(), auth = a.auth_method,
+        device = a.device_id.is_some(),
         "client connected"
     );
     gw.health_changed();
@@ -236,7 +251,9 @@ async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&handle)));
     let cut = handle.cut_token();
-    let mut session = Session { unauthorized_streak: 0 };
+    let mut session = Session {
+        unauthorized_streak: 0,
+    };
     loop {
         let next = tokio::select! {
             m = stream.next() => m,
@@ -306,7 +323,8 @@ async fn write_loop(
                 }
             }
             Some(Outbound::Close(code, reason)) => {
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
                 cut.cancel();
                 return;
             }
@@ -368,11 +386,25 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     }
     session.unauthorized_streak = 0;
     let Some(spec) = spec else {
-        respond(gw, conn, frame::err(id, &RpcError::invalid_request(format!("unknown method: {method}"))));
+        respond(
+            gw,
+            conn,
+            frame::err(
+                id,
+                &RpcError::invalid_request(format!("unknown method: {method}")),
+            ),
+        );
         return;
     };
-    let params = parsed.get("params").cloned().unwrap_or_else(|| json!({}));
-    if let Err(msg) = gw.validators.check(spec.params, version, Report::All, &params) {
+    // Absent or null params mean "none", as in the references.
+    let params = match parsed.get("params") {
+        None | Some(Value::Null) => json!({}),
+        Some(p) => p.clone(),
+    };
+    if let Err(msg) = gw
+        .validators
+        .check(spec.params, version, Report::All, &params)
+    {
         let e = RpcError::invalid_request(format!("invalid {method} params: {msg}"));
         respond(gw, conn, frame::err(id, &e));
         return;

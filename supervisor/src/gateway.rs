@@ -135,7 +135,11 @@ impl Gateway {
     // ---- presence -------------------------------------------------------------------
 
     pub fn presence_list(&self, version: ProtocolVersion) -> Vec<PresenceEntry> {
-        let list = self.presence.lock().unwrap_or_else(|p| p.into_inner()).list();
+        let list = self
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .list();
         presence::for_version(&list, version)
     }
 

@@ -113,7 +113,10 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
         return Err(Rejected::answered(&id, e, 1008));
     }
     let raw_params = parsed.get("params").cloned().unwrap_or(Value::Null);
-    let negotiated = match (int_field(&raw_params, "minProtocol"), int_field(&raw_params, "maxProtocol")) {
+    let negotiated = match (
+        int_field(&raw_params, "minProtocol"),
+        int_field(&raw_params, "maxProtocol"),
+    ) {
         (Some(min), Some(max)) => ProtocolVersion::negotiate(min, max),
         _ => None,
     };
@@ -154,7 +157,11 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
         return Err(Rejected::answered(&id, e, 1002));
     };
     let Some(role) = Role::parse(role_raw) else {
-        return Err(Rejected::answered(&id, RpcError::invalid_request("invalid role"), 1008));
+        return Err(Rejected::answered(
+            &id,
+            RpcError::invalid_request("invalid role"),
+            1008,
+        ));
     };
     if let Gate::Locked { retry_after } = ctx.limiter.gate(ctx.peer.ip) {
         let mut e = RpcError::invalid_request(
@@ -178,7 +185,10 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
             }
             None
         }
-        Some(_) => Some(verify_device(ctx, version, &params, role).map_err(|e| Rejected::answered(&id, e, 1008))?),
+        Some(_) => Some(
+            verify_device(ctx, version, &params, role)
+                .map_err(|e| Rejected::answered(&id, e, 1008))?,
+        ),
     };
 
     let auth_method = check_shared_secret(ctx, version, &params, presented_token, presented_password)
@@ -198,7 +208,11 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
             V4 => "pairing required: device is not approved yet",
         };
         let e = RpcError::new(ErrorCode::NotPaired, message);
-        let e = v4_details(version, e, json!({"code": "PAIRING_REQUIRED", "reason": "not-paired"}));
+        let e = v4_details(
+            version,
+            e,
+            json!({"code": "PAIRING_REQUIRED", "reason": "not-paired"}),
+        );
         return Err(Rejected::answered(&id, e, 1008));
     }
 
@@ -274,7 +288,11 @@ fn verify_device(
             "device-signature-stale",
         ));
     }
-    let nonce = dev.nonce.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let nonce = dev
+        .nonce
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     let nonce_required = version == V4 || !ctx.peer.local;
     if nonce_required && nonce.is_none() {
         return Err(fail(
@@ -293,7 +311,11 @@ fn verify_device(
     let auth = params.auth.clone().unwrap_or_default();
     let token = match version {
         V3 => auth.token.clone(),
-        V4 => auth.token.clone().or(auth.device_token.clone()).or(auth.bootstrap_token.clone()),
+        V4 => auth
+            .token
+            .clone()
+            .or(auth.device_token.clone())
+            .or(auth.bootstrap_token.clone()),
     }
     .unwrap_or_default();
     let scopes: Vec<String> = params
@@ -358,10 +380,16 @@ fn check_shared_secret(
             "webchat-ui" | "clawdbot-control-ui" | "openclaw-control-ui"
         );
     let hint = match (version, kind) {
-        (_, "token") if is_ui => "open a tokenized dashboard URL or paste token in Control UI settings",
+        (_, "token") if is_ui => {
+            "open a tokenized dashboard URL or paste token in Control UI settings"
+        }
         (_, _) if is_ui => "enter the password in Control UI settings",
-        (V4, "token") if is_cli && ctx.peer.local => "use this gateway's gateway.auth.token or pair the device",
-        (V4, _) if is_cli && ctx.peer.local => "use this gateway's gateway.auth.password or pair the device",
+        (V4, "token") if is_cli && ctx.peer.local => {
+            "use this gateway's gateway.auth.token or pair the device"
+        }
+        (V4, _) if is_cli && ctx.peer.local => {
+            "use this gateway's gateway.auth.password or pair the device"
+        }
         (_, "token") if is_cli => "set gateway.remote.token to match gateway.auth.token",
         (_, _) if is_cli => "set gateway.remote.password to match gateway.auth.password",
         (_, "token") => "provide gateway auth token",
@@ -383,5 +411,9 @@ fn check_shared_secret(
             "recommendedNextStep": "update_auth_configuration",
         }),
     };
-    Err(v4_details(version, RpcError::invalid_request(message), details))
+    Err(v4_details(
+        version,
+        RpcError::invalid_request(message),
+        details,
+    ))
 }

@@ -177,7 +177,10 @@ impl ConnHandle {
     }
 
     pub fn take_close(&self) -> Option<(u16, String)> {
-        self.close_with.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.close_with
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn next_seq(&self) -> u64 {

@@ -66,7 +66,13 @@ pub const TABLE: &[MethodSpec] = &[
 ];
 
 /// Events Switchboard emits, as listed in `hello-ok.features.events`.
-pub const EVENTS: &[&str] = &["connect.challenge", "presence", "tick", "shutdown", "health"];
+pub const EVENTS: &[&str] = &[
+    "connect.challenge",
+    "presence",
+    "tick",
+    "shutdown",
+    "health",
+];
 
 pub fn lookup(name: &str) -> Option<&'static MethodSpec> {
     TABLE.iter().find(|m| m.name == name)
@@ -109,8 +115,9 @@ pub async fn dispatch(
         "system-presence" => Ok(Reply::Json(to_value(&gw.presence_list(conn.version)))),
         "last-heartbeat" => Ok(Reply::Json(Value::Null)),
         "system-event" => {
-            let p: SystemEventParams = serde_json::from_value(params)
-                .map_err(|e| RpcError::invalid_request(format!("invalid system-event params: {e}")))?;
+            let p: SystemEventParams = serde_json::from_value(params).map_err(|e| {
+                RpcError::invalid_request(format!("invalid system-event params: {e}"))
+            })?;
             let text = p.text.as_deref().map(str::trim).unwrap_or("");
             if text.is_empty() {
                 return Err(RpcError::invalid_request("text required"));
@@ -122,7 +129,9 @@ pub async fn dispatch(
         "connect" => Err(RpcError::invalid_request(
             "connect is only valid as the first request",
         )),
-        other => Err(RpcError::invalid_request(format!("unknown method: {other}"))),
+        other => Err(RpcError::invalid_request(format!(
+            "unknown method: {other}"
+        ))),
     }
 }
 
@@ -138,7 +147,12 @@ mod tests {
     fn every_method_names_a_schema_that_exists() {
         let v = crate::protocol::validate::Validators::build().unwrap();
         for m in TABLE {
-            assert!(v.has(m.params), "{} names missing schema {}", m.name, m.params);
+            assert!(
+                v.has(m.params),
+                "{} names missing schema {}",
+                m.name,
+                m.params
+            );
         }
     }
 }

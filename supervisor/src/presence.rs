@@ -53,7 +53,9 @@ impl Presence {
             model_identifier: Some(std::env::consts::ARCH.to_owned()),
             mode: Some("gateway".into()),
             reason: Some("self".into()),
-            text: Some(format!("Gateway: {host} · app {version} · mode gateway · reason self")),
+            text: Some(format!(
+                "Gateway: {host} · app {version} · mode gateway · reason self"
+            )),
             ts: now_ms(),
             ..Default::default()
         };
@@ -73,8 +75,16 @@ impl Presence {
             entry.text = existing.text.clone().or_else(|| {
                 Some(format!(
                     "Node: {} · mode {}",
-                    entry.host.as_deref().or(existing.host.as_deref()).unwrap_or("unknown"),
-                    entry.mode.as_deref().or(existing.mode.as_deref()).unwrap_or("unknown"),
+                    entry
+                        .host
+                        .as_deref()
+                        .or(existing.host.as_deref())
+                        .unwrap_or("unknown"),
+                    entry
+                        .mode
+                        .as_deref()
+                        .or(existing.mode.as_deref())
+                        .unwrap_or("unknown"),
                 ))
             });
         }
@@ -94,12 +104,16 @@ impl Presence {
 
     /// Applies a `system-event` line.
     pub fn system_event(&mut self, p: &SystemEventParams, text: &str) {
-        let key = [p.device_id.as_deref(), p.instance_id.as_deref(), p.host.as_deref()]
-            .into_iter()
-            .flatten()
-            .find_map(norm)
-            .or_else(|| p.ip.clone())
-            .unwrap_or_else(|| text.chars().take(64).collect());
+        let key = [
+            p.device_id.as_deref(),
+            p.instance_id.as_deref(),
+            p.host.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(norm)
+        .or_else(|| p.ip.clone())
+        .unwrap_or_else(|| text.chars().take(64).collect());
         let e = self.entries.entry(key).or_default();
         e.host = p.host.clone().or(e.host.take());
         e.ip = p.ip.clone().or(e.ip.take());
@@ -145,8 +159,17 @@ impl Presence {
         if let Some(me) = self.entries.get_mut(&self_key) {
             me.ts = now;
         }
-        let mut list: Vec<PresenceEntry> = self.entries.values().cloned().collect();
-        list.sort_by(|a, b| b.ts.cmp(&a.ts));
+        // The gateway was just touched, so it is the newest: first, as in the reference.
+        let mut list: Vec<PresenceEntry> =
+            self.entries.get(&self_key).cloned().into_iter().collect();
+        let mut others: Vec<PresenceEntry> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| **k != self_key)
+            .map(|(_, e)| e.clone())
+            .collect();
+        others.sort_by_key(|e| std::cmp::Reverse(e.ts));
+        list.extend(others);
         list
     }
 }
@@ -192,10 +215,16 @@ mod tests {
         let list = p.list();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].reason.as_deref(), Some("self"));
-        let client = list.iter().find(|e| e.host.as_deref() == Some("laptop")).unwrap();
+        let client = list
+            .iter()
+            .find(|e| e.host.as_deref() == Some("laptop"))
+            .unwrap();
         assert_eq!(client.text.as_deref(), Some("Node: laptop · mode ui"));
         p.disconnect("dev-1");
         let list = p.list();
-        assert!(list.iter().any(|e| e.reason.as_deref() == Some("disconnect")));
+        assert!(
+            list.iter()
+                .any(|e| e.reason.as_deref() == Some("disconnect"))
+        );
     }
 }

@@ -106,7 +106,11 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     tasks.spawn(Arc::clone(&gw).run_ticker());
     tasks.spawn(Arc::clone(&gw).run_health_refresher());
     for (ip, listener) in listeners {
-        tracing::info!(pid = std::process::id(), "listening on ws://{}", ws_addr(ip, port));
+        tracing::info!(
+            pid = std::process::id(),
+            "listening on ws://{}",
+            ws_addr(ip, port)
+        );
         tasks.spawn(accept_loop(Arc::clone(&gw), listener));
     }
     match (&gw.config.auth.token, &gw.config.auth.password) {
@@ -153,7 +157,8 @@ async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener) {
 /// `shutdown` to everyone, then close 1012 after it; wait until they are gone.
 async fn shutdown_clients(gw: &Gateway) {
     let payload = serde_json::json!({ "reason": "gateway stopping" });
-    gw.hub.broadcast(&Broadcast::new("shutdown", &payload, None, false));
+    gw.hub
+        .broadcast(&Broadcast::new("shutdown", &payload, None, false));
     for conn in gw.hub.snapshot() {
         conn.close_after_queued(1012, "service restart");
     }

@@ -75,7 +75,11 @@ impl StateDir {
                 let pid = pid.trim().to_owned();
                 return Err(StateDirError::Locked {
                     path: path.to_owned(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid
+                    },
                 });
             }
             Err((_, source)) => {
@@ -115,7 +119,10 @@ mod tests {
         let first = StateDir::open(dir.path()).expect("first lock");
         let err = StateDir::open(dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         drop(first);
         StateDir::open(dir.path()).expect("lock is free again after drop");
         let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;

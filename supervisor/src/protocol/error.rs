@@ -44,11 +44,13 @@ impl RpcError {
         let message = format!("missing scope: {scope}");
         match version {
             ProtocolVersion::V3 => RpcError::invalid_request(message),
-            ProtocolVersion::V4 => RpcError::new(ErrorCode::Forbidden, message).with_details(json!({
-                "code": "MISSING_SCOPE",
-                "missingScope": scope,
-                "requiredScopes": [scope],
-            })),
+            ProtocolVersion::V4 => {
+                RpcError::new(ErrorCode::Forbidden, message).with_details(json!({
+                    "code": "MISSING_SCOPE",
+                    "missingScope": scope,
+                    "requiredScopes": [scope],
+                }))
+            }
         }
     }
 

@@ -76,7 +76,11 @@ pub struct EventTemplate {
 }
 
 impl EventTemplate {
-    pub fn new<P: Serialize>(event: &str, payload: &P, state_version: Option<StateVersion>) -> Self {
+    pub fn new<P: Serialize>(
+        event: &str,
+        payload: &P,
+        state_version: Option<StateVersion>,
+    ) -> Self {
         let event = serde_json::to_string(event).unwrap_or_else(|_| "\"\"".into());
         let payload = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
         let head = format!("{{\"type\":\"event\",\"event\":{event},\"payload\":{payload},\"seq\":");
@@ -130,19 +134,28 @@ mod tests {
         let t = EventTemplate::new(
             "presence",
             &json!({"presence": []}),
-            Some(StateVersion { presence: 2, health: 3 }),
+            Some(StateVersion {
+                presence: 2,
+                health: 3,
+            }),
         );
         assert_eq!(
             t.stamp(7),
             r#"{"type":"event","event":"presence","payload":{"presence":[]},"seq":7,"stateVersion":{"presence":2,"health":3}}"#
         );
         let t = EventTemplate::new("tick", &json!({"ts": 1}), None);
-        assert_eq!(t.stamp(1), r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":1}"#);
+        assert_eq!(
+            t.stamp(1),
+            r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":1}"#
+        );
     }
 
     #[test]
     fn responses_keep_the_reference_field_order() {
-        assert_eq!(ok("a", &json!({"x": 1})), r#"{"type":"res","id":"a","ok":true,"payload":{"x":1}}"#);
+        assert_eq!(
+            ok("a", &json!({"x": 1})),
+            r#"{"type":"res","id":"a","ok":true,"payload":{"x":1}}"#
+        );
         assert_eq!(
             err("b", &RpcError::invalid_request("unknown method: x")),
             r#"{"type":"res","id":"b","ok":false,"error":{"code":"INVALID_REQUEST","message":"unknown method: x"}}"#

@@ -147,7 +147,12 @@ fn rank(schema: &Value, path: &str, kind: &ValidationErrorKind) -> Vec<usize> {
     key
 }
 
-fn describe(path: &str, kind: &ValidationErrorKind, fallback: &str, version: ProtocolVersion) -> Vec<String> {
+fn describe(
+    path: &str,
+    kind: &ValidationErrorKind,
+    fallback: &str,
+    version: ProtocolVersion,
+) -> Vec<String> {
     let at = |msg: String| {
         if path.is_empty() {
             msg
@@ -172,7 +177,10 @@ fn describe(path: &str, kind: &ValidationErrorKind, fallback: &str, version: Pro
                 .collect()
         }
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
+            let name = property
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| property.to_string());
             vec![at(format!("must have required property '{name}'"))]
         }
         ValidationErrorKind::Type { kind } => {
@@ -215,7 +223,8 @@ fn describe(path: &str, kind: &ValidationErrorKind, fallback: &str, version: Pro
             vec![at(format!("must match pattern \"{pattern}\""))]
         }
         ValidationErrorKind::AnyOf { .. } => vec![at("must match a schema in anyOf".into())],
-        ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. } => {
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
             vec![at("must match exactly one schema in oneOf".into())]
         }
         _ => vec![at(fallback.to_owned())],
@@ -271,7 +280,12 @@ mod tests {
     #[test]
     fn missing_and_unexpected_fields_come_first_then_nested() {
         let err = v()
-            .check("connect-params.v3", ProtocolVersion::V3, Report::All, &json!({"minProtocol":3}))
+            .check(
+                "connect-params.v3",
+                ProtocolVersion::V3,
+                Report::All,
+                &json!({"minProtocol":3}),
+            )
             .unwrap_err();
         assert_eq!(
             err,

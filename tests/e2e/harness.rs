@@ -1,0 +1,360 @@
+//! Starting the real binaries and talking to them over real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Generous bound for anything a loaded 2-core machine should do "at once".
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A built binary of the workspace, next to this test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binaries are built",
+        path.display()
+    );
+    path
+}
+
+/// A running `switchboard gateway run`, killed (by PID) when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub state: Arc<tempfile::TempDir>,
+    log: Arc<Mutex<String>>,
+}
+
+pub struct GatewayOpts {
+    pub token: Option<String>,
+    pub extra: Vec<String>,
+    pub state: Option<Arc<tempfile::TempDir>>,
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for GatewayOpts {
+    fn default() -> Self {
+        GatewayOpts {
+            token: Some(TOKEN.into()),
+            extra: vec![],
+            state: None,
+            port: 0,
+            env: vec![],
+        }
+    }
+}
+
+pub const TOKEN: &str = "e2e-secret-token-3f9a";
+
+/// Spawns the gateway without waiting for it; returns the child and its log.
+pub fn spawn_gateway(opts: &GatewayOpts, state: &Path) -> (Child, Arc<Mutex<String>>) {
+    let mut cmd = Command::new(bin("switchboard"));
+    cmd.args(["gateway", "run", "--port", &opts.port.to_string()])
+        .arg("--state-dir")
+        .arg(state)
+        .args(&opts.extra)
+        .env_remove("SWITCHBOARD_GATEWAY_TOKEN")
+        .env_remove("CLAWDBOT_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env("SWITCHBOARD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(t) = &opts.token {
+        cmd.args(["--token", t]);
+    }
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn switchboard");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    (child, log)
+}
+
+/// Waits until `cond` holds on the log, or panics with the log.
+pub fn wait_log(log: &Mutex<String>, what: &str, cond: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if cond(&log.lock().unwrap()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "timed out waiting for {what}; log:\n{}",
+        log.lock().unwrap()
+    );
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        Gateway::start_with(GatewayOpts::default())
+    }
+
+    pub fn start_with(opts: GatewayOpts) -> Gateway {
+        let state = opts
+            .state
+            .clone()
+            .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+        let (child, log) = spawn_gateway(&opts, state.path());
+        wait_log(&log, "the gateway to listen", |l| {
+            l.contains("listening on ws://127.0.0.1:") || l.contains(" ERROR ")
+        });
+        let port = {
+            let l = log.lock().unwrap();
+            let Some(at) = l.find("listening on ws://127.0.0.1:") else {
+                panic!("gateway failed to start:\n{l}");
+            };
+            let rest = &l[at + "listening on ws://127.0.0.1:".len()..];
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .expect("port number")
+        };
+        Gateway {
+            child,
+            port,
+            state,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig)
+            .expect("signal gateway");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Give the log reader a moment to drain the pipe.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("gateway did not exit; log:\n{}", self.log());
+    }
+
+    /// Resident memory of the gateway process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw WebSocket client.
+pub struct Client {
+    pub ws: Ws,
+    next_id: u64,
+    /// Frames read while looking for something else.
+    pub backlog: Vec<Value>,
+}
+
+/// What the socket did next.
+#[derive(Debug)]
+pub enum Next {
+    Frame(Value),
+    /// A text frame that is not JSON.
+    Text(#[allow(dead_code)] String),
+    Closed(Option<(u16, String)>),
+}
+
+impl Client {
+    pub async fn open(url: &str) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("websocket connect");
+        Client {
+            ws,
+            next_id: 0,
+            backlog: vec![],
+        }
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send frame");
+    }
+
+    pub async fn send_json(&mut self, v: &Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    pub async fn next(&mut self) -> Next {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match msg {
+                None => return Next::Closed(None),
+                Some(Err(_)) => return Next::Closed(None),
+                Some(Ok(Message::Text(t))) => {
+                    return match serde_json::from_str(t.as_str()) {
+                        Ok(v) => Next::Frame(v),
+                        Err(_) => Next::Text(t.as_str().to_owned()),
+                    };
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Next::Closed(
+                        f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())),
+                    );
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn frame(&mut self) -> Value {
+        match self.next().await {
+            Next::Frame(v) => v,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.next().await {
+                Next::Closed(c) => return c,
+                Next::Frame(v) => self.backlog.push(v),
+                Next::Text(_) => {}
+            }
+        }
+    }
+
+    /// Reads the challenge, sends `connect`, returns the response frame.
+    pub async fn connect_raw(&mut self, params: Value) -> Value {
+        let challenge = self.frame().await;
+        assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+        self.send_json(&json!({"type":"req","id":"c1","method":"connect","params": params}))
+            .await;
+        self.response("c1").await
+    }
+
+    /// Opens, connects and asserts success; returns the client and `hello-ok`.
+    pub async fn connect(url: &str, params: Value) -> (Client, Value) {
+        let mut c = Client::open(url).await;
+        let res = c.connect_raw(params).await;
+        assert_eq!(res["ok"], true, "connect failed: {res}");
+        let hello = res["payload"].clone();
+        (c, hello)
+    }
+
+    /// The next response with this id (events read meanwhile go to the backlog).
+    pub async fn response(&mut self, id: &str) -> Value {
+        loop {
+            let v = self.frame().await;
+            if v["type"] == "res" && v["id"] == id {
+                return v;
+            }
+            self.backlog.push(v);
+        }
+    }
+
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        self.send_json(&json!({"type":"req","id": id,"method": method,"params": params}))
+            .await;
+        self.response(&id).await
+    }
+
+    /// The next event with this name (from the backlog first).
+    pub async fn event(&mut self, name: &str) -> Value {
+        if let Some(pos) = self.backlog.iter().position(|v| v["event"] == name) {
+            return self.backlog.remove(pos);
+        }
+        loop {
+            let v = self.frame().await;
+            if v["type"] == "event" && v["event"] == name {
+                return v;
+            }
+            self.backlog.push(v);
+        }
+    }
+}
+
+pub fn v3_params(token: Option<&str>) -> Value {
+    let mut p = json!({
+        "minProtocol": 3, "maxProtocol": 3,
+        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "test"},
+    });
+    if let Some(t) = token {
+        p["auth"] = json!({"token": t});
+    }
+    p
+}
+
+pub fn v4_params(token: Option<&str>) -> Value {
+    let mut p = v3_params(token);
+    p["minProtocol"] = json!(4);
+    p["maxProtocol"] = json!(4);
+    p
+}
+
+/// A v4 CLI-style client (token-only cli/cli keeps its requested scopes on loopback).
+pub fn v4_cli_params(token: &str, scopes: &[&str]) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "auth": {"token": token},
+        "scopes": scopes,
+    })
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests against the real `switchboard` binary over real sockets.
+//! Each test is named after the rule it checks (protocol.md, protocol-v4.md, the issues).
+
+mod harness;
+
+mod core;
+mod lifecycle;
+mod v4;
