@@ -15,16 +15,33 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Generous bound for anything a loaded 2-core machine should do "at once".
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A built binary of the workspace, next to this test executable.
+/// A binary of the workspace, next to this test executable.
+///
+/// `cargo test --workspace` builds only the binaries of packages that have integration
+/// tests of their own, so the first call builds every binary of the workspace (a no-op
+/// when they are fresh) into the same target directory and profile; a stale binary can
+/// never be tested by accident.
 pub fn bin(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binaries are built",
-        path.display()
-    );
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    BUILD.call_once(|| {
+        let target_dir = profile_dir.parent().expect("target dir");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--workspace", "--bins", "--quiet"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
     path
 }
 
