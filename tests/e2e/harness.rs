@@ -24,7 +24,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     BUILD.call_once(|| {
         let target_dir = profile_dir.parent().expect("target dir");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
