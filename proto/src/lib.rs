@@ -1,0 +1,26 @@
+//! The supervisor↔worker contract (`proto/switchboard/worker/v1/worker.proto`) and its
+//! generated tonic/prost code. Both sides depend on this crate, neither on the other.
+
+/// Version of the contract this build speaks. A worker reporting another version in
+/// `HelloReply.contract_version` is refused by the supervisor.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// Environment variables through which the supervisor configures a worker process.
+pub mod env {
+    /// Path of the Unix socket the worker must serve on.
+    pub const SOCKET: &str = "SWITCHBOARD_WORKER_SOCKET";
+    /// The worker's configured name.
+    pub const NAME: &str = "SWITCHBOARD_WORKER_NAME";
+    /// The supervisor's pid; the worker exits when its parent is no longer this process.
+    pub const SUPERVISOR_PID: &str = "SWITCHBOARD_SUPERVISOR_PID";
+    /// The worker's configuration as a JSON object (secrets included; never logged).
+    pub const CONFIG: &str = "SWITCHBOARD_WORKER_CONFIG";
+}
+
+/// The line a worker prints on stdout once it serves.
+pub const READY_LINE: &str = "SWITCHBOARD_WORKER_READY";
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("switchboard.worker.v1");
+}

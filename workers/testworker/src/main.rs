@@ -1,0 +1,136 @@
+//! A scripted worker for tests. It serves the real contract; its config (`mode`) and the
+//! text of `Send` requests tell it to misbehave:
+//!
+//! * config `mode`: `ok` (default), `wrong-contract` (reports contract version 999),
+//!   `exit-at-start` (exits 1 before serving), `config-error` (exits with the config code),
+//!   `hang-health` (never answers Health).
+//! * `Send` text: `crash` (exit 1 at once), `hang` (stop answering Health),
+//!   `echo:<text>` (succeeds with message id `m-<text>`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use switchboard_proto::CONTRACT_VERSION;
+use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
+use switchboard_proto::v1::{
+    EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest, SendReply, SendRequest,
+    ShutdownReply, ShutdownRequest, WorkerEvent,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use worker_runtime::{RuntimeError, WorkerContext, exit};
+
+#[derive(Clone)]
+struct Scripted {
+    name: String,
+    contract: u32,
+    hung: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+}
+
+#[tonic::async_trait]
+impl Worker for Scripted {
+    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            contract_version: self.contract,
+            name: self.name.clone(),
+            channel: "test".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec!["send".into()],
+            pid: std::process::id(),
+        }))
+    }
+
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
+        if self.hung.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(HealthReply {
+            state: "connected".into(),
+            detail: String::new(),
+            restartable: true,
+            labels: Default::default(),
+        }))
+    }
+
+    type EventsStream = ReceiverStream<Result<WorkerEvent, Status>>;
+
+    async fn events(&self, _: Request<EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            drop(tx);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn send(&self, req: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
+        let text = req.into_inner().text;
+        match text.as_str() {
+            "crash" => {
+                tracing::warn!("told to crash");
+                std::process::exit(1);
+            }
+            "hang" => {
+                tracing::warn!("told to hang");
+                self.hung.store(true, Ordering::Relaxed);
+                Ok(Response::new(SendReply::default()))
+            }
+            other => Ok(Response::new(SendReply {
+                provider_message_id: format!("m-{}", other.trim_start_matches("echo:")),
+            })),
+        }
+    }
+
+    async fn shutdown(&self, _: Request<ShutdownRequest>) -> Result<Response<ShutdownReply>, Status> {
+        self.shutdown.cancel();
+        Ok(Response::new(ShutdownReply {}))
+    }
+}
+
+#[derive(Debug)]
+enum TestError {
+    Runtime(RuntimeError),
+    Told(u8),
+}
+
+impl std::fmt::Display for TestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TestError::Runtime(e) => e.fmt(f),
+            TestError::Told(code) => write!(f, "told to exit with {code}"),
+        }
+    }
+}
+
+impl worker_runtime::WorkerExit for TestError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            TestError::Runtime(e) => e.exit_code(),
+            TestError::Told(code) => *code,
+        }
+    }
+}
+
+async fn serve(ctx: WorkerContext) -> Result<(), TestError> {
+    let mode = ctx.config.get("mode").and_then(|m| m.as_str()).unwrap_or("ok").to_owned();
+    match mode.as_str() {
+        "exit-at-start" => return Err(TestError::Told(exit::FAILURE)),
+        "config-error" => return Err(TestError::Told(exit::CONFIG)),
+        _ => {}
+    }
+    let worker = Scripted {
+        name: ctx.name.clone(),
+        contract: if mode == "wrong-contract" { 999 } else { CONTRACT_VERSION },
+        hung: Arc::new(AtomicBool::new(mode == "hang-health")),
+        shutdown: ctx.shutdown.clone(),
+    };
+    let router = tonic::transport::Server::builder().add_service(WorkerServer::new(worker));
+    worker_runtime::serve(&ctx, router).await.map_err(TestError::Runtime)
+}
+
+fn main() -> std::process::ExitCode {
+    worker_runtime::run(serve)
+}
