@@ -12,8 +12,9 @@ use crate::connect::{self, ConnectParams};
 use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
-    HealthParams, HealthSnapshot, NoParams, OkResult, ShutdownEvent, StatusSummary,
-    SystemEventParams, TickEvent,
+    AgentEvent, AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, HealthParams,
+    HealthSnapshot, NoParams, OkResult, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -231,6 +232,15 @@ pub fn catalog() -> Vec<SchemaEntry> {
                 "type": ["object", "null"]
             }),
         ),
+        entry("params/workers.list", generate::<NoParams>()),
+        entry("params/workers.control", generate::<WorkerControlParams>()),
+        entry("results/workers.list", generate::<WorkersList>()),
+        entry("results/workers.control", generate::<WorkerControlResult>()),
+        entry("params/agent", generate::<AgentParams>()),
+        entry("params/agent.wait", generate::<AgentWaitParams>()),
+        entry("params/chat.abort", generate::<ChatAbortParams>()),
+        entry("results/chat.abort", generate::<ChatAbortResult>()),
+        entry("events/agent", generate::<AgentEvent>()),
         entry("events/tick", generate::<TickEvent>()),
         entry("events/shutdown", generate::<ShutdownEvent>()),
         entry("events/health", generate::<HealthSnapshot>()),

@@ -185,6 +185,175 @@ pub struct WorkerHealth {
     pub last_exit: Option<String>,
     #[serde(rename = "uptimeMs", default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
+    /// The provider's own state from the last health check (`connected`, `polling`,
+    /// `unauthorized`, `ready`, …).
+    #[serde(
+        rename = "providerState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provider_state: Option<String>,
+    /// Human-readable detail (last error); never secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// `workers.restart` / `workers.stop` / `workers.start` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerControlParams {
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// `workers.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersList {
+    pub workers: Vec<WorkerHealth>,
+}
+
+/// `workers.restart` / `workers.stop` / `workers.start` result: the command was accepted;
+/// `worker` is the state at that moment.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerControlResult {
+    pub ok: bool,
+    pub worker: WorkerHealth,
+}
+
+/// `agent` params (v3 and v4 share them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentParams {
+    #[schemars(length(min = 1))]
+    pub message: String,
+    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(rename = "sessionId", default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(
+        rename = "sessionKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(
+        rename = "replyChannel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reply_channel: Option<String>,
+    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(
+        rename = "replyAccountId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reply_account_id: Option<String>,
+    #[serde(rename = "threadId", default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    #[serde(rename = "groupId", default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(
+        rename = "groupChannel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group_channel: Option<String>,
+    #[serde(
+        rename = "groupSpace",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group_space: Option<String>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    #[serde(
+        rename = "extraSystemPrompt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extra_system_prompt: Option<String>,
+    #[serde(rename = "idempotencyKey")]
+    #[schemars(length(min = 1))]
+    pub idempotency_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub label: Option<String>,
+    #[serde(rename = "spawnedBy", default, skip_serializing_if = "Option::is_none")]
+    pub spawned_by: Option<String>,
+}
+
+/// `agent.wait` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentWaitParams {
+    #[serde(rename = "runId")]
+    #[schemars(length(min = 1))]
+    pub run_id: String,
+    /// Default 30 000.
+    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `chat.abort` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatAbortParams {
+    #[serde(rename = "sessionKey")]
+    #[schemars(length(min = 1))]
+    pub session_key: String,
+    #[serde(rename = "runId", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub run_id: Option<String>,
+}
+
+/// `chat.abort` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatAbortResult {
+    pub ok: bool,
+    pub aborted: bool,
+    #[serde(rename = "runIds")]
+    pub run_ids: Vec<String>,
+}
+
+/// `agent` event payload.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEvent {
+    #[serde(rename = "runId")]
+    pub run_id: String,
+    pub stream: String,
+    pub data: serde_json::Map<String, Value>,
+    #[serde(
+        rename = "sessionKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_key: Option<String>,
+    pub seq: u64,
+    pub ts: u64,
 }
 
 /// The `status` result: the reference's summary plus Switchboard's `gateway` and `workers`.

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, BindMode, GatewayConfig, PASSWORD_ENV, TOKEN_ENV};
 use crate::exit::ExitCode;
 use crate::secret::Secret;
+use crate::workers::WorkerSpec;
 
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about = "Switchboard: a personal messaging gateway", after_help = ExitCode::HELP)]
@@ -59,6 +60,15 @@ pub struct RunArgs {
     /// Time from socket open to a valid `connect`, in milliseconds (testing aid).
     #[arg(long, default_value_t = 10_000, hide = true)]
     pub handshake_timeout_ms: u64,
+    /// Do not run the agent worker.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// An extra worker process, as JSON `{"name":…,"program":…,"config":{…}}` (repeatable).
+    #[arg(long = "worker", value_name = "JSON")]
+    pub workers: Vec<String>,
+    /// Interval between worker health checks, in milliseconds (testing aid).
+    #[arg(long, default_value_t = 2_000, hide = true)]
+    pub worker_health_interval_ms: u64,
 }
 
 impl RunArgs {
@@ -80,8 +90,51 @@ impl RunArgs {
             .or_else(|| config::secret_from_env(PASSWORD_ENV));
         cfg.tick_interval = Duration::from_millis(self.tick_interval_ms.max(10));
         cfg.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms.max(10));
+        let interval = Duration::from_millis(self.worker_health_interval_ms.max(50));
+        cfg.worker_timing.health_interval = interval;
+        cfg.worker_timing.health_deadline = (interval / 2).min(Duration::from_secs(1));
+        if !self.no_agent {
+            cfg.workers.push(WorkerSpec {
+                name: crate::agent::AGENT_WORKER.into(),
+                program: config::worker_dir().join("switchboard-worker-agent"),
+                config: config::agent_worker_config(),
+                enabled: true,
+            });
+        }
+        for raw in self.workers {
+            cfg.workers.push(parse_worker(&raw)?);
+        }
         Ok(cfg)
     }
+}
+
+fn parse_worker(raw: &str) -> Result<WorkerSpec, config::ConfigError> {
+    let bad = |why: &str| config::ConfigError::Worker(format!("{why} in --worker {raw:?}"));
+    let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| bad(&e.to_string()))?;
+    let name = v["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("missing \"name\""))?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad(
+            "a worker name may use letters, digits, '-' and '_' only",
+        ));
+    }
+    let program = v["program"]
+        .as_str()
+        .ok_or_else(|| bad("missing \"program\""))?;
+    Ok(WorkerSpec {
+        name: name.to_owned(),
+        program: program.into(),
+        config: v
+            .get("config")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+        enabled: v["enabled"].as_bool().unwrap_or(true),
+    })
 }
 
 fn init_logging() {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::secret::Secret;
+use crate::workers::{Timing, WorkerSpec};
 
 /// Default WebSocket port, shared with the Clawdbot/OpenClaw ecosystem.
 pub const DEFAULT_PORT: u16 = 18789;
@@ -101,6 +102,9 @@ pub struct GatewayConfig {
     /// Open socket → valid `connect`, else close.
     pub handshake_timeout: Duration,
     pub tick_interval: Duration,
+    /// Worker processes to supervise (the agent runner by default).
+    pub workers: Vec<WorkerSpec>,
+    pub worker_timing: Timing,
 }
 
 impl GatewayConfig {
@@ -113,6 +117,8 @@ impl GatewayConfig {
             state_dir,
             handshake_timeout: Duration::from_secs(10),
             tick_interval: Duration::from_secs(30),
+            workers: Vec::new(),
+            worker_timing: Timing::default(),
         }
     }
 
@@ -136,6 +142,54 @@ pub fn secret_from_env(names: &[&str]) -> Option<Secret> {
         .find_map(|n| std::env::var(n).ok().and_then(Secret::new))
 }
 
+/// Where worker binaries live: `$SWITCHBOARD_WORKER_DIR`, else next to this executable.
+pub fn worker_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SWITCHBOARD_WORKER_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The agent worker's configuration from the environment: an OpenAI-compatible backend
+/// when a base URL or API key is given, else the local echo backend.
+///
+/// `SWITCHBOARD_AGENT_BACKEND` (`echo`|`openai`), `SWITCHBOARD_AGENT_BASE_URL`
+/// (or `OPENAI_BASE_URL`), `SWITCHBOARD_AGENT_API_KEY` (or `OPENAI_API_KEY`),
+/// `SWITCHBOARD_AGENT_MODEL`, `SWITCHBOARD_AGENT_ECHO_DELAY_MS`.
+pub fn agent_worker_config() -> serde_json::Value {
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let base_url = var(&["SWITCHBOARD_AGENT_BASE_URL", "OPENAI_BASE_URL"]);
+    let api_key = var(&["SWITCHBOARD_AGENT_API_KEY", "OPENAI_API_KEY"]);
+    let backend = var(&["SWITCHBOARD_AGENT_BACKEND"]).unwrap_or_else(|| {
+        if base_url.is_some() || api_key.is_some() {
+            "openai".into()
+        } else {
+            "echo".into()
+        }
+    });
+    let mut cfg = serde_json::json!({ "backend": backend });
+    if let Some(u) = base_url {
+        cfg["baseUrl"] = u.into();
+    }
+    if let Some(k) = api_key {
+        cfg["apiKey"] = k.into();
+    }
+    if let Some(m) = var(&["SWITCHBOARD_AGENT_MODEL"]) {
+        cfg["model"] = m.into();
+    }
+    if let Some(d) = var(&["SWITCHBOARD_AGENT_ECHO_DELAY_MS"]).and_then(|d| d.parse::<u64>().ok()) {
+        cfg["echoDelayMs"] = d.into();
+    }
+    cfg
+}
+
 /// `$SWITCHBOARD_STATE_DIR`, else `~/.switchboard`.
 pub fn default_state_dir() -> Result<PathBuf, ConfigError> {
     if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
@@ -156,6 +210,8 @@ pub enum ConfigError {
          SWITCHBOARD_GATEWAY_TOKEN or CLAWDBOT_GATEWAY_TOKEN, or a password)"
     )]
     UnauthenticatedBind { host: String, port: u16 },
+    #[error("invalid worker: {0}")]
+    Worker(String),
     #[error(
         "cannot find a home directory for the state directory: set --state-dir or SWITCHBOARD_STATE_DIR"
     )]

@@ -409,12 +409,13 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         respond(gw, conn, frame::err(id, &e));
         return;
     }
-    let text = match methods::dispatch(gw, conn, spec, params).await {
+    let text = match methods::dispatch(gw, conn, id, spec, params).await {
         Ok(Reply::Json(v)) => frame::ok(id, &v),
         Ok(Reply::Encoded(payload)) => {
             let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
             format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
         }
+        Ok(Reply::Frame(f)) => f,
         Err(e) => frame::err(id, &e),
     };
     respond(gw, conn, text);

@@ -26,6 +26,16 @@ const MIGRATIONS: &[&str] = &[
         response    TEXT
      );
      CREATE INDEX idempotency_created ON idempotency(created_at);",
+    // 2: conversation history, one row per message.
+    "CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_key TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        run_id      TEXT,
+        created_at  INTEGER NOT NULL
+     );
+     CREATE INDEX messages_session ON messages(session_key, id);",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use switchboard_schemas::ProtocolVersion;
@@ -19,13 +19,16 @@ use switchboard_schemas::methods::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::Runs;
 use crate::auth_limit::AuthLimiter;
 use crate::clock::now_ms;
 use crate::config::GatewayConfig;
 use crate::db::Db;
 use crate::hub::{Broadcast, Hub};
+use crate::idempotency::Idempotency;
 use crate::presence::{self, Presence};
 use crate::protocol::validate::Validators;
+use crate::workers::Workers;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_AGENT_ID: &str = "main";
@@ -56,6 +59,9 @@ pub struct Gateway {
     pub validators: Validators,
     pub limiter: AuthLimiter,
     pub shutdown: CancellationToken,
+    pub idempotency: Idempotency,
+    pub runs: Runs,
+    workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
     health_version: AtomicU64,
@@ -102,10 +108,13 @@ impl Gateway {
             started: Instant::now(),
             port,
             hub: Hub::default(),
-            db,
+            db: db.clone(),
             validators,
             limiter: AuthLimiter::default(),
             shutdown,
+            idempotency: Idempotency::new(db.clone()),
+            runs: Runs::default(),
+            workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),
             health_version: AtomicU64::new(1),
@@ -119,6 +128,16 @@ impl Gateway {
         });
         gw.refresh_health(false).await;
         gw
+    }
+
+    /// Sets the worker manager (once, right after start-up).
+    pub fn attach_workers(&self, workers: Arc<Workers>) {
+        let _ = self.workers.set(workers);
+    }
+
+    /// The worker manager (empty until attached).
+    pub fn workers(&self) -> Arc<Workers> {
+        self.workers.get().cloned().unwrap_or_else(Workers::none)
     }
 
     pub fn uptime_ms(&self) -> u64 {
@@ -270,12 +289,15 @@ impl Gateway {
             }],
             sessions: summary,
             gateway: Some(self.gateway_health()),
-            workers: Some(vec![]),
+            workers: Some(self.workers().list()),
         };
         let mut fp = snapshot.clone();
         fp.ts = 0;
         if let Some(g) = fp.gateway.as_mut() {
             g.uptime_ms = 0;
+        }
+        for w in fp.workers.iter_mut().flatten() {
+            w.uptime_ms = None;
         }
         let fingerprint = serde_json::to_string(&fp).unwrap_or_default();
         snapshot.duration_ms = t0.elapsed().as_millis() as u64;
@@ -365,7 +387,7 @@ impl Gateway {
                 }],
             },
             gateway: Some(self.gateway_health()),
-            workers: Some(vec![]),
+            workers: Some(self.workers().list()),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! state) and its command line. See ARCHITECTURE.md for the map.
 
 pub mod access;
+pub mod agent;
 pub mod auth_limit;
 pub mod budget;
 pub mod cli;
@@ -14,9 +15,11 @@ pub mod exit;
 pub mod gateway;
 pub mod handshake;
 pub mod hub;
+pub mod idempotency;
 pub mod methods;
 pub mod presence;
 pub mod protocol;
 pub mod secret;
 pub mod server;
 pub mod state_dir;
+pub mod workers;

@@ -5,13 +5,20 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use std::time::Duration;
 use switchboard_schemas::ProtocolVersion::{self, V3, V4};
-use switchboard_schemas::methods::SystemEventParams;
+
+use switchboard_schemas::methods::{
+    AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, SystemEventParams,
+    WorkerControlParams, WorkerControlResult, WorkersList,
+};
 
 use crate::access::Access;
+use crate::agent;
 use crate::gateway::Gateway;
 use crate::hub::ConnHandle;
 use crate::protocol::error::RpcError;
+use crate::workers::Control;
 
 pub struct MethodSpec {
     pub name: &'static str,
@@ -56,6 +63,48 @@ pub const TABLE: &[MethodSpec] = &[
         params: "params/system-event",
         advertised: BOTH,
     },
+    MethodSpec {
+        name: "agent",
+        access: Access::Write,
+        params: "params/agent",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "agent.wait",
+        access: Access::Write,
+        params: "params/agent.wait",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "chat.abort",
+        access: Access::Write,
+        params: "params/chat.abort",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "workers.list",
+        access: Access::Admin,
+        params: "params/workers.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "workers.restart",
+        access: Access::Admin,
+        params: "params/workers.control",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "workers.stop",
+        access: Access::Admin,
+        params: "params/workers.control",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "workers.start",
+        access: Access::Admin,
+        params: "params/workers.control",
+        advertised: BOTH,
+    },
     // A second `connect` after the handshake: known, never advertised.
     MethodSpec {
         name: "connect",
@@ -86,20 +135,72 @@ pub fn advertised(version: ProtocolVersion) -> Vec<String> {
         .collect()
 }
 
-/// A handler's answer: a JSON value, or a payload already encoded.
+/// A handler's answer: a JSON value, a payload already encoded, or a whole response
+/// frame (e.g. a replayed failure that carries a payload too).
 pub enum Reply {
     Json(Value),
     Encoded(Arc<str>),
+    Frame(String),
 }
 
 /// Runs the handler of an authorized, validated request.
 pub async fn dispatch(
     gw: &Arc<Gateway>,
     conn: &Arc<ConnHandle>,
+    request_id: &str,
     method: &'static MethodSpec,
     params: Value,
 ) -> Result<Reply, RpcError> {
     match method.name {
+        "agent" => {
+            let p: AgentParams = parse(method.name, params)?;
+            match agent::start(gw, conn, request_id, p).await? {
+                agent::Admission::Accepted(ack) => Ok(Reply::Json(ack)),
+                agent::Admission::Replay { ok: true, payload, .. } => Ok(Reply::Json(payload)),
+                agent::Admission::Replay { payload, error, .. } => Ok(Reply::Frame(
+                    json!({"type": "res", "id": request_id, "ok": false, "payload": payload, "error": error})
+                        .to_string(),
+                )),
+            }
+        }
+        "agent.wait" => {
+            let p: AgentWaitParams = parse(method.name, params)?;
+            let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
+            Ok(Reply::Json(agent::wait(gw, &p.run_id, timeout).await))
+        }
+        "chat.abort" => {
+            let p: ChatAbortParams = parse(method.name, params)?;
+            let key = agent::canonical_session_key(Some(&p.session_key), None);
+            let run_ids = gw.runs.abort(&key, p.run_id.as_deref());
+            Ok(Reply::Json(to_value(&ChatAbortResult {
+                ok: true,
+                aborted: !run_ids.is_empty(),
+                run_ids,
+            })))
+        }
+        "workers.list" => Ok(Reply::Json(to_value(&WorkersList {
+            workers: gw.workers().list(),
+        }))),
+        "workers.restart" | "workers.stop" | "workers.start" => {
+            let p: WorkerControlParams = parse(method.name, params)?;
+            let control = match method.name {
+                "workers.restart" => Control::Restart,
+                "workers.stop" => Control::Stop,
+                _ => Control::Start,
+            };
+            let workers = gw.workers();
+            workers
+                .control(&p.name, control)
+                .await
+                .map_err(|e| RpcError::invalid_request(e.to_string()))?;
+            let worker = workers
+                .health_of(&p.name)
+                .map_err(|e| RpcError::invalid_request(e.to_string()))?;
+            Ok(Reply::Json(to_value(&WorkerControlResult {
+                ok: true,
+                worker,
+            })))
+        }
         "health" => {
             let probe = params.get("probe").and_then(Value::as_bool) == Some(true);
             let cached = gw.health_cache();
@@ -133,6 +234,12 @@ pub async fn dispatch(
             "unknown method: {other}"
         ))),
     }
+}
+
+/// Typed params; the schema already passed, so a failure here is a bug worth reporting.
+fn parse<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
+    serde_json::from_value(params)
+        .map_err(|e| RpcError::invalid_request(format!("invalid {method} params: {e}")))
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {

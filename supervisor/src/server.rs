@@ -96,13 +96,38 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     }
 
     let shutdown = CancellationToken::new();
+    let specs = config.workers.clone();
+    let timing = config.worker_timing;
     let gw = Gateway::new(config, port, db, validators, shutdown.clone()).await;
+    crate::agent::finish_orphans(&gw).await;
+    match gw.idempotency.prune().await {
+        Ok(n) if n > 0 => tracing::info!(expired = n, "pruned idempotency records"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(RunError::Signals)?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(RunError::Signals)?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    let socket_dir = state.path().join("sockets");
+    create_private_dir(&socket_dir)?;
+    let weak = Arc::downgrade(&gw);
+    let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        if let Some(gw) = weak.upgrade() {
+            gw.health_changed();
+        }
+    });
+    let workers = crate::workers::Workers::start(
+        specs,
+        socket_dir,
+        timing,
+        on_change,
+        shutdown.clone(),
+        &mut tasks,
+    );
+    gw.attach_workers(workers);
     tasks.spawn(Arc::clone(&gw).run_ticker());
     tasks.spawn(Arc::clone(&gw).run_health_refresher());
     for (ip, listener) in listeners {
@@ -130,10 +155,32 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     tracing::info!(signal, "shutting down");
     shutdown_clients(&gw).await;
     shutdown.cancel();
+    // Workers stop gracefully (Shutdown RPC, then SIGTERM, then SIGKILL); bounded.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop in time");
+    }
     tasks.shutdown().await;
     drop(state);
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| {
+            RunError::StateDir(StateDirError::Create {
+                path: path.to_owned(),
+                source,
+            })
+        })
 }
 
 async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener) {

@@ -94,7 +94,12 @@ pub async fn run(
     let _ = out.send(step).await;
 }
 
-async fn echo(cfg: &BackendConfig, messages: &[ChatMessage], cancel: &CancellationToken, out: &mpsc::Sender<Step>) -> Step {
+async fn echo(
+    cfg: &BackendConfig,
+    messages: &[ChatMessage],
+    cancel: &CancellationToken,
+    out: &mpsc::Sender<Step>,
+) -> Step {
     let last = messages
         .iter()
         .rev()
@@ -193,7 +198,11 @@ async fn openai(
         if status.as_u16() == 429 && attempt < MAX_RATE_LIMIT_RETRIES {
             attempt += 1;
             let wait = retry_after(&resp);
-            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "model backend rate-limited the run; retrying");
+            tracing::warn!(
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "model backend rate-limited the run; retrying"
+            );
             tokio::select! {
                 _ = cancel.cancelled() => return Step::Aborted { partial: String::new() },
                 _ = tokio::time::sleep(wait) => continue,
@@ -203,11 +212,16 @@ async fn openai(
         let detail: String = detail.chars().take(300).collect();
         return match status.as_u16() {
             401 | 403 => Step::Failed {
-                error: format!("model backend refused the API key (HTTP {}): check the agent apiKey", status.as_u16()),
+                error: format!(
+                    "model backend refused the API key (HTTP {}): check the agent apiKey",
+                    status.as_u16()
+                ),
                 retryable: false,
             },
             429 => Step::Failed {
-                error: format!("model backend is rate-limiting (HTTP 429) after {attempt} retries: {detail}"),
+                error: format!(
+                    "model backend is rate-limiting (HTTP 429) after {attempt} retries: {detail}"
+                ),
                 retryable: true,
             },
             code => Step::Failed {
@@ -251,7 +265,11 @@ async fn openai(
             if data == "[DONE]" {
                 return Step::Done {
                     text,
-                    stop_reason: if stop_reason.is_empty() { "stop".into() } else { stop_reason },
+                    stop_reason: if stop_reason.is_empty() {
+                        "stop".into()
+                    } else {
+                        stop_reason
+                    },
                 };
             }
             let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
@@ -277,7 +295,10 @@ async fn openai(
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), &format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")));
+        s = s.replace(
+            url.as_str(),
+            &format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")),
+        );
     }
     s
 }

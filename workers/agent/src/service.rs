@@ -10,8 +10,9 @@ use switchboard_proto::v1::agent_runner_server::{AgentRunner, AgentRunnerServer}
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
     AbortReply, AbortRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
-    ModelInfo, ModelsReply, ModelsRequest, RunAborted, RunEvent, RunFailed, RunFinished, RunRequest,
-    RunStarted, SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent, run_event,
+    ModelInfo, ModelsReply, ModelsRequest, RunAborted, RunEvent, RunFailed, RunFinished,
+    RunRequest, RunStarted, SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent,
+    run_event,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -33,7 +34,8 @@ struct Agent {
 
 /// The worker's entry point: builds the services and serves them until shutdown.
 pub async fn serve(ctx: WorkerContext) -> Result<(), RuntimeError> {
-    let cfg: BackendConfig = serde_json::from_value(ctx.config.clone()).map_err(RuntimeError::Config)?;
+    let cfg: BackendConfig =
+        serde_json::from_value(ctx.config.clone()).map_err(RuntimeError::Config)?;
     tracing::info!(backend = cfg.label(), model = %cfg.model(), "agent backend");
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -75,7 +77,9 @@ impl Worker for Agent {
         labels.insert("runs".into(), running.to_string());
         let detail = match self.cfg.backend {
             backend::BackendKind::Echo => "local echo backend: no model configured".into(),
-            backend::BackendKind::Openai => format!("openai-compatible backend at {}", self.cfg.base_url()),
+            backend::BackendKind::Openai => {
+                format!("openai-compatible backend at {}", self.cfg.base_url())
+            }
         };
         Ok(Response::new(HealthReply {
             state: "ready".into(),
@@ -87,7 +91,10 @@ impl Worker for Agent {
 
     type EventsStream = Boxed<WorkerEvent>;
 
-    async fn events(&self, _: Request<EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+    async fn events(
+        &self,
+        _: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
         // The agent runner has no inbound provider events; the stream stays open until
         // shutdown so the supervisor treats every worker alike.
         let (tx, rx) = mpsc::channel(1);
@@ -100,10 +107,15 @@ impl Worker for Agent {
     }
 
     async fn send(&self, _: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
-        Err(Status::unimplemented("the agent worker does not deliver messages"))
+        Err(Status::unimplemented(
+            "the agent worker does not deliver messages",
+        ))
     }
 
-    async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<ShutdownReply>, Status> {
+    async fn shutdown(
+        &self,
+        req: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownReply>, Status> {
         tracing::info!(reason = %req.get_ref().reason, "shutdown requested");
         self.shutdown.cancel();
         Ok(Response::new(ShutdownReply {}))
@@ -151,7 +163,9 @@ impl AgentRunner for Agent {
                 let http = agent.http.clone();
                 let cancel = cancel.clone();
                 let messages = req.messages.clone();
-                tokio::spawn(async move { backend::run(&cfg, &http, &messages, &cancel, &steps_tx).await })
+                tokio::spawn(async move {
+                    backend::run(&cfg, &http, &messages, &cancel, &steps_tx).await
+                })
             };
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
@@ -175,7 +189,9 @@ impl AgentRunner for Agent {
                     Some(Step::Failed { error, retryable }) => {
                         run_event::Event::Failed(RunFailed { error, retryable })
                     }
-                    Some(Step::Aborted { partial }) => run_event::Event::Aborted(RunAborted { partial_text: partial }),
+                    Some(Step::Aborted { partial }) => run_event::Event::Aborted(RunAborted {
+                        partial_text: partial,
+                    }),
                     None => break,
                 };
                 let terminal = !matches!(e, run_event::Event::Delta(_));
@@ -189,7 +205,11 @@ impl AgentRunner for Agent {
                 }
             }
             runner.abort();
-            agent.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.run_id);
+            agent
+                .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&req.run_id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -225,7 +245,8 @@ impl AgentRunner for Agent {
                 context_window: 0,
             },
         };
-        Ok(Response::new(ModelsReply { models: vec![model] }))
+        Ok(Response::new(ModelsReply {
+            models: vec![model],
+        }))
     }
 }
-

@@ -43,7 +43,9 @@ pub mod exit {
 pub enum RuntimeError {
     #[error("{0} is not set: workers are started by the switchboard supervisor")]
     MissingEnv(&'static str),
-    #[error("socket path {path} is {len} bytes; the limit is {MAX_SOCKET_PATH} (use a shorter state directory)")]
+    #[error(
+        "socket path {path} is {len} bytes; the limit is {MAX_SOCKET_PATH} (use a shorter state directory)"
+    )]
     SocketPathTooLong { path: PathBuf, len: usize },
     #[error("socket path {0} exists and is not a socket")]
     NotASocket(PathBuf),
@@ -74,7 +76,9 @@ impl WorkerContext {
         let socket = std::env::var_os(env::SOCKET).ok_or(RuntimeError::MissingEnv(env::SOCKET))?;
         let name = std::env::var(env::NAME).map_err(|_| RuntimeError::MissingEnv(env::NAME))?;
         let config = match std::env::var(env::CONFIG) {
-            Ok(s) if !s.trim().is_empty() => serde_json::from_str(&s).map_err(RuntimeError::Config)?,
+            Ok(s) if !s.trim().is_empty() => {
+                serde_json::from_str(&s).map_err(RuntimeError::Config)?
+            }
             _ => serde_json::Value::Object(Default::default()),
         };
         Ok(WorkerContext {
@@ -167,8 +171,10 @@ impl WorkerExit for RuntimeError {
 
 fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
@@ -249,18 +255,22 @@ pub fn prepare_socket_path(path: &Path) -> Result<(), RuntimeError> {
 
 /// Binds the socket (mode 0600), announces readiness on stdout, and serves `router`
 /// until shutdown.
-pub async fn serve(ctx: &WorkerContext, router: tonic::transport::server::Router) -> Result<(), RuntimeError> {
+pub async fn serve(
+    ctx: &WorkerContext,
+    router: tonic::transport::server::Router,
+) -> Result<(), RuntimeError> {
     prepare_socket_path(&ctx.socket)?;
-    let listener = tokio::net::UnixListener::bind(&ctx.socket).map_err(|source| RuntimeError::Bind {
-        path: ctx.socket.clone(),
-        source,
-    })?;
-    std::fs::set_permissions(&ctx.socket, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        RuntimeError::Bind {
+    let listener =
+        tokio::net::UnixListener::bind(&ctx.socket).map_err(|source| RuntimeError::Bind {
             path: ctx.socket.clone(),
             source,
-        }
-    })?;
+        })?;
+    std::fs::set_permissions(&ctx.socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| RuntimeError::Bind {
+            path: ctx.socket.clone(),
+            source,
+        },
+    )?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{READY_LINE}");

@@ -56,7 +56,10 @@ impl Worker for Scripted {
 
     type EventsStream = ReceiverStream<Result<WorkerEvent, Status>>;
 
-    async fn events(&self, _: Request<EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+    async fn events(
+        &self,
+        _: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -84,7 +87,10 @@ impl Worker for Scripted {
         }
     }
 
-    async fn shutdown(&self, _: Request<ShutdownRequest>) -> Result<Response<ShutdownReply>, Status> {
+    async fn shutdown(
+        &self,
+        _: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownReply>, Status> {
         self.shutdown.cancel();
         Ok(Response::new(ShutdownReply {}))
     }
@@ -115,7 +121,12 @@ impl worker_runtime::WorkerExit for TestError {
 }
 
 async fn serve(ctx: WorkerContext) -> Result<(), TestError> {
-    let mode = ctx.config.get("mode").and_then(|m| m.as_str()).unwrap_or("ok").to_owned();
+    let mode = ctx
+        .config
+        .get("mode")
+        .and_then(|m| m.as_str())
+        .unwrap_or("ok")
+        .to_owned();
     match mode.as_str() {
         "exit-at-start" => return Err(TestError::Told(exit::FAILURE)),
         "config-error" => return Err(TestError::Told(exit::CONFIG)),
@@ -123,12 +134,18 @@ async fn serve(ctx: WorkerContext) -> Result<(), TestError> {
     }
     let worker = Scripted {
         name: ctx.name.clone(),
-        contract: if mode == "wrong-contract" { 999 } else { CONTRACT_VERSION },
+        contract: if mode == "wrong-contract" {
+            999
+        } else {
+            CONTRACT_VERSION
+        },
         hung: Arc::new(AtomicBool::new(mode == "hang-health")),
         shutdown: ctx.shutdown.clone(),
     };
     let router = tonic::transport::Server::builder().add_service(WorkerServer::new(worker));
-    worker_runtime::serve(&ctx, router).await.map_err(TestError::Runtime)
+    worker_runtime::serve(&ctx, router)
+        .await
+        .map_err(TestError::Runtime)
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,603 @@
+//! Agent runs: the `agent` method's two responses, the streamed `agent` and `chat`
+//! events, `agent.wait` and `chat.abort`. The run itself happens in the agent worker;
+//! conversation history lives in SQLite and is sent with each run.
+//!
+//! Guarantees: one idempotency key starts at most one run, ever (the key is recorded
+//! before the ack is sent, and survives restarts); every accepted run ends with a final
+//! response and a terminal event, also when the worker dies mid-run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::params;
+use serde_json::{Value, json};
+use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
+use switchboard_proto::v1::{AbortRequest, ChatMessage, RunRequest, run_event};
+use switchboard_schemas::ProtocolVersion;
+use switchboard_schemas::methods::AgentParams;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::gateway::{DEFAULT_AGENT_ID, Gateway};
+use crate::hub::{Broadcast, ConnHandle};
+use crate::idempotency::Record;
+use crate::protocol::error::RpcError;
+use crate::protocol::frame;
+
+/// Name of the agent runner worker.
+pub const AGENT_WORKER: &str = "agent";
+/// How long a request waits for a restarting agent worker before `UNAVAILABLE`.
+const WORKER_WAIT: Duration = Duration::from_secs(5);
+/// Prior messages sent with a run.
+const HISTORY_LIMIT: i64 = 50;
+/// Default run timeout when the request gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// After asking the worker to abort, how long to wait for its `aborted`.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: &'static str,
+    pub started_at: u64,
+    pub ended_at: u64,
+    pub error: Option<String>,
+}
+
+pub struct Run {
+    pub run_id: String,
+    pub session_key: String,
+    cancel: CancellationToken,
+    done: watch::Sender<Option<Outcome>>,
+}
+
+#[derive(Default)]
+pub struct Runs {
+    live: Mutex<HashMap<String, Arc<Run>>>,
+    /// Recently finished runs, for `agent.wait` (bounded).
+    finished: Mutex<Vec<(String, Outcome)>>,
+}
+
+const FINISHED_KEPT: usize = 1000;
+
+impl Runs {
+    fn insert(&self, run: Arc<Run>) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run.run_id.clone(), run);
+    }
+
+    fn finish(&self, run_id: &str, outcome: Outcome) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run_id);
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        f.push((run_id.to_owned(), outcome));
+        if f.len() > FINISHED_KEPT {
+            let excess = f.len() - FINISHED_KEPT;
+            f.drain(..excess);
+        }
+    }
+
+    fn live(&self, run_id: &str) -> Option<Arc<Run>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .cloned()
+    }
+
+    fn finished(&self, run_id: &str) -> Option<Outcome> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find(|(id, _)| id == run_id)
+            .map(|(_, o)| o.clone())
+    }
+
+    /// Cancels live runs of a session (all, or the one with `run_id`).
+    pub fn abort(&self, session_key: &str, run_id: Option<&str>) -> Vec<String> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.values()
+            .filter(|r| r.session_key == session_key && run_id.is_none_or(|id| id == r.run_id))
+            .map(|r| {
+                r.cancel.cancel();
+                r.run_id.clone()
+            })
+            .collect()
+    }
+}
+
+/// `agent:<id>:<key>`: the canonical form of a session key.
+pub fn canonical_session_key(key: Option<&str>, agent_id: Option<&str>) -> String {
+    let agent = agent_id
+        .filter(|a| !a.is_empty())
+        .unwrap_or(DEFAULT_AGENT_ID);
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(k) if k.starts_with("agent:") => k.to_owned(),
+        Some(k) => format!("agent:{agent}:{k}"),
+        None => format!("agent:{agent}:main"),
+    }
+}
+
+/// What the `agent` handler answers first.
+pub enum Admission {
+    /// A new run was accepted; this is the ack.
+    Accepted(Value),
+    /// A repeated key: answer with this (no new run).
+    Replay {
+        ok: bool,
+        payload: Value,
+        error: Option<Value>,
+    },
+}
+
+async fn wait_for_worker(gw: &Gateway) -> Result<tonic::transport::Channel, RpcError> {
+    let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+    loop {
+        match gw.workers().channel(AGENT_WORKER) {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                let mut err = RpcError::unavailable(e.to_string());
+                err.retryable = Some(true);
+                err.retry_after_ms = Some(1000);
+                return Err(err);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The `agent` method: dedupe, ack, and start the run in the background.
+pub async fn start(
+    gw: &Arc<Gateway>,
+    conn: &Arc<ConnHandle>,
+    request_id: &str,
+    p: AgentParams,
+) -> Result<Admission, RpcError> {
+    let run_id = p.idempotency_key.clone();
+    let key = format!("agent:{run_id}");
+    if let Some(existing) = gw.idempotency.get(&key).await.map_err(db_err)? {
+        return Ok(replay(conn.version, &run_id, existing));
+    }
+    let channel = wait_for_worker(gw).await?;
+    let accepted_at = now_ms();
+    let ack = json!({"runId": run_id, "status": "accepted", "acceptedAt": accepted_at});
+    if let Some(existing) = gw
+        .idempotency
+        .claim(&key, "agent", &Record::Accepted { ack: ack.clone() })
+        .await
+        .map_err(db_err)?
+    {
+        // Another request with the same key won the race.
+        return Ok(replay(conn.version, &run_id, existing));
+    }
+    let session_key = canonical_session_key(p.session_key.as_deref(), p.agent_id.as_deref());
+    let (done, _) = watch::channel(None);
+    let run = Arc::new(Run {
+        run_id: run_id.clone(),
+        session_key,
+        cancel: CancellationToken::new(),
+        done,
+    });
+    gw.runs.insert(Arc::clone(&run));
+    let task = RunTask {
+        gw: Arc::clone(gw),
+        conn: Arc::clone(conn),
+        request_id: request_id.to_owned(),
+        run,
+        key,
+        params: p,
+        channel,
+        started_at: accepted_at,
+    };
+    tokio::spawn(task.run());
+    Ok(Admission::Accepted(ack))
+}
+
+fn replay(version: ProtocolVersion, run_id: &str, existing: Record) -> Admission {
+    match existing {
+        Record::Accepted { ack } => match version {
+            ProtocolVersion::V3 => Admission::Replay {
+                ok: true,
+                payload: ack,
+                error: None,
+            },
+            ProtocolVersion::V4 => Admission::Replay {
+                ok: true,
+                payload: json!({"runId": run_id, "status": "in_flight"}),
+                error: None,
+            },
+        },
+        Record::Final { ok, payload, error } => Admission::Replay { ok, payload, error },
+    }
+}
+
+fn db_err(e: crate::db::DbError) -> RpcError {
+    tracing::error!(error = %e, "idempotency store failed");
+    RpcError::unavailable("the gateway's database is unavailable; retry later")
+}
+
+/// `agent.wait`: the run's outcome, or `timeout`.
+pub async fn wait(gw: &Gateway, run_id: &str, timeout: Duration) -> Value {
+    let shape = |o: &Outcome| {
+        let mut v = json!({"runId": run_id, "status": o.status, "startedAt": o.started_at, "endedAt": o.ended_at});
+        if let Some(e) = &o.error {
+            v["error"] = json!(e);
+        }
+        v
+    };
+    if let Some(run) = gw.runs.live(run_id) {
+        let mut rx = run.done.subscribe();
+        let finished = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        if let Ok(Ok(o)) = finished
+            && let Some(o) = o.as_ref()
+        {
+            return shape(o);
+        }
+        if let Some(o) = gw.runs.finished(run_id) {
+            return shape(&o);
+        }
+        return json!({"runId": run_id, "status": "timeout"});
+    }
+    if let Some(o) = gw.runs.finished(run_id) {
+        return shape(&o);
+    }
+    // Finished before a restart: the durable record has the final payload.
+    if let Ok(Some(Record::Final { payload, .. })) =
+        gw.idempotency.get(&format!("agent:{run_id}")).await
+    {
+        let status = payload["status"].as_str().unwrap_or("ok").to_owned();
+        let mut v = json!({"runId": run_id, "status": status});
+        if status == "error" {
+            v["error"] = payload["summary"].clone();
+        }
+        return v;
+    }
+    tokio::time::sleep(timeout.min(Duration::from_millis(0))).await;
+    json!({"runId": run_id, "status": "timeout"})
+}
+
+struct RunTask {
+    gw: Arc<Gateway>,
+    conn: Arc<ConnHandle>,
+    request_id: String,
+    run: Arc<Run>,
+    key: String,
+    params: AgentParams,
+    channel: tonic::transport::Channel,
+    started_at: u64,
+}
+
+/// Per-run event numbering and the reply so far.
+struct Emitter {
+    gw: Arc<Gateway>,
+    run_id: String,
+    session_key: String,
+    agent_seq: u64,
+    chat_seq: u64,
+    text: String,
+}
+
+impl Emitter {
+    fn agent(&mut self, stream: &str, data: Value) {
+        self.agent_seq += 1;
+        let payload = json!({
+            "runId": self.run_id, "stream": stream, "data": data,
+            "sessionKey": self.session_key, "seq": self.agent_seq, "ts": now_ms(),
+        });
+        self.gw
+            .hub
+            .broadcast(&Broadcast::new("agent", &payload, None, false));
+    }
+
+    fn message(&self) -> Value {
+        json!({"role": "assistant", "content": [{"type": "text", "text": self.text}], "timestamp": now_ms()})
+    }
+
+    fn chat(&mut self, state: &str, extra: impl Fn(ProtocolVersion, &mut Value)) {
+        self.chat_seq += 1;
+        let base = json!({"runId": self.run_id, "sessionKey": self.session_key, "seq": self.chat_seq, "state": state});
+        let b = Broadcast::per_version(
+            "chat",
+            |v| {
+                let mut p = base.clone();
+                extra(v, &mut p);
+                p
+            },
+            None,
+            false,
+        );
+        self.gw.hub.broadcast(&b);
+    }
+
+    fn delta(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.agent("assistant", json!({"text": self.text, "delta": delta}));
+        let message = self.message();
+        let delta = delta.to_owned();
+        self.chat("delta", |v, p| {
+            p["message"] = message.clone();
+            if v == ProtocolVersion::V4 {
+                p["deltaText"] = json!(delta);
+            }
+        });
+    }
+}
+
+impl RunTask {
+    async fn run(self) {
+        let session_key = self.run.session_key.clone();
+        let mut em = Emitter {
+            gw: Arc::clone(&self.gw),
+            run_id: self.run.run_id.clone(),
+            session_key: session_key.clone(),
+            agent_seq: 0,
+            chat_seq: 0,
+            text: String::new(),
+        };
+        let started_at = self.started_at;
+        em.agent(
+            "lifecycle",
+            json!({"phase": "start", "startedAt": started_at}),
+        );
+        let (status, error) = match self.drive(&mut em).await {
+            Ok(stop) if stop == "aborted" => ("aborted", None),
+            Ok(_) => ("ok", None),
+            Err(e) => ("error", Some(e)),
+        };
+        let ended_at = now_ms();
+        match (status, &error) {
+            ("ok", _) => {
+                em.agent(
+                    "lifecycle",
+                    json!({"phase": "end", "startedAt": started_at, "endedAt": ended_at}),
+                );
+                let message = em.message();
+                em.chat("final", |_, p| p["message"] = message.clone());
+            }
+            ("aborted", _) => {
+                em.agent(
+                    "lifecycle",
+                    json!({"phase": "end", "startedAt": started_at, "endedAt": ended_at,
+                           "status": "cancelled", "aborted": true, "stopReason": "aborted"}),
+                );
+                em.chat("aborted", |_, _| {});
+            }
+            (_, e) => {
+                let e = e.clone().unwrap_or_default();
+                em.agent(
+                    "lifecycle",
+                    json!({"phase": "error", "startedAt": started_at, "endedAt": ended_at, "error": e}),
+                );
+                em.chat("error", |_, p| p["errorMessage"] = json!(e));
+            }
+        }
+        let run_id = self.run.run_id.clone();
+        let (record, frame) = match status {
+            "error" => {
+                let summary = error.clone().unwrap_or_default();
+                let payload = json!({"runId": run_id, "status": "error", "summary": summary});
+                let err = RpcError::unavailable(summary);
+                (
+                    Record::Final {
+                        ok: false,
+                        payload: payload.clone(),
+                        error: serde_json::to_value(err.to_shape()).ok(),
+                    },
+                    frame::err_with_payload(&self.request_id, &payload, &err),
+                )
+            }
+            _ => {
+                let payload = json!({
+                    "runId": run_id,
+                    "status": status,
+                    "summary": if status == "ok" { "completed" } else { "aborted" },
+                    "result": {
+                        "payloads": [{"text": em.text}],
+                        "meta": {"durationMs": ended_at.saturating_sub(started_at)},
+                    },
+                });
+                (
+                    Record::Final {
+                        ok: true,
+                        payload: payload.clone(),
+                        error: None,
+                    },
+                    frame::ok(&self.request_id, &payload),
+                )
+            }
+        };
+        if let Err(e) = self.gw.idempotency.set(&self.key, &record).await {
+            tracing::error!(run = %run_id, error = %e, "recording the run's final answer failed");
+        }
+        let outcome = Outcome {
+            status,
+            started_at,
+            ended_at,
+            error,
+        };
+        self.gw.runs.finish(&run_id, outcome.clone());
+        let _ = self.run.done.send(Some(outcome));
+        // The requester may be gone; the final answer is recorded for its retry.
+        self.gw.hub.send_direct(&self.conn, frame);
+        self.gw.health_changed();
+        tracing::info!(run = %run_id, status, "agent run finished");
+    }
+
+    /// Streams the run; `Ok(stop_reason)` or `Err(message)`.
+    async fn drive(&self, em: &mut Emitter) -> Result<String, String> {
+        let session_key = self.run.session_key.clone();
+        let user_text = self.params.message.clone();
+        let agent_id = self
+            .params
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AGENT_ID.into());
+        let run_id = self.run.run_id.clone();
+        let history = {
+            let session_key = session_key.clone();
+            let run_id = run_id.clone();
+            self.gw
+                .db
+                .call(move |c| {
+                    let now = now_ms() as i64;
+                    c.execute(
+                        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                         ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
+                        params![session_key, agent_id, now],
+                    )?;
+                    let mut stmt = c.prepare_cached(
+                        "SELECT role, content FROM (SELECT id, role, content FROM messages WHERE session_key = ?1
+                         ORDER BY id DESC LIMIT ?2) ORDER BY id ASC",
+                    )?;
+                    let mut history = stmt
+                        .query_map(params![session_key, HISTORY_LIMIT], |r| {
+                            Ok(ChatMessage {
+                                role: r.get(0)?,
+                                content: r.get(1)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    c.execute(
+                        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, 'user', ?2, ?3, ?4)",
+                        params![session_key, user_text, run_id, now],
+                    )?;
+                    history.push(ChatMessage {
+                        role: "user".into(),
+                        content: user_text,
+                    });
+                    Ok(history)
+                })
+                .await
+                .map_err(|e| format!("cannot read the conversation: {e}"))?
+        };
+        let timeout = self
+            .params
+            .timeout
+            .filter(|t| *t > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let mut client = AgentRunnerClient::new(self.channel.clone());
+        let request = RunRequest {
+            run_id: run_id.clone(),
+            session_key: session_key.clone(),
+            agent_id: self
+                .params
+                .agent_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AGENT_ID.into()),
+            messages: history,
+            extra_system_prompt: self.params.extra_system_prompt.clone().unwrap_or_default(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let mut stream = client
+            .run(request)
+            .await
+            .map_err(|s| format!("agent worker refused the run: {}", s.message()))?
+            .into_inner();
+        let deadline = tokio::time::sleep(timeout + Duration::from_secs(5));
+        tokio::pin!(deadline);
+        let mut abort_sent = false;
+        let result = loop {
+            let next = tokio::select! {
+                m = stream.message() => m,
+                _ = self.run.cancel.cancelled(), if !abort_sent => {
+                    abort_sent = true;
+                    let mut c = AgentRunnerClient::new(self.channel.clone());
+                    let _ = tokio::time::timeout(ABORT_GRACE, c.abort(AbortRequest { run_id: run_id.clone() })).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + ABORT_GRACE);
+                    continue;
+                }
+                _ = &mut deadline => {
+                    break if abort_sent { Ok("aborted".to_owned()) } else { Err(format!("agent run timed out after {} s", timeout.as_secs())) };
+                }
+            };
+            match next {
+                Ok(Some(ev)) => match ev.event {
+                    Some(run_event::Event::Started(s)) => {
+                        em.agent(
+                            "lifecycle",
+                            json!({"phase": "model", "backend": s.backend, "model": s.model}),
+                        );
+                    }
+                    Some(run_event::Event::Delta(d)) => em.delta(&d),
+                    Some(run_event::Event::Finished(f)) => {
+                        if em.text.is_empty() && !f.text.is_empty() {
+                            em.delta(&f.text);
+                        }
+                        break Ok(if f.stop_reason.is_empty() {
+                            "stop".into()
+                        } else {
+                            f.stop_reason
+                        });
+                    }
+                    Some(run_event::Event::Failed(f)) => break Err(f.error),
+                    Some(run_event::Event::Aborted(_)) => break Ok("aborted".into()),
+                    None => continue,
+                },
+                Ok(None) => break Err("agent worker ended the run without a result".into()),
+                Err(status) => {
+                    break Err(format!(
+                        "agent worker failed during the run ({}); it is being restarted",
+                        status.message()
+                    ));
+                }
+            }
+        };
+        if !em.text.is_empty() {
+            let text = em.text.clone();
+            let session_key = session_key.clone();
+            let row_run_id = run_id.clone();
+            if let Err(e) = self
+                .gw
+                .db
+                .call(move |c| {
+                    c.execute(
+                        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, 'assistant', ?2, ?3, ?4)",
+                        params![session_key, text, row_run_id, now_ms() as i64],
+                    )
+                })
+                .await
+            {
+                tracing::error!(run = %run_id, error = %e, "storing the reply failed");
+            }
+        }
+        result
+    }
+}
+
+/// Runs accepted by a previous gateway process died with it: record their final answer.
+pub async fn finish_orphans(gw: &Gateway) {
+    let orphans = match gw.idempotency.orphaned().await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot scan for interrupted runs");
+            return;
+        }
+    };
+    for (key, method) in orphans {
+        if method != "agent" {
+            continue;
+        }
+        let run_id = key.trim_start_matches("agent:").to_owned();
+        let summary = "the gateway restarted during this run; it did not finish";
+        let payload = json!({"runId": run_id, "status": "error", "summary": summary});
+        let record = Record::Final {
+            ok: false,
+            payload,
+            error: serde_json::to_value(RpcError::unavailable(summary).to_shape()).ok(),
+        };
+        if let Err(e) = gw.idempotency.set(&key, &record).await {
+            tracing::error!(error = %e, "cannot close an interrupted run");
+        } else {
+            tracing::warn!(run = %run_id, "closed a run interrupted by the last shutdown");
+        }
+    }
+}

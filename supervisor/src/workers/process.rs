@@ -1,0 +1,157 @@
+//! A worker OS process: spawned in its own process group, dying with the supervisor,
+//! killed (whole group) and reaped when its handle is dropped. No zombie, no orphan.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use switchboard_proto::{READY_LINE, env};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+pub struct WorkerProcess {
+    child: Child,
+    pid: u32,
+    /// Held open for the worker's life: when the supervisor dies the kernel closes it and
+    /// the worker reads EOF on stdin and exits.
+    _lifeline: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    reaped: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("worker exited before it was ready ({0})")]
+    ExitedEarly(String),
+    #[error("worker was not ready within {0:?}")]
+    NotReady(Duration),
+}
+
+impl WorkerProcess {
+    pub fn spawn(
+        program: &Path,
+        name: &str,
+        socket: &Path,
+        config: &str,
+    ) -> Result<WorkerProcess, SpawnError> {
+        let mut cmd = Command::new(program);
+        cmd.env(env::SOCKET, socket)
+            .env(env::NAME, name)
+            .env(env::SUPERVISOR_PID, std::process::id().to_string())
+            .env(env::CONFIG, config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; the
+        // child gets SIGKILL if the supervisor dies even when its own runtime is stuck.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        Ok(WorkerProcess {
+            _lifeline: child.stdin.take(),
+            stdout: child.stdout.take(),
+            child,
+            pid,
+            reaped: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the worker's ready line (its socket is then bound), then keeps draining
+    /// its stdout so it can never block on a full pipe.
+    pub async fn ready(&mut self, deadline: Duration) -> Result<(), SpawnError> {
+        let Some(stdout) = self.stdout.take() else {
+            return Ok(());
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let wait_line = async {
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(l)) if l.trim() == READY_LINE => return true,
+                    Ok(Some(_)) => continue,
+                    _ => return false,
+                }
+            }
+        };
+        match tokio::time::timeout(deadline, wait_line).await {
+            Ok(true) => {
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                Ok(())
+            }
+            Ok(false) => {
+                let status = self.wait().await;
+                Err(SpawnError::ExitedEarly(describe_exit(status.ok())))
+            }
+            Err(_) => Err(SpawnError::NotReady(deadline)),
+        }
+    }
+
+    /// Waits for exit (cancel-safe).
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.wait().await;
+        self.reaped = true;
+        status
+    }
+
+    /// Sends `sig` to the worker's whole process group.
+    pub fn signal(&self, sig: Signal) {
+        if self.pid > 0 && !self.reaped {
+            let _ = killpg(Pid::from_raw(self.pid as i32), sig);
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns the exit status.
+    pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(s) => s.ok(),
+            Err(_) => {
+                self.signal(Signal::SIGKILL);
+                self.wait().await.ok()
+            }
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // kill_on_drop kills the leader; the group kill also takes any grandchildren.
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// "exit code 1", "killed by SIGKILL", …
+pub fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "exit status unknown".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(sig)) => match Signal::try_from(sig) {
+                Ok(sig) => format!("killed by {sig}"),
+                Err(_) => format!("killed by signal {sig}"),
+            },
+            _ => "exited".into(),
+        },
+    }
+}
