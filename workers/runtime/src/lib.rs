@@ -26,6 +26,8 @@ use tracing::Instrument;
 pub const MAX_SOCKET_PATH: usize = 103;
 /// After the parent is gone, how long graceful shutdown may take before a hard exit.
 const ORPHAN_GRACE: Duration = Duration::from_millis(500);
+/// After shutdown is requested, how long in-flight calls may finish.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// Worker exit codes the supervisor understands.
 pub mod exit {
@@ -131,7 +133,7 @@ where
             return ExitCode::from(exit::FAILURE);
         }
     };
-    rt.block_on(
+    let code = rt.block_on(
         async move {
             watch_parent(shutdown.clone());
             watch_signals(shutdown.clone());
@@ -147,7 +149,11 @@ where
             }
         }
         .instrument(span),
-    )
+    );
+    // The stdin watcher blocks a pool thread on a read that only the supervisor's exit
+    // ends; do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 /// How a worker error maps to an exit code.
@@ -279,9 +285,17 @@ pub async fn serve(
     tracing::info!(socket = %ctx.socket.display(), "serving");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let shutdown = ctx.shutdown.clone();
-    let res = router
-        .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
-        .await;
+    let serving = router.serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await });
+    // Graceful shutdown waits for open connections; the supervisor's stays open, so
+    // in-flight calls get a bounded drain and then the worker exits regardless.
+    let drained = async {
+        ctx.shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    let res = tokio::select! {
+        r = serving => r,
+        _ = drained => Ok(()),
+    };
     let _ = std::fs::remove_file(&ctx.socket);
     res.map_err(RuntimeError::from)
 }
