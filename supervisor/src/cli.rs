@@ -24,6 +24,57 @@ pub enum Command {
         #[command(subcommand)]
         command: GatewayCommand,
     },
+    /// List and control the running gateway's worker processes.
+    #[command(after_help = ExitCode::HELP)]
+    Workers {
+        #[command(subcommand)]
+        command: WorkersCommand,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// The running gateway's health snapshot.
+    #[command(after_help = ExitCode::HELP)]
+    Health {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// The running gateway's status summary.
+    #[command(after_help = ExitCode::HELP)]
+    Status {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Every worker: state, pid, restarts, last exit, uptime.
+    List,
+    /// Restart one worker (the others are untouched).
+    Restart { name: String },
+    /// Stop one worker until it is started again.
+    Stop { name: String },
+    /// Start a stopped or failed worker.
+    Start { name: String },
+}
+
+/// How CLI commands reach the running gateway.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Gateway URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_GATEWAY_URL",
+        default_value = "ws://127.0.0.1:18789"
+    )]
+    pub url: String,
+    /// Gateway token (else SWITCHBOARD_GATEWAY_TOKEN, CLAWDBOT_GATEWAY_TOKEN, OPENCLAW_GATEWAY_TOKEN).
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the gateway's JSON answer.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,9 +202,109 @@ fn init_logging() {
         .init();
 }
 
+fn print_workers(list: &serde_json::Value) {
+    println!(
+        "{:<12} {:<9} {:>8} {:>8} {:>10}  last exit",
+        "NAME", "STATE", "PID", "RESTARTS", "UPTIME"
+    );
+    for w in list["workers"].as_array().into_iter().flatten() {
+        let uptime = w["uptimeMs"]
+            .as_u64()
+            .map(|ms| format!("{}s", ms / 1000))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<9} {:>8} {:>8} {:>10}  {}",
+            w["name"].as_str().unwrap_or("?"),
+            w["state"].as_str().unwrap_or("?"),
+            w["pid"]
+                .as_u64()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            w["restarts"].as_u64().unwrap_or(0),
+            uptime,
+            w["lastExit"].as_str().unwrap_or("-"),
+        );
+    }
+}
+
+/// Runs one request against the running gateway and prints the answer.
+fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> ExitCode {
+    let token = conn
+        .token
+        .and_then(Secret::new)
+        .or_else(|| config::secret_from_env(TOKEN_ENV));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut c = crate::client::Client::connect(
+            &conn.url,
+            token.as_ref().map(Secret::expose),
+            &[crate::access::ADMIN],
+        )
+        .await?;
+        c.call(method, params).await
+    });
+    match result {
+        Ok(payload) => {
+            if conn.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&payload).unwrap_or_default()
+                );
+            } else if let Some(action) = method.strip_prefix("workers.") {
+                if action == "list" {
+                    print_workers(&payload);
+                } else {
+                    let w = &payload["worker"];
+                    println!(
+                        "{}: {action} requested (now {})",
+                        w["name"].as_str().unwrap_or("?"),
+                        w["state"].as_str().unwrap_or("?")
+                    );
+                }
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&payload).unwrap_or_default()
+                );
+            }
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::Unreachable
+        }
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Workers { command, conn } => {
+            let (method, params) = match command {
+                WorkersCommand::List => ("workers.list", serde_json::json!({})),
+                WorkersCommand::Restart { name } => {
+                    ("workers.restart", serde_json::json!({ "name": name }))
+                }
+                WorkersCommand::Stop { name } => {
+                    ("workers.stop", serde_json::json!({ "name": name }))
+                }
+                WorkersCommand::Start { name } => {
+                    ("workers.start", serde_json::json!({ "name": name }))
+                }
+            };
+            call_gateway(conn, method, params)
+        }
+        Command::Health { conn } => call_gateway(conn, "health", serde_json::json!({})),
+        Command::Status { conn } => call_gateway(conn, "status", serde_json::json!({})),
         Command::Gateway {
             command: GatewayCommand::Run(args),
         } => {

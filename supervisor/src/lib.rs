@@ -6,6 +6,7 @@ pub mod agent;
 pub mod auth_limit;
 pub mod budget;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod conn;

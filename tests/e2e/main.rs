@@ -5,4 +5,6 @@ mod harness;
 
 mod core;
 mod lifecycle;
+mod standin_openai;
 mod v4;
+mod workers;

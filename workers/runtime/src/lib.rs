@@ -285,7 +285,8 @@ pub async fn serve(
     tracing::info!(socket = %ctx.socket.display(), "serving");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let shutdown = ctx.shutdown.clone();
-    let serving = router.serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await });
+    let serving =
+        router.serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await });
     // Graceful shutdown waits for open connections; the supervisor's stays open, so
     // in-flight calls get a bounded drain and then the worker exits regardless.
     let drained = async {

@@ -3,7 +3,8 @@
 //!
 //! * config `mode`: `ok` (default), `wrong-contract` (reports contract version 999),
 //!   `exit-at-start` (exits 1 before serving), `config-error` (exits with the config code),
-//!   `hang-health` (never answers Health).
+//!   `hang-health` (never answers Health), `fail-while-file` (exits 1 at start while the
+//!   file named by config `file` exists).
 //! * `Send` text: `crash` (exit 1 at once), `hang` (stop answering Health),
 //!   `echo:<text>` (succeeds with message id `m-<text>`).
 
@@ -130,6 +131,16 @@ async fn serve(ctx: WorkerContext) -> Result<(), TestError> {
     match mode.as_str() {
         "exit-at-start" => return Err(TestError::Told(exit::FAILURE)),
         "config-error" => return Err(TestError::Told(exit::CONFIG)),
+        "fail-while-file" => {
+            let file = ctx
+                .config
+                .get("file")
+                .and_then(|f| f.as_str())
+                .unwrap_or("");
+            if std::path::Path::new(file).exists() {
+                return Err(TestError::Told(exit::FAILURE));
+            }
+        }
         _ => {}
     }
     let worker = Scripted {

@@ -1,0 +1,133 @@
+//! A small WebSocket client for the CLI's commands that talk to a running gateway.
+//! It connects as a protocol-v4 `cli` client with the shared token.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::gateway::VERSION;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the gateway at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the gateway refused the connection: {0}")]
+    Refused(String),
+    #[error("{method} failed: {code}: {message}")]
+    Call {
+        method: String,
+        code: String,
+        message: String,
+    },
+    #[error("the gateway closed the connection")]
+    Closed,
+    #[error("timed out waiting for the gateway")]
+    Timeout,
+}
+
+pub struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+}
+
+impl Client {
+    pub async fn connect(
+        url: &str,
+        token: Option<&str>,
+        scopes: &[&str],
+    ) -> Result<Client, ClientError> {
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: url.to_owned(),
+            reason,
+        };
+        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut c = Client { ws, next: 0 };
+        // The challenge comes first; a token-only CLI does not sign it.
+        c.read().await?;
+        let mut params = json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "version": VERSION, "platform": std::env::consts::OS, "mode": "cli"},
+            "scopes": scopes,
+        });
+        if let Some(t) = token {
+            params["auth"] = json!({"token": t});
+        }
+        let res = c.call_raw("connect", params).await?;
+        if res["ok"] != true {
+            return Err(ClientError::Refused(
+                res["error"]["message"]
+                    .as_str()
+                    .unwrap_or("refused")
+                    .to_owned(),
+            ));
+        }
+        Ok(c)
+    }
+
+    async fn read(&mut self) -> Result<Value, ClientError> {
+        loop {
+            let msg = tokio::time::timeout(TIMEOUT, self.ws.next())
+                .await
+                .map_err(|_| ClientError::Timeout)?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str(t.as_str()) {
+                        return Ok(v);
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Err(match f {
+                        Some(f) if !f.reason.is_empty() => {
+                            ClientError::Refused(f.reason.to_string())
+                        }
+                        _ => ClientError::Closed,
+                    });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(ClientError::Closed),
+            }
+        }
+    }
+
+    async fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.next += 1;
+        let id = format!("cli-{}", self.next);
+        let frame = json!({"type": "req", "id": id, "method": method, "params": params});
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        loop {
+            let v = self.read().await?;
+            if v["type"] == "res" && v["id"] == id {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Calls `method`; the payload, or the error the gateway gave.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let res = self.call_raw(method, params).await?;
+        if res["ok"] == true {
+            Ok(res["payload"].clone())
+        } else {
+            Err(ClientError::Call {
+                method: method.to_owned(),
+                code: res["error"]["code"]
+                    .as_str()
+                    .unwrap_or("UNKNOWN")
+                    .to_owned(),
+                message: res["error"]["message"].as_str().unwrap_or("").to_owned(),
+            })
+        }
+    }
+}
