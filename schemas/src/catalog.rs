@@ -12,8 +12,9 @@ use crate::connect::{self, ConnectParams};
 use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
-    AgentEvent, AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, HealthParams,
-    HealthSnapshot, NoParams, OkResult, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
+    ChatAbortResult, ChatHistoryParams, ClosedNoParams, HealthParams, HealthSnapshot, NoParams,
+    OkResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
     WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
@@ -241,6 +242,10 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/chat.abort", generate::<ChatAbortParams>()),
         entry("results/chat.abort", generate::<ChatAbortResult>()),
         entry("events/agent", generate::<AgentEvent>()),
+        entry("params/sessions.list", generate::<SessionsListParams>()),
+        entry("params/chat.history", generate::<ChatHistoryParams>()),
+        entry("params/channels.status", generate::<ChannelsStatusParams>()),
+        entry("params/models.list", generate::<ClosedNoParams>()),
         entry("events/tick", generate::<TickEvent>()),
         entry("events/shutdown", generate::<ShutdownEvent>()),
         entry("events/health", generate::<HealthSnapshot>()),

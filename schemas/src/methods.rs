@@ -316,6 +316,87 @@ pub struct AgentWaitParams {
     pub timeout_ms: Option<u64>,
 }
 
+/// `sessions.list` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsListParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub limit: Option<u64>,
+    /// v4: skip this many sessions (paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(
+        rename = "activeMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1))]
+    pub active_minutes: Option<u64>,
+    #[serde(
+        rename = "includeGlobal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_global: Option<bool>,
+    #[serde(
+        rename = "includeUnknown",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_unknown: Option<bool>,
+    #[serde(
+        rename = "includeDerivedTitles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_derived_titles: Option<bool>,
+    #[serde(
+        rename = "includeLastMessage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_last_message: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub label: Option<String>,
+    #[serde(rename = "spawnedBy", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub spawned_by: Option<String>,
+    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+}
+
+/// `chat.history` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatHistoryParams {
+    #[serde(rename = "sessionKey")]
+    #[schemars(length(min = 1))]
+    pub session_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u64>,
+}
+
+/// `channels.status` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsStatusParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<bool>,
+    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Params of methods that take none and refuse unknown fields (`models.list`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedNoParams {}
+
 /// `chat.abort` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::frames::StateVersion;
 use switchboard_schemas::hello::PresenceEntry;
@@ -133,6 +134,21 @@ impl Gateway {
     /// Sets the worker manager (once, right after start-up).
     pub fn attach_workers(&self, workers: Arc<Workers>) {
         let _ = self.workers.set(workers);
+    }
+
+    /// `(provider, model)` of the agent backend, from the agent worker's last health check.
+    pub fn model_labels(&self) -> (Value, Value) {
+        let agent = self.workers().health_of(crate::agent::AGENT_WORKER).ok();
+        let labels = agent.and_then(|a| a.labels).unwrap_or_default();
+        let provider = labels
+            .get("backend")
+            .map(|b| Value::from(b.as_str()))
+            .unwrap_or(Value::Null);
+        let model = labels
+            .get("model")
+            .map(|m| Value::from(m.as_str()))
+            .unwrap_or(Value::Null);
+        (provider, model)
     }
 
     /// The worker manager (empty until attached).

@@ -22,5 +22,6 @@ pub mod presence;
 pub mod protocol;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod state_dir;
 pub mod workers;

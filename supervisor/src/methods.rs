@@ -9,8 +9,8 @@ use std::time::Duration;
 use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
-    AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, SystemEventParams,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
+    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -18,6 +18,7 @@ use crate::agent;
 use crate::gateway::Gateway;
 use crate::hub::ConnHandle;
 use crate::protocol::error::RpcError;
+use crate::sessions;
 use crate::workers::Control;
 
 pub struct MethodSpec {
@@ -61,6 +62,30 @@ pub const TABLE: &[MethodSpec] = &[
         name: "system-event",
         access: Access::Admin,
         params: "params/system-event",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "sessions.list",
+        access: Access::Read,
+        params: "params/sessions.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "chat.history",
+        access: Access::Read,
+        params: "params/chat.history",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "channels.status",
+        access: Access::Read,
+        params: "params/channels.status",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "models.list",
+        access: Access::Read,
+        params: "params/models.list",
         advertised: BOTH,
     },
     MethodSpec {
@@ -178,6 +203,16 @@ pub async fn dispatch(
                 run_ids,
             })))
         }
+        "sessions.list" => {
+            let p: SessionsListParams = parse(method.name, params)?;
+            Ok(Reply::Json(sessions::list(gw, conn.version, &p).await?))
+        }
+        "chat.history" => {
+            let p: ChatHistoryParams = parse(method.name, params)?;
+            Ok(Reply::Json(sessions::history(gw, conn.version, &p).await?))
+        }
+        "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
+        "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
         "workers.list" => Ok(Reply::Json(to_value(&WorkersList {
             workers: gw.workers().list(),
         }))),

@@ -88,6 +88,11 @@ check "v4 gateway call health" "d['ok'] is True and 'sessions' in d" oc gateway 
 check "v4 gateway call status" "'heartbeat' in d and 'sessions' in d" oc gateway call status --url "$url" --token "$token" --json
 check "v4 gateway call system-presence" "isinstance(d, list) and d[0]['mode'] == 'gateway'" oc gateway call system-presence --url "$url" --token "$token" --json
 check "v4 gateway call system-event" "d == {'ok': True}" oc gateway call system-event --params '{"text":"interop v4"}' --url "$url" --token "$token" --json
+check "v4 gateway call agent --expect-final" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hi from openclaw'" oc gateway call agent --params '{"message":"hi from openclaw","idempotencyKey":"interop-oc-1"}' --expect-final --url "$url" --token "$token" --json
+check "v4 gateway call sessions.list" "d['count'] >= 1 and d['sessions'][0]['key'] == 'agent:main:main' and 'hasMore' in d" oc gateway call sessions.list --url "$url" --token "$token" --json
+check "v4 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] == '[echo] hi from openclaw' and d['totalMessages'] >= 2" oc gateway call chat.history --params '{"sessionKey":"main"}' --url "$url" --token "$token" --json
+check "v4 gateway call channels.status" "'channels' in d and 'statusIssues' in d" oc gateway call channels.status --url "$url" --token "$token" --json
+check "v4 gateway call models.list" "d['models'][0]['id'] == 'echo'" oc gateway call models.list --url "$url" --token "$token" --json
 check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$token"
 check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
 
@@ -96,7 +101,16 @@ check "v3 gateway call health" "d['ok'] is True" cb gateway call health --url "$
 check "v3 gateway call status" "'interop v4' in d['queuedSystemEvents']" cb gateway call status --url "$url" --json
 check "v3 gateway call system-presence" "isinstance(d, list) and d[0]['reason'] == 'self'" cb gateway call system-presence --url "$url" --json
 check_text "v3 gateway health" "OK" cb gateway health --url "$url"
+check "v3 gateway call agent --expect-final" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hi from clawdbot'" cb gateway call agent --params '{"message":"hi from clawdbot","idempotencyKey":"interop-cb-1"}' --expect-final --url "$url" --json
+check "v3 gateway call sessions.list" "d['count'] >= 1 and 'hasMore' not in d" cb gateway call sessions.list --url "$url" --json
+check "v3 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] == '[echo] hi from clawdbot' and 'totalMessages' not in d" cb gateway call chat.history --params '{"sessionKey":"main"}' --url "$url" --json
 CB_TOKEN="wrong-$token" check_fails "v3 wrong token fails" cb gateway call health --url "$url" --json
+# The agent command reads the remote gateway from the config file (after the wrong-token
+# check: the file's token would win over the environment).
+mkdir -p "$work/cb-home/.clawdbot"
+printf '{"gateway":{"mode":"remote","remote":{"url":"%s","token":"%s"}}}' "$url" "$token" >"$work/cb-home/.clawdbot/clawdbot.json"
+chmod 600 "$work/cb-home/.clawdbot/clawdbot.json"
+check "v3 clawdbot agent (remote gateway)" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hello agent'" cb agent --agent main --message "hello agent" --json
 
 t_done=$(date +%s)
 if grep -q -- "$token" "$work/gw.log"; then

@@ -1,0 +1,213 @@
+//! Read methods over the durable conversation state and the workers: `sessions.list`,
+//! `chat.history`, `channels.status`, `models.list`, in each generation's shape.
+
+use std::time::Duration;
+
+use rusqlite::params;
+use serde_json::{Value, json};
+use switchboard_proto::v1::ModelsRequest;
+use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
+use switchboard_schemas::ProtocolVersion;
+use switchboard_schemas::methods::{ChatHistoryParams, SessionsListParams};
+
+use crate::agent::{AGENT_WORKER, canonical_session_key};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
+use crate::protocol::error::RpcError;
+
+/// `chat.history` answers are kept under this many bytes of messages (the reference's
+/// bound, so clients' WebSocket limits are never hit).
+const HISTORY_MAX_BYTES: usize = 6 * 1024 * 1024;
+const HISTORY_DEFAULT_LIMIT: u64 = 200;
+const SESSIONS_DEFAULT_LIMIT: u64 = 100;
+
+fn db_error(e: crate::db::DbError) -> RpcError {
+    tracing::error!(error = %e, "database read failed");
+    RpcError::unavailable("the gateway's database is unavailable; retry later")
+}
+
+fn model_defaults(gw: &Gateway) -> Value {
+    let models = gw.model_labels();
+    json!({"modelProvider": models.0, "model": models.1, "contextTokens": Value::Null})
+}
+
+pub async fn list(
+    gw: &Gateway,
+    version: ProtocolVersion,
+    p: &SessionsListParams,
+) -> Result<Value, RpcError> {
+    let limit = p.limit.unwrap_or(SESSIONS_DEFAULT_LIMIT).min(10_000);
+    let offset = p.offset.unwrap_or(0);
+    let since = p
+        .active_minutes
+        .map(|m| now_ms().saturating_sub(m * 60_000))
+        .unwrap_or(0);
+    let agent = p.agent_id.clone();
+    let search = p.search.clone().filter(|s| !s.is_empty());
+    let (total, rows) = gw
+        .db
+        .call(move |c| {
+            let like = search.map(|s| format!("%{s}%"));
+            let total: i64 = c.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE updated_at >= ?1 AND (?2 IS NULL OR agent_id = ?2)
+                 AND (?3 IS NULL OR key LIKE ?3)",
+                params![since as i64, agent, like],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare(
+                "SELECT key, updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
+                 FROM sessions s WHERE updated_at >= ?1 AND (?2 IS NULL OR agent_id = ?2)
+                 AND (?3 IS NULL OR key LIKE ?3)
+                 ORDER BY updated_at DESC LIMIT ?4 OFFSET ?5",
+            )?;
+            let rows = stmt
+                .query_map(params![since as i64, agent, like, limit as i64, offset as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((total as u64, rows))
+        })
+        .await
+        .map_err(db_error)?;
+    let sessions: Vec<Value> = rows
+        .into_iter()
+        .map(|(key, updated, messages)| {
+            json!({"key": key, "kind": "direct", "updatedAt": updated, "totalTokens": 0, "messageCount": messages})
+        })
+        .collect();
+    let count = sessions.len() as u64;
+    let mut out = json!({
+        "ts": now_ms(),
+        "path": gw.db.path().display().to_string(),
+        "count": count,
+        "defaults": model_defaults(gw),
+        "sessions": sessions,
+    });
+    if version == ProtocolVersion::V4 {
+        let next = offset + count;
+        out["totalCount"] = json!(total);
+        out["limitApplied"] = json!(limit);
+        out["nextOffset"] = if next < total {
+            json!(next)
+        } else {
+            Value::Null
+        };
+        out["hasMore"] = json!(next < total);
+        out["owners"] = json!([]);
+    }
+    Ok(out)
+}
+
+pub async fn history(
+    gw: &Gateway,
+    version: ProtocolVersion,
+    p: &ChatHistoryParams,
+) -> Result<Value, RpcError> {
+    let key = canonical_session_key(Some(&p.session_key), None);
+    let limit = p.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+    let (total, mut rows) = {
+        let key = key.clone();
+        gw.db
+            .call(move |c| {
+                let total: i64 = c.query_row("SELECT COUNT(*) FROM messages WHERE session_key = ?1", [&key], |r| r.get(0))?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT role, content, created_at FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![key, limit as i64], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total as u64, rows))
+            })
+            .await
+            .map_err(db_error)?
+    };
+    // Newest first from the query; keep the newest that fit, then put them in order.
+    let mut bytes = 0usize;
+    let mut kept = Vec::new();
+    for (role, content, ts) in rows.drain(..) {
+        bytes += content.len() + 64;
+        if bytes > HISTORY_MAX_BYTES && !kept.is_empty() {
+            break;
+        }
+        kept.push(
+            json!({"role": role, "content": [{"type": "text", "text": content}], "timestamp": ts}),
+        );
+    }
+    kept.reverse();
+    let returned = kept.len() as u64;
+    let mut out = json!({"sessionKey": p.session_key, "messages": kept});
+    if version == ProtocolVersion::V4 {
+        out["pendingInputs"] = json!({"items": [], "total": 0});
+        out["hasMore"] = json!(returned < total);
+        out["totalMessages"] = json!(total);
+        out["defaults"] = model_defaults(gw);
+    }
+    Ok(out)
+}
+
+pub fn channels_status(gw: &Gateway, version: ProtocolVersion) -> Value {
+    let mut channels = serde_json::Map::new();
+    let mut order = Vec::new();
+    let mut labels = serde_json::Map::new();
+    for w in gw.workers().list() {
+        if w.name == AGENT_WORKER {
+            continue;
+        }
+        order.push(json!(w.name));
+        labels.insert(w.name.clone(), json!(w.name));
+        channels.insert(
+            w.name.clone(),
+            json!({
+                "configured": true,
+                "running": w.state == "running",
+                "connected": w.provider_state.as_deref() == Some("connected"),
+                "state": w.provider_state.clone().unwrap_or_else(|| w.state.clone()),
+                "workerState": w.state,
+                "lastError": w.detail,
+            }),
+        );
+    }
+    let mut out = json!({
+        "ts": now_ms(),
+        "channelOrder": order,
+        "channelLabels": labels,
+        "channelDetailLabels": {},
+        "channelSystemImages": {},
+        "channelMeta": [],
+        "channels": channels,
+        "channelAccounts": {},
+        "channelDefaultAccountId": {},
+    });
+    if version == ProtocolVersion::V4 {
+        out["statusIssues"] = json!([]);
+    }
+    out
+}
+
+/// The models the agent backends offer (asked of the agent worker).
+pub async fn models(gw: &Gateway) -> Value {
+    let Ok(channel) = gw.workers().channel(AGENT_WORKER) else {
+        return json!({"models": []});
+    };
+    let mut client = AgentRunnerClient::new(channel);
+    match tokio::time::timeout(Duration::from_secs(5), client.models(ModelsRequest {})).await {
+        Ok(Ok(reply)) => {
+            let models: Vec<Value> = reply
+                .into_inner()
+                .models
+                .into_iter()
+                .map(|m| {
+                    let mut v = json!({"id": m.id, "name": m.name, "provider": m.provider});
+                    if m.context_window > 0 {
+                        v["contextWindow"] = json!(m.context_window);
+                    }
+                    v
+                })
+                .collect();
+            json!({"models": models})
+        }
+        _ => json!({"models": []}),
+    }
+}
