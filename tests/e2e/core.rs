@@ -437,3 +437,61 @@ async fn handshake_timeout_closes_the_socket() {
     c.frame().await;
     assert_eq!(c.closed().await, Some((1000, String::new())));
 }
+
+#[tokio::test]
+async fn health_is_broadcast_when_it_changes() {
+    let gw = Gateway::start();
+    let (mut a, hello) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let v0 = hello["snapshot"]["stateVersion"]["health"]
+        .as_u64()
+        .unwrap();
+    // Another client connecting changes the gateway's connection count.
+    let (_b, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    loop {
+        let ev = a.event("health").await;
+        assert!(ev["stateVersion"]["health"].as_u64().unwrap() > v0);
+        if ev["payload"]["gateway"]["connections"]["total"] == 2 {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_input_of_any_shape_brings_the_gateway_down() {
+    let gw = Gateway::start();
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let nasty: Vec<String> = vec![
+        "".into(),
+        "null".into(),
+        "[]".into(),
+        "[1,2,3]".into(),
+        "\"req\"".into(),
+        "{}".into(),
+        "{\"type\":null}".into(),
+        "{\"type\":\"req\",\"id\":5,\"method\":[]}".into(),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"health\",\"params\":\"str\"}".into(),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"system-event\",\"params\":{\"text\":{\"a\":1}}}".into(),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"agent\",\"params\":{\"message\":\"\"}}".into(),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"chat.history\",\"params\":{\"sessionKey\":\"k\",\"limit\":-1}}".into(),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"workers.stop\",\"params\":{\"name\":\"\"}}".into(),
+        format!("{{\"type\":\"req\",\"id\":\"{}\",\"method\":\"health\"}}", "\u{1F600}".repeat(1000)),
+        "{\"a\":".repeat(2000),
+        "[".repeat(100_000),
+        "{\"type\":\"req\",\"id\":\"x\",\"method\":\"health\",\"params\":{\"probe\":1e400}}".into(),
+    ];
+    for frame in &nasty {
+        c.send_text(frame.clone()).await;
+    }
+    // Binary junk too.
+    use futures_util::SinkExt;
+    c.ws.send(tokio_tungstenite::tungstenite::Message::binary(vec![
+        0xff, 0xfe, 0x00, 0x80,
+    ]))
+    .await
+    .unwrap();
+    let r = c.request("health", json!({})).await;
+    assert_eq!(r["ok"], true, "still serving");
+    // And a fresh connection is served too.
+    let (mut d, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.read"])).await;
+    assert_eq!(d.request("status", json!({})).await["ok"], true);
+}

@@ -406,3 +406,78 @@ async fn device_proofs_over_another_nonce_or_an_old_time_are_refused_rule_6() {
     let r = c.response("c1").await;
     assert_eq!(r["error"]["message"], "device identity mismatch");
 }
+
+#[tokio::test]
+async fn session_and_channel_methods_answer_in_each_generations_shape_rule_10() {
+    let gw = Gateway::start();
+    let (mut v3, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let (mut v4, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.write"])).await;
+    v3.send_json(&json!({"type":"req","id":"a","method":"agent","params":{"message":"remember me","idempotencyKey":"hist-1"}}))
+        .await;
+    v3.response("a").await;
+    let fin = v3.response("a").await;
+    assert_eq!(fin["payload"]["status"], "ok");
+    let s3 = v3.request("sessions.list", json!({})).await["payload"].clone();
+    assert_eq!(s3["sessions"][0]["key"], "agent:main:main");
+    assert!(s3.get("hasMore").is_none(), "v3 shape: {s3}");
+    let s4 = v4.request("sessions.list", json!({"limit": 10})).await["payload"].clone();
+    assert_eq!(s4["totalCount"], 1);
+    assert_eq!(s4["hasMore"], false);
+    assert_eq!(s4["limitApplied"], 10);
+    let h3 = v3
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await["payload"]
+        .clone();
+    let texts: Vec<&str> = h3["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["remember me", "[echo] remember me"]);
+    assert!(h3.get("totalMessages").is_none());
+    let h4 = v4
+        .request(
+            "chat.history",
+            json!({"sessionKey": "agent:main:main", "limit": 1}),
+        )
+        .await["payload"]
+        .clone();
+    assert_eq!(h4["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(h4["totalMessages"], 2);
+    assert_eq!(h4["hasMore"], true);
+    let bad = v3.request("chat.history", json!({})).await;
+    assert_eq!(
+        bad["error"]["message"],
+        "invalid chat.history params: must have required property 'sessionKey'"
+    );
+    let bad = v4.request("sessions.list", json!({"zz": 1})).await;
+    assert_eq!(
+        bad["error"]["message"],
+        "invalid sessions.list params: at root: unexpected property 'zz'"
+    );
+    let ch = v4.request("channels.status", json!({})).await["payload"].clone();
+    assert!(
+        ch["channels"].is_object() && ch["statusIssues"].is_array(),
+        "{ch}"
+    );
+    let m = v3.request("models.list", json!({})).await["payload"].clone();
+    assert_eq!(m["models"][0]["id"], "echo");
+    assert_eq!(m["models"][0]["provider"], "switchboard");
+}
+
+#[tokio::test]
+async fn v4_chat_deltas_carry_delta_text_and_v3_ones_do_not_rule_11() {
+    let gw = Gateway::start();
+    let (mut v3, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let (mut v4, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.write"])).await;
+    v4.send_json(&json!({"type":"req","id":"a","method":"agent","params":{"message":"two words","idempotencyKey":"delta-1"}}))
+        .await;
+    let d4 = v4.event("chat").await;
+    assert_eq!(d4["payload"]["state"], "delta");
+    assert!(d4["payload"]["deltaText"].is_string(), "{d4}");
+    let d3 = v3.event("chat").await;
+    assert_eq!(d3["payload"]["state"], "delta");
+    assert!(d3["payload"].get("deltaText").is_none(), "{d3}");
+    assert_eq!(d3["payload"]["message"]["role"], "assistant");
+}
