@@ -13,9 +13,10 @@ use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
-    ChatAbortResult, ChatHistoryParams, ClosedNoParams, HealthParams, HealthSnapshot, NoParams,
-    OkResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
+    DeviceTokenRotateParams, HealthParams, HealthSnapshot, NoParams, OkResult,
+    PairingRequestParams, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
+    TickEvent, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -246,6 +247,19 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/chat.history", generate::<ChatHistoryParams>()),
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
         entry("params/models.list", generate::<ClosedNoParams>()),
+        entry("params/device.pair.list", generate::<ClosedNoParams>()),
+        entry(
+            "params/device.pair.request-id",
+            generate::<PairingRequestParams>(),
+        ),
+        entry(
+            "params/device.token.rotate",
+            generate::<DeviceTokenRotateParams>(),
+        ),
+        entry(
+            "params/device.token.revoke",
+            generate::<DeviceTokenRevokeParams>(),
+        ),
         entry("events/tick", generate::<TickEvent>()),
         entry("events/shutdown", generate::<ShutdownEvent>()),
         entry("events/health", generate::<HealthSnapshot>()),

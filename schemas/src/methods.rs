@@ -397,6 +397,39 @@ pub struct ChannelsStatusParams {
 #[serde(deny_unknown_fields)]
 pub struct ClosedNoParams {}
 
+/// `device.pair.approve` / `device.pair.reject` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingRequestParams {
+    #[serde(rename = "requestId")]
+    #[schemars(length(min = 1))]
+    pub request_id: String,
+}
+
+/// `device.token.rotate` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRotateParams {
+    #[serde(rename = "deviceId")]
+    #[schemars(length(min = 1))]
+    pub device_id: String,
+    #[schemars(length(min = 1))]
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `device.token.revoke` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRevokeParams {
+    #[serde(rename = "deviceId")]
+    #[schemars(length(min = 1))]
+    pub device_id: String,
+    #[schemars(length(min = 1))]
+    pub role: String,
+}
+
 /// `chat.abort` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

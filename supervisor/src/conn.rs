@@ -24,7 +24,7 @@ use crate::budget::{Budget, BudgetStream};
 use crate::clock::now_ms;
 use crate::gateway::{DEFAULT_AGENT_ID, Gateway, VERSION};
 use crate::handshake::{self, Accepted, HandshakeCtx, Peer};
-use crate::hub::{ConnHandle, NewConn, Outbound};
+use crate::hub::{Broadcast, ConnHandle, NewConn, Outbound};
 use crate::methods::{self, Reply};
 use crate::protocol::error::RpcError;
 use crate::protocol::validate::Report;
@@ -150,6 +150,7 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
 
     let ctx = HandshakeCtx {
         validators: &gw.validators,
+        devices: &gw.devices,
         auth: &gw.config.auth,
         limiter: &gw.limiter,
         nonce: &nonce,
@@ -159,9 +160,13 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
         },
         now_ms: now_ms(),
     };
-    let accepted = match handshake::decide(&ctx, &first) {
+    let accepted = match handshake::decide(&ctx, &first).await {
         Ok(a) => a,
         Err(rejected) => {
+            for (event, payload) in &rejected.events {
+                gw.hub
+                    .broadcast(&Broadcast::new(event, payload, None, true));
+            }
             if !rejected.delay.is_zero() {
                 tokio::time::sleep(rejected.delay).await;
             }
@@ -173,6 +178,10 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     budget.disable();
+    for (event, payload) in &accepted.events {
+        gw.hub
+            .broadcast(&Broadcast::new(event, payload, None, true));
+    }
     run_session(gw, ws, peer, accepted).await;
 }
 
@@ -458,9 +467,16 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
             auth_mode: (version == V4).then(|| gw.config.auth.mode().to_owned()),
         },
         canvas_host_url: None,
-        auth: match version {
-            V3 => None,
-            V4 => Some(HelloAuth {
+        auth: match (version, &a.device_token) {
+            (V3, None) => None,
+            (_, Some((token, info))) => Some(HelloAuth {
+                method: (version == V4).then(|| a.auth_method.to_owned()),
+                device_token: Some(token.clone()),
+                role: info.role.clone(),
+                scopes: info.scopes.clone(),
+                issued_at_ms: Some(info.issued_at_ms),
+            }),
+            (V4, None) => Some(HelloAuth {
                 method: Some(a.auth_method.to_owned()),
                 device_token: None,
                 role: a.grant.role.as_str().to_owned(),

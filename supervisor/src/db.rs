@@ -36,6 +36,27 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
      );
      CREATE INDEX messages_session ON messages(session_key, id);",
+    // 3: devices, pairing requests, device tokens (hashes only).
+    "CREATE TABLE devices (
+        device_id   TEXT PRIMARY KEY,
+        record      TEXT NOT NULL
+     );
+     CREATE TABLE pairing_requests (
+        request_id  TEXT PRIMARY KEY,
+        device_id   TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL
+     );
+     CREATE TABLE device_tokens (
+        device_id   TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        generation  INTEGER NOT NULL,
+        token_hash  TEXT NOT NULL,
+        scopes      TEXT NOT NULL,
+        issued_at   INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        PRIMARY KEY (device_id, role)
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ use crate::auth_limit::AuthLimiter;
 use crate::clock::now_ms;
 use crate::config::GatewayConfig;
 use crate::db::Db;
+use crate::devices::Devices;
 use crate::hub::{Broadcast, Hub};
 use crate::idempotency::Idempotency;
 use crate::presence::{self, Presence};
@@ -61,6 +62,7 @@ pub struct Gateway {
     pub limiter: AuthLimiter,
     pub shutdown: CancellationToken,
     pub idempotency: Idempotency,
+    pub devices: Devices,
     pub runs: Runs,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
@@ -76,6 +78,7 @@ impl Gateway {
         config: GatewayConfig,
         port: u16,
         db: Db,
+        devices: Devices,
         validators: Validators,
         shutdown: CancellationToken,
     ) -> Arc<Gateway> {
@@ -114,6 +117,7 @@ impl Gateway {
             limiter: AuthLimiter::default(),
             shutdown,
             idempotency: Idempotency::new(db.clone()),
+            devices,
             runs: Runs::default(),
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
@@ -193,6 +197,18 @@ impl Gateway {
             true,
         );
         self.hub.broadcast(&b);
+    }
+
+    /// Closes every live connection of a device in `role` (its token was revoked).
+    pub fn disconnect_device(&self, device_id: &str, role: &str, reason: &str) -> usize {
+        let mut n = 0;
+        for conn in self.hub.snapshot() {
+            if conn.device_id.as_deref() == Some(device_id) && conn.grant.role.as_str() == role {
+                conn.close(1008, reason);
+                n += 1;
+            }
+        }
+        n
     }
 
     // ---- system events --------------------------------------------------------------

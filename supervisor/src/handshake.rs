@@ -18,6 +18,7 @@ use crate::access::{self, Grant, Role};
 use crate::auth_limit::{AuthLimiter, Gate};
 use crate::config::AuthConfig;
 use crate::device::{self, PayloadVersion, SignedFields};
+use crate::devices::{Claim, Devices, PairStatus, TokenInfo};
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
 use crate::protocol::truncate_close_reason;
@@ -33,6 +34,7 @@ pub struct Peer {
 
 pub struct HandshakeCtx<'a> {
     pub validators: &'a Validators,
+    pub devices: &'a Devices,
     pub auth: &'a AuthConfig,
     pub limiter: &'a AuthLimiter,
     pub nonce: &'a str,
@@ -51,6 +53,10 @@ pub struct Accepted {
     pub auth_method: &'static str,
     /// The verified device id, when the client proved one.
     pub device_id: Option<String>,
+    /// The device's token for `hello-ok.auth`, when it has a device.
+    pub device_token: Option<(String, TokenInfo)>,
+    /// Events to broadcast (pairing resolved).
+    pub events: Vec<(String, Value)>,
 }
 
 /// A refused handshake: what to send, then how to close.
@@ -61,6 +67,8 @@ pub struct Rejected {
     pub close_reason: String,
     /// Wait this long before answering (failed authentication back-off).
     pub delay: Duration,
+    /// Events to broadcast (a new pairing request).
+    pub events: Vec<(String, Value)>,
 }
 
 impl Rejected {
@@ -70,6 +78,7 @@ impl Rejected {
             close_code: code,
             close_reason: reason.to_owned(),
             delay: Duration::ZERO,
+            events: Vec::new(),
         }
     }
 
@@ -80,8 +89,18 @@ impl Rejected {
             close_code: code,
             close_reason: reason,
             delay: Duration::ZERO,
+            events: Vec::new(),
         }
     }
+}
+
+fn store_failure(id: &str, why: String) -> Rejected {
+    tracing::error!(error = %why, "device store failed during a handshake");
+    Rejected::answered(
+        id,
+        RpcError::unavailable("the gateway's device store is unavailable; retry later"),
+        1011,
+    )
 }
 
 fn int_field(params: &Value, name: &str) -> Option<u64> {
@@ -95,7 +114,7 @@ fn v4_details(version: ProtocolVersion, error: RpcError, details: Value) -> RpcE
     }
 }
 
-pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> {
+pub async fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> {
     let Ok(parsed) = serde_json::from_str::<Value>(text) else {
         return Err(Rejected::silent(1000, ""));
     };
@@ -191,44 +210,141 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
         ),
     };
 
-    let auth_method = check_shared_secret(ctx, version, &params, presented_token, presented_password)
-        .map_err(|e| {
-            let mut r = Rejected::answered(&id, e, 1008);
-            r.delay = ctx.limiter.failed(ctx.peer.ip);
-            tracing::warn!(peer = %ctx.peer.ip, client = %params.client.id, "connect refused: bad credentials");
-            r
-        })?;
-    ctx.limiter.succeeded(ctx.peer.ip);
-
-    if device_id.is_some() && !ctx.peer.local {
-        // Pairing of remote devices (requests, approval, device tokens) lives in the
-        // device store; until a device is approved it is refused here.
-        let message = match version {
-            V3 => "pairing required",
-            V4 => "pairing required: device is not approved yet",
-        };
-        let e = RpcError::new(ErrorCode::NotPaired, message);
-        let e = v4_details(
-            version,
-            e,
-            json!({"code": "PAIRING_REQUIRED", "reason": "not-paired"}),
-        );
-        return Err(Rejected::answered(&id, e, 1008));
-    }
-
     let requested: Vec<String> = params
         .scopes
         .as_ref()
         .map(|s| s.iter().map(|x| x.0.clone()).collect())
         .unwrap_or_default();
     let scopes = match version {
-        V3 => {
-            if requested.is_empty() && role == Role::Operator {
-                vec![access::ADMIN.to_owned()]
-            } else {
-                requested
+        // v3: an operator that asks for nothing gets admin (also what a device pairs with).
+        V3 if requested.is_empty() && role == Role::Operator => vec![access::ADMIN.to_owned()],
+        _ => requested.clone(),
+    };
+    let auth_method = match check_shared_secret(
+        ctx,
+        version,
+        &params,
+        presented_token,
+        presented_password,
+    ) {
+        Ok(m) => m,
+        Err(shared_err) => {
+            // A device may present its device token instead of the shared secret.
+            let presented_device_token = match version {
+                V3 => auth.token.as_deref(),
+                V4 => auth.device_token.as_deref().or(auth.token.as_deref()),
+            }
+            .filter(|t| !t.is_empty());
+            let verified = match (&device_id, presented_device_token) {
+                (Some(dev), Some(tok)) => ctx.devices.verify_token(dev, role.as_str(), tok),
+                _ => None,
+            };
+            match verified {
+                Some(info) if scopes.iter().all(|s| info.scopes.contains(s)) => "device-token",
+                Some(_) => {
+                    let e = RpcError::invalid_request(
+                        "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)",
+                    );
+                    let e = v4_details(version, e, json!({"code": "AUTH_SCOPE_MISMATCH"}));
+                    return Err(Rejected::answered(&id, e, 1008));
+                }
+                None => {
+                    let e = if version == V4 && auth.device_token.is_some() && device_id.is_some() {
+                        RpcError::invalid_request(
+                            "unauthorized: device token mismatch (rotate/reissue device token)",
+                        )
+                        .with_details(json!({"code": "AUTH_DEVICE_TOKEN_MISMATCH"}))
+                    } else {
+                        shared_err
+                    };
+                    let mut r = Rejected::answered(&id, e, 1008);
+                    r.delay = ctx.limiter.failed(ctx.peer.ip);
+                    tracing::warn!(peer = %ctx.peer.ip, client = %params.client.id, "connect refused: bad credentials");
+                    return Err(r);
+                }
             }
         }
+    };
+    ctx.limiter.succeeded(ctx.peer.ip);
+
+    let mut events = Vec::new();
+    let mut device_token = None;
+    if let (Some(dev_id), Some(dev)) = (&device_id, &params.device) {
+        let public_key = device::raw_public_key(&dev.public_key)
+            .map(|k| device::encode_b64url(&k))
+            .unwrap_or_default();
+        let claim = Claim {
+            device_id: dev_id.clone(),
+            public_key: public_key.clone(),
+            display_name: params.client.display_name.clone(),
+            platform: Some(params.client.platform.clone()),
+            client_id: Some(params.client.id.clone()),
+            client_mode: Some(params.client.mode.clone()),
+            role: role.as_str().to_owned(),
+            scopes: scopes.clone(),
+            remote_ip: (!ctx.peer.local).then(|| ctx.peer.ip.to_string()),
+        };
+        let status = ctx
+            .devices
+            .pair_status(dev_id, &public_key, role.as_str(), &scopes);
+        if status != PairStatus::Paired {
+            if ctx.peer.local {
+                let (request_id, _) = ctx
+                    .devices
+                    .approve_silently(&claim)
+                    .await
+                    .map_err(|e| store_failure(&id, e.to_string()))?;
+                events.push((
+                    "device.pair.resolved".to_owned(),
+                    json!({"requestId": request_id, "deviceId": dev_id, "decision": "approved", "ts": crate::clock::now_ms()}),
+                ));
+            } else {
+                match ctx.devices.request(&claim).await {
+                    Ok((req, created)) => {
+                        let mut rejected_events = Vec::new();
+                        if created {
+                            tracing::info!(device = %dev_id, peer = %ctx.peer.ip, "pairing requested");
+                            rejected_events.push((
+                                "device.pair.requested".to_owned(),
+                                serde_json::to_value(&req).unwrap_or_default(),
+                            ));
+                        }
+                        let (message, details) = match version {
+                            V3 => ("pairing required", json!({"requestId": req.request_id})),
+                            V4 => (
+                                "pairing required: device is not approved yet",
+                                json!({"code": "PAIRING_REQUIRED", "reason": status.reason(),
+                                       "requestId": req.request_id,
+                                       "remediationHint": "approve it with: switchboard devices approve <requestId>"}),
+                            ),
+                        };
+                        let e = RpcError::new(ErrorCode::NotPaired, message).with_details(details);
+                        let mut r = Rejected::answered(&id, e, 1008);
+                        r.close_reason = "pairing required".into();
+                        r.events = rejected_events;
+                        return Err(r);
+                    }
+                    Err(e) => {
+                        let e = v4_details(
+                            version,
+                            RpcError::new(ErrorCode::NotPaired, format!("pairing required: {e}")),
+                            json!({"code": "PAIRING_REQUIRED"}),
+                        );
+                        return Err(Rejected::answered(&id, e, 1008));
+                    }
+                }
+            }
+        }
+        let token = ctx
+            .devices
+            .ensure_token(dev_id, role.as_str(), &scopes)
+            .await
+            .map_err(|e| store_failure(&id, e.to_string()))?;
+        device_token = Some(token);
+    }
+
+    let scopes = match version {
+        V3 => scopes,
         V4 => {
             let trusted_token_client = matches!(
                 (params.client.id.as_str(), params.client.mode.as_str()),
@@ -247,6 +363,8 @@ pub fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Rejected> 
         grant: Grant { role, scopes },
         auth_method,
         device_id,
+        device_token,
+        events,
         params,
     })
 }

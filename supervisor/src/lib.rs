@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod db;
 pub mod device;
+pub mod devices;
 pub mod exit;
 pub mod gateway;
 pub mod handshake;

@@ -10,12 +10,15 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
-    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    DeviceTokenRevokeParams, DeviceTokenRotateParams, PairingRequestParams, SessionsListParams,
+    SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
 use crate::agent;
+use crate::clock::now_ms;
 use crate::gateway::Gateway;
+use crate::hub::Broadcast;
 use crate::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::sessions;
@@ -89,6 +92,36 @@ pub const TABLE: &[MethodSpec] = &[
         advertised: BOTH,
     },
     MethodSpec {
+        name: "device.pair.list",
+        access: Access::Pairing,
+        params: "params/device.pair.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "device.pair.approve",
+        access: Access::Pairing,
+        params: "params/device.pair.request-id",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "device.pair.reject",
+        access: Access::Pairing,
+        params: "params/device.pair.request-id",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "device.token.rotate",
+        access: Access::Pairing,
+        params: "params/device.token.rotate",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "device.token.revoke",
+        access: Access::Pairing,
+        params: "params/device.token.revoke",
+        advertised: BOTH,
+    },
+    MethodSpec {
         name: "agent",
         access: Access::Write,
         params: "params/agent",
@@ -142,6 +175,8 @@ pub const TABLE: &[MethodSpec] = &[
 /// Events Switchboard emits, as listed in `hello-ok.features.events`.
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
+    "device.pair.requested",
+    "device.pair.resolved",
     "presence",
     "tick",
     "shutdown",
@@ -213,6 +248,65 @@ pub async fn dispatch(
         }
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
         "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
+        "device.pair.list" => Ok(Reply::Json(gw.devices.list())),
+        "device.pair.approve" => {
+            let p: PairingRequestParams = parse(method.name, params)?;
+            let device = gw.devices.approve(&p.request_id).await.map_err(store_err)?;
+            let Some(device) = device else {
+                return Err(RpcError::invalid_request("unknown requestId"));
+            };
+            tracing::info!(device = %device.device_id, "device pairing approved");
+            let ev = json!({"requestId": p.request_id, "deviceId": device.device_id, "decision": "approved", "ts": now_ms()});
+            gw.hub
+                .broadcast(&Broadcast::new("device.pair.resolved", &ev, None, true));
+            Ok(Reply::Json(
+                json!({"requestId": p.request_id, "device": device}),
+            ))
+        }
+        "device.pair.reject" => {
+            let p: PairingRequestParams = parse(method.name, params)?;
+            let Some(req) = gw.devices.reject(&p.request_id).await.map_err(store_err)? else {
+                return Err(RpcError::invalid_request("unknown requestId"));
+            };
+            let ev = json!({"requestId": p.request_id, "deviceId": req.device_id, "decision": "rejected", "ts": now_ms()});
+            gw.hub
+                .broadcast(&Broadcast::new("device.pair.resolved", &ev, None, true));
+            Ok(Reply::Json(
+                json!({"requestId": p.request_id, "deviceId": req.device_id}),
+            ))
+        }
+        "device.token.rotate" => {
+            let p: DeviceTokenRotateParams = parse(method.name, params)?;
+            let Some((token, info)) = gw
+                .devices
+                .rotate(&p.device_id, &p.role, p.scopes)
+                .await
+                .map_err(store_err)?
+            else {
+                return Err(RpcError::invalid_request("unknown deviceId/role"));
+            };
+            Ok(Reply::Json(
+                json!({"deviceId": info.device_id, "role": info.role, "token": token,
+                                  "scopes": info.scopes, "rotatedAtMs": info.issued_at_ms}),
+            ))
+        }
+        "device.token.revoke" => {
+            let p: DeviceTokenRevokeParams = parse(method.name, params)?;
+            let Some(info) = gw
+                .devices
+                .revoke(&p.device_id, &p.role)
+                .await
+                .map_err(store_err)?
+            else {
+                return Err(RpcError::invalid_request("unknown deviceId/role"));
+            };
+            let closed = gw.disconnect_device(&p.device_id, &p.role, "device token revoked");
+            tracing::info!(device = %p.device_id, role = %p.role, closed, "device token revoked");
+            Ok(Reply::Json(
+                json!({"deviceId": info.device_id, "role": info.role,
+                                  "revokedAtMs": info.revoked_at_ms}),
+            ))
+        }
         "workers.list" => Ok(Reply::Json(to_value(&WorkersList {
             workers: gw.workers().list(),
         }))),
@@ -269,6 +363,11 @@ pub async fn dispatch(
             "unknown method: {other}"
         ))),
     }
+}
+
+fn store_err(e: crate::db::DbError) -> RpcError {
+    tracing::error!(error = %e, "device store failed");
+    RpcError::unavailable("the gateway's database is unavailable; retry later")
 }
 
 /// Typed params; the schema already passed, so a failure here is a bug worth reporting.

@@ -29,6 +29,8 @@ pub enum RunError {
     Db(#[from] DbError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DevicesError),
     #[error("another gateway instance is already listening on ws://{0}")]
     PortInUse(String),
     #[error("failed to bind gateway socket on ws://{addr}: {source}")]
@@ -45,7 +47,7 @@ impl RunError {
         match self {
             RunError::Config(_) => ExitCode::Config,
             RunError::StateDir(StateDirError::Locked { .. }) => ExitCode::StateDirLocked,
-            RunError::StateDir(_) | RunError::Db(_) => ExitCode::State,
+            RunError::StateDir(_) | RunError::Db(_) | RunError::Devices(_) => ExitCode::State,
             RunError::PortInUse(_) => ExitCode::PortInUse,
             RunError::Bind { .. } | RunError::Schema(_) | RunError::Signals(_) => ExitCode::Failure,
         }
@@ -98,7 +100,8 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     let specs = config.workers.clone();
     let timing = config.worker_timing;
-    let gw = Gateway::new(config, port, db, validators, shutdown.clone()).await;
+    let devices = crate::devices::Devices::open(db.clone(), state.path()).await?;
+    let gw = Gateway::new(config, port, db, devices, validators, shutdown.clone()).await;
     crate::agent::finish_orphans(&gw).await;
     match gw.idempotency.prune().await {
         Ok(n) if n > 0 => tracing::info!(expired = n, "pruned idempotency records"),
