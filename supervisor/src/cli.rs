@@ -32,6 +32,14 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Pair, list and revoke devices of the running gateway.
+    #[command(after_help = ExitCode::HELP)]
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// The running gateway's health snapshot.
     #[command(after_help = ExitCode::HELP)]
     Health {
@@ -56,6 +64,22 @@ pub enum WorkersCommand {
     Stop { name: String },
     /// Start a stopped or failed worker.
     Start { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Pending pairing requests and paired devices (tokens are never shown).
+    List,
+    /// Approve a pending pairing request.
+    Approve { request_id: String },
+    /// Reject a pending pairing request.
+    Reject { request_id: String },
+    /// Revoke a device's token; its live connections are closed.
+    Revoke {
+        device_id: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
 }
 
 /// How CLI commands reach the running gateway.
@@ -227,6 +251,32 @@ fn print_workers(list: &serde_json::Value) {
     }
 }
 
+fn print_devices(list: &serde_json::Value) {
+    println!("PENDING");
+    for p in list["pending"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  device {}  {} {} from {}",
+            p["requestId"].as_str().unwrap_or("?"),
+            p["deviceId"].as_str().unwrap_or("?"),
+            p["clientId"].as_str().unwrap_or("?"),
+            p["role"].as_str().unwrap_or("?"),
+            p["remoteIp"].as_str().unwrap_or("local"),
+        );
+    }
+    println!("PAIRED");
+    for d in list["paired"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {}  roles {}",
+            d["deviceId"].as_str().unwrap_or("?"),
+            d["displayName"]
+                .as_str()
+                .or(d["clientId"].as_str())
+                .unwrap_or("?"),
+            d["roles"],
+        );
+    }
+}
+
 /// Runs one request against the running gateway and prints the answer.
 fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> ExitCode {
     let token = conn
@@ -259,6 +309,8 @@ fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> Exit
                     "{}",
                     serde_json::to_string_pretty(&payload).unwrap_or_default()
                 );
+            } else if method == "device.pair.list" {
+                print_devices(&payload);
             } else if let Some(action) = method.strip_prefix("workers.") {
                 if action == "list" {
                     print_workers(&payload);
@@ -300,6 +352,24 @@ pub fn run(cli: Cli) -> ExitCode {
                 WorkersCommand::Start { name } => {
                     ("workers.start", serde_json::json!({ "name": name }))
                 }
+            };
+            call_gateway(conn, method, params)
+        }
+        Command::Devices { command, conn } => {
+            let (method, params) = match command {
+                DevicesCommand::List => ("device.pair.list", serde_json::json!({})),
+                DevicesCommand::Approve { request_id } => (
+                    "device.pair.approve",
+                    serde_json::json!({ "requestId": request_id }),
+                ),
+                DevicesCommand::Reject { request_id } => (
+                    "device.pair.reject",
+                    serde_json::json!({ "requestId": request_id }),
+                ),
+                DevicesCommand::Revoke { device_id, role } => (
+                    "device.token.revoke",
+                    serde_json::json!({ "deviceId": device_id, "role": role }),
+                ),
             };
             call_gateway(conn, method, params)
         }

@@ -139,19 +139,19 @@ impl Gateway {
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
         let (child, log) = spawn_gateway(&opts, state.path());
         wait_log(&log, "the gateway to listen", |l| {
-            l.contains("listening on ws://127.0.0.1:") || l.contains(" ERROR ")
+            l.contains("listening on ws://") || l.contains(" ERROR ")
         });
         let port = {
             let l = log.lock().unwrap();
-            let Some(at) = l.find("listening on ws://127.0.0.1:") else {
+            let Some(at) = l.find("listening on ws://") else {
                 panic!("gateway failed to start:\n{l}");
             };
-            let rest = &l[at + "listening on ws://127.0.0.1:".len()..];
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .expect("port number")
+            let addr: String = l[at + "listening on ws://".len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            let port = addr.rsplit(':').next().unwrap_or_default();
+            port.parse().expect("port number")
         };
         Gateway {
             child,

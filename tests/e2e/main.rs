@@ -4,6 +4,7 @@
 mod harness;
 
 mod core;
+mod devices;
 mod lifecycle;
 mod standin_openai;
 mod v4;

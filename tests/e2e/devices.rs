@@ -1,0 +1,433 @@
+//! Devices, pairing and device tokens (issue #4), and one device store for both protocol
+//! generations (issue #11, point 3). "Non-local" is real: the client runs in a network
+//! namespace joined to this host by a veth pair.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64::Engine;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::*;
+
+struct Device {
+    key: SigningKey,
+}
+
+impl Device {
+    fn new(seed: u8) -> Device {
+        Device {
+            key: SigningKey::from_bytes(&[seed; 32]),
+        }
+    }
+    fn public(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.key.verifying_key().to_bytes())
+    }
+    fn id(&self) -> String {
+        Sha256::digest(self.key.verifying_key().to_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Connect params with a device proof over `nonce` (v3 uses the v2 payload, v4 the v3 one).
+fn device_params(
+    protocol: u64,
+    dev: &Device,
+    nonce: &str,
+    token_field: (&str, &str),
+    scopes: &[&str],
+) -> Value {
+    let (field, token) = token_field;
+    let scopes_joined = scopes.join(",");
+    let at = now_ms();
+    let payload = if protocol == 3 {
+        format!(
+            "v2|{}|test|test|operator|{scopes_joined}|{at}|{token}|{nonce}",
+            dev.id()
+        )
+    } else {
+        format!(
+            "v3|{}|test|test|operator|{scopes_joined}|{at}|{token}|{nonce}|linux|",
+            dev.id()
+        )
+    };
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(dev.key.sign(payload.as_bytes()).to_bytes());
+    let mut p = if protocol == 3 {
+        v3_params(None)
+    } else {
+        v4_params(None)
+    };
+    p["auth"] = json!({ field: token });
+    p["scopes"] = json!(scopes);
+    p["device"] = json!({"id": dev.id(), "publicKey": dev.public(), "signature": sig, "signedAt": at, "nonce": nonce});
+    p
+}
+
+/// Opens a connection and connects with a device proof over the real challenge.
+async fn device_connect(
+    url: &str,
+    protocol: u64,
+    dev: &Device,
+    token_field: (&str, &str),
+    scopes: &[&str],
+) -> (Client, Value) {
+    let mut c = Client::open(url).await;
+    let ch = c.frame().await;
+    let nonce = ch["payload"]["nonce"].as_str().unwrap().to_owned();
+    let p = device_params(protocol, dev, &nonce, token_field, scopes);
+    c.send_json(&json!({"type":"req","id":"c1","method":"connect","params": p}))
+        .await;
+    let res = c.response("c1").await;
+    (c, res)
+}
+
+async fn pairing_admin(gw: &Gateway) -> Client {
+    let mut p = v3_params(Some(TOKEN));
+    p["scopes"] = json!(["operator.pairing", "operator.read"]);
+    Client::connect(&gw.url(), p).await.0
+}
+
+#[tokio::test]
+async fn a_local_device_pairs_silently_and_its_token_works_across_generations() {
+    let gw = Gateway::start();
+    let mut admin = pairing_admin(&gw).await;
+    let dev = Device::new(11);
+    let (_c, res) = device_connect(&gw.url(), 3, &dev, ("token", TOKEN), &["operator.read"]).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let auth = &res["payload"]["auth"];
+    let token = auth["deviceToken"]
+        .as_str()
+        .expect("a device token in hello-ok.auth")
+        .to_owned();
+    assert_eq!(auth["role"], "operator");
+    assert_eq!(auth["scopes"], json!(["operator.read"]));
+    assert!(auth.get("method").is_none(), "v3 auth has no method");
+    let ev = admin.event("device.pair.resolved").await;
+    assert_eq!(ev["payload"]["deviceId"], dev.id());
+    assert_eq!(ev["payload"]["decision"], "approved");
+    // The same device over v4, with its device token instead of the shared token.
+    let (_c4, res) = device_connect(
+        &gw.url(),
+        4,
+        &dev,
+        ("deviceToken", &token),
+        &["operator.read"],
+    )
+    .await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+    assert_eq!(
+        res["payload"]["auth"]["deviceToken"],
+        token.as_str(),
+        "the same token, reused"
+    );
+    // …and back over v3 with the token in auth.token.
+    let (_c3, res) =
+        device_connect(&gw.url(), 3, &dev, ("token", &token), &["operator.read"]).await;
+    assert_eq!(res["ok"], true, "{res}");
+    // A device token does not stretch to scopes it was not paired with.
+    let (_cx, res) = device_connect(
+        &gw.url(),
+        4,
+        &dev,
+        ("deviceToken", &token),
+        &["operator.admin"],
+    )
+    .await;
+    assert_eq!(
+        res["error"]["message"],
+        "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)"
+    );
+    // Listing shows the device, never the token.
+    let list = admin.request("device.pair.list", json!({})).await;
+    assert!(!list.to_string().contains(&token));
+    assert_eq!(list["payload"]["paired"][0]["deviceId"], dev.id());
+    assert!(!gw.log().contains(&token), "device token in the log");
+    let db = std::fs::read(gw.state.path().join("switchboard.sqlite")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(&token),
+        "device token stored in the clear"
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_the_devices_live_connections_and_rotation_replaces_it() {
+    let gw = Gateway::start();
+    let mut admin = pairing_admin(&gw).await;
+    let dev = Device::new(12);
+    let (mut live, res) =
+        device_connect(&gw.url(), 4, &dev, ("token", TOKEN), &["operator.read"]).await;
+    let token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotated = admin
+        .request(
+            "device.token.rotate",
+            json!({"deviceId": dev.id(), "role": "operator"}),
+        )
+        .await;
+    let new_token = rotated["payload"]["token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, token);
+    let (_, res) = device_connect(
+        &gw.url(),
+        4,
+        &dev,
+        ("deviceToken", &token),
+        &["operator.read"],
+    )
+    .await;
+    assert_eq!(res["ok"], false, "the old token is dead");
+    let (_, res) = device_connect(
+        &gw.url(),
+        4,
+        &dev,
+        ("deviceToken", &new_token),
+        &["operator.read"],
+    )
+    .await;
+    assert_eq!(res["ok"], true);
+    // Revocation, via the CLI, closes what is connected.
+    let out = Command::new(bin("switchboard"))
+        .args([
+            "devices",
+            "revoke",
+            &dev.id(),
+            "--json",
+            "--url",
+            &gw.url(),
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        live.closed().await,
+        Some((1008, "device token revoked".into()))
+    );
+    let (_, res) = device_connect(
+        &gw.url(),
+        4,
+        &dev,
+        ("deviceToken", &new_token),
+        &["operator.read"],
+    )
+    .await;
+    assert_eq!(res["ok"], false);
+}
+
+static NS_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with a veth pair: the host side gets 10.231.N.1, the namespace
+/// 10.231.N.2. Removed on drop.
+struct NetNs {
+    name: String,
+    host_veth: String,
+    pub host_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    fn create() -> NetNs {
+        let n = (std::process::id() % 200) + NS_SEQ.fetch_add(1, Ordering::Relaxed) * 7 % 50;
+        let name = format!("sbtest{}-{n}", std::process::id());
+        let host_veth = format!("sbh{}x{n}", std::process::id() % 10000);
+        let ns_veth = format!("sbn{}x{n}", std::process::id() % 10000);
+        let net = 1 + (n % 250);
+        let host_ip = format!("10.231.{net}.1");
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
+        ]);
+        ip(&["link", "set", &ns_veth, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_veth]);
+        ip(&["link", "set", &host_veth, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("10.231.{net}.2/24"),
+            "dev",
+            &ns_veth,
+        ]);
+        ip(&["-n", &name, "link", "set", &ns_veth, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        NetNs {
+            name,
+            host_veth,
+            host_ip,
+        }
+    }
+
+    /// Runs `f` on a thread inside the namespace, with a runtime of its own.
+    fn run<T: Send>(&self, f: impl std::future::Future<Output = T> + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+                    .expect("netns file");
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(f)
+            })
+            .join()
+            .expect("netns thread")
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_remote_device_must_be_approved_and_signs_this_connections_nonce() {
+    let ns = NetNs::create();
+    let gw = Gateway::start_with(GatewayOpts {
+        extra: vec!["--bind".into(), "lan".into()],
+        ..Default::default()
+    });
+    let mut admin = pairing_admin(&gw).await;
+    let url = format!("ws://{}:{}", ns.host_ip, gw.port);
+    let dev = Device::new(21);
+    // 1. Unknown remote device: a pending request, NOT_PAIRED with its id.
+    let (first, replay_params) = ns.run(async {
+        let mut c = Client::open(&url).await;
+        let ch = c.frame().await;
+        let nonce = ch["payload"]["nonce"].as_str().unwrap().to_owned();
+        let p = device_params(4, &dev, &nonce, ("token", TOKEN), &["operator.read"]);
+        c.send_json(&json!({"type":"req","id":"c1","method":"connect","params": p}))
+            .await;
+        (c.response("c1").await, p)
+    });
+    assert_eq!(first["error"]["code"], "NOT_PAIRED", "{first}");
+    assert_eq!(
+        first["error"]["message"],
+        "pairing required: device is not approved yet"
+    );
+    let request_id = first["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = admin.event("device.pair.requested").await;
+    assert_eq!(ev["payload"]["requestId"], request_id.as_str());
+    assert_eq!(ev["payload"]["deviceId"], dev.id());
+    assert!(
+        ev["payload"]["remoteIp"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.231.")
+    );
+    // 2. Approve from the CLI.
+    let out = Command::new(bin("switchboard"))
+        .args([
+            "devices",
+            "approve",
+            &request_id,
+            "--url",
+            &gw.url(),
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = admin.event("device.pair.resolved").await;
+    assert_eq!(ev["payload"]["decision"], "approved");
+    // 3. A replayed proof (the first connection's nonce) is refused; a fresh one passes.
+    let (replayed, fresh, v1) = ns.run(async {
+        let mut c = Client::open(&url).await;
+        c.frame().await;
+        c.send_json(&json!({"type":"req","id":"c1","method":"connect","params": replay_params}))
+            .await;
+        let replayed = c.response("c1").await;
+        let (_c, fresh) = device_connect(&url, 4, &dev, ("token", TOKEN), &["operator.read"]).await;
+        // v3 without a nonce (a `v1` proof) is for local peers only.
+        let mut c = Client::open(&url).await;
+        c.frame().await;
+        let mut p = device_params(3, &dev, "unused", ("token", TOKEN), &["operator.read"]);
+        p["device"].as_object_mut().unwrap().remove("nonce");
+        c.send_json(&json!({"type":"req","id":"c1","method":"connect","params": p}))
+            .await;
+        (replayed, fresh, c.response("c1").await)
+    });
+    assert_eq!(replayed["error"]["message"], "device nonce mismatch");
+    assert_eq!(fresh["ok"], true, "{fresh}");
+    assert!(fresh["payload"]["auth"]["deviceToken"].is_string());
+    assert_eq!(v1["error"]["message"], "device nonce required");
+    // 4. A rejected request leaves the device unpaired.
+    let other = Device::new(22);
+    let res = ns.run(async {
+        device_connect(&url, 3, &other, ("token", TOKEN), &["operator.read"])
+            .await
+            .1
+    });
+    let rid = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = admin
+        .request("device.pair.reject", json!({"requestId": rid}))
+        .await;
+    assert_eq!(r["payload"]["deviceId"], other.id());
+    let res = ns.run(async {
+        device_connect(&url, 3, &other, ("token", TOKEN), &["operator.read"])
+            .await
+            .1
+    });
+    assert_eq!(res["error"]["code"], "NOT_PAIRED");
+}
+
+#[tokio::test]
+async fn pairing_methods_need_the_pairing_scope() {
+    let gw = Gateway::start();
+    let mut p = v3_params(Some(TOKEN));
+    p["scopes"] = json!(["operator.read"]);
+    let (mut reader, _) = Client::connect(&gw.url(), p).await;
+    let r = reader.request("device.pair.list", json!({})).await;
+    assert_eq!(r["error"]["message"], "missing scope: operator.pairing");
+    let mut admin = pairing_admin(&gw).await;
+    let r = admin
+        .request("device.pair.approve", json!({"requestId": "nope"}))
+        .await;
+    assert_eq!(r["error"]["message"], "unknown requestId");
+}
