@@ -1,0 +1,120 @@
+//! protocol.md "Roles, scopes and who may call what": every advertised method, walked
+//! with a connection that lacks its scope, is refused with the protocol's error.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+/// The scope each method needs, as protocol.md gives it (`health`: read on v3, nothing
+/// on v4). A method the gateway advertises but this table lacks fails the test.
+const SPEC: &[(&str, &str)] = &[
+    ("health", "operator.read"),
+    ("status", "operator.read"),
+    ("system-presence", "operator.read"),
+    ("last-heartbeat", "operator.read"),
+    ("system-event", "operator.admin"),
+    ("sessions.list", "operator.read"),
+    ("chat.history", "operator.read"),
+    ("channels.status", "operator.read"),
+    ("models.list", "operator.read"),
+    ("device.pair.list", "operator.pairing"),
+    ("device.pair.approve", "operator.pairing"),
+    ("device.pair.reject", "operator.pairing"),
+    ("device.token.rotate", "operator.pairing"),
+    ("device.token.revoke", "operator.pairing"),
+    ("agent", "operator.write"),
+    ("agent.wait", "operator.write"),
+    ("chat.abort", "operator.write"),
+    ("workers.list", "operator.admin"),
+    ("workers.restart", "operator.admin"),
+    ("workers.stop", "operator.admin"),
+    ("workers.start", "operator.admin"),
+];
+
+/// A scope set that holds none of `needed` (nor anything implying it).
+fn lacking(needed: &str) -> Vec<&'static str> {
+    match needed {
+        "operator.read" => vec!["operator.approvals"],
+        "operator.write" => vec!["operator.read", "operator.pairing"],
+        "operator.pairing" => vec!["operator.read", "operator.write"],
+        "operator.admin" => vec![
+            "operator.read",
+            "operator.write",
+            "operator.pairing",
+            "operator.approvals",
+        ],
+        other => panic!("no lacking set for {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_method_is_denied_without_its_scope_in_both_generations() {
+    let gw = Gateway::start();
+    for version in [3u64, 4] {
+        let (_c, hello) = Client::connect(
+            &gw.url(),
+            if version == 3 {
+                v3_params(Some(TOKEN))
+            } else {
+                v4_cli_params(TOKEN, &["operator.admin"])
+            },
+        )
+        .await;
+        let advertised: Vec<String> = hello["features"]["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect();
+        for m in &advertised {
+            assert!(
+                SPEC.iter().any(|(n, _)| n == m),
+                "v{version} advertises {m}, which the spec table lacks"
+            );
+        }
+        for (method, needed) in SPEC {
+            assert!(
+                advertised.iter().any(|m| m == method),
+                "v{version} does not advertise {method}"
+            );
+            if version == 4 && *method == "health" {
+                continue; // v4: health needs no scope (tested elsewhere)
+            }
+            let scopes = lacking(needed);
+            let params = if version == 3 {
+                let mut p = v3_params(Some(TOKEN));
+                p["scopes"] = json!(scopes);
+                p
+            } else {
+                v4_cli_params(TOKEN, &scopes)
+            };
+            let (mut c, _) = Client::connect(&gw.url(), params).await;
+            let r = c.request(method, json!({})).await;
+            assert_eq!(r["ok"], false, "v{version} {method} with {scopes:?}: {r}");
+            assert_eq!(
+                r["error"]["message"],
+                format!("missing scope: {needed}"),
+                "v{version} {method}"
+            );
+            let code = if version == 3 {
+                "INVALID_REQUEST"
+            } else {
+                "FORBIDDEN"
+            };
+            assert_eq!(r["error"]["code"], code, "v{version} {method}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_may_call_nothing_but_node_methods_and_operators_no_node_methods() {
+    let gw = Gateway::start();
+    let mut p = v3_params(Some(TOKEN));
+    p["role"] = json!("node");
+    p["client"]["mode"] = json!("node");
+    let (mut node, _) = Client::connect(&gw.url(), p).await;
+    for (method, _) in SPEC {
+        let r = node.request(method, json!({})).await;
+        assert_eq!(r["error"]["message"], "unauthorized role: node", "{method}");
+    }
+}
