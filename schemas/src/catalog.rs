@@ -14,9 +14,10 @@ use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
     ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
-    DeviceTokenRotateParams, HealthParams, HealthSnapshot, NoParams, OkResult,
-    PairingRequestParams, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
-    TickEvent, WorkerControlParams, WorkerControlResult, WorkersList,
+    DeviceTokenRotateParams, HealthParams, HealthSnapshot, NoParams, NodeDescribeParams,
+    NodeEventParams, NodeInvokeParams, NodeInvokeResultParams, OkResult, PairingRequestParams,
+    SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -248,6 +249,14 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
         entry("params/models.list", generate::<ClosedNoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
+        entry("params/node.list", generate::<ClosedNoParams>()),
+        entry("params/node.describe", generate::<NodeDescribeParams>()),
+        entry("params/node.invoke", generate::<NodeInvokeParams>()),
+        entry(
+            "params/node.invoke.result",
+            generate::<NodeInvokeResultParams>(),
+        ),
+        entry("params/node.event", generate::<NodeEventParams>()),
         entry(
             "params/device.pair.request-id",
             generate::<PairingRequestParams>(),

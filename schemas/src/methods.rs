@@ -430,6 +430,82 @@ pub struct DeviceTokenRevokeParams {
     pub role: String,
 }
 
+/// `node.describe` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDescribeParams {
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+}
+
+/// `node.invoke` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInvokeParams {
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    #[schemars(length(min = 1))]
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(rename = "idempotencyKey")]
+    #[schemars(length(min = 1))]
+    pub idempotency_key: String,
+}
+
+/// `node.invoke.result` params (from the node).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInvokeResultParams {
+    #[schemars(length(min = 1))]
+    pub id: String,
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(
+        rename = "payloadJSON",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub payload_json: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub message: Option<String>,
+}
+
+/// `node.event` params (from the node).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEventParams {
+    #[schemars(length(min = 1))]
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(
+        rename = "payloadJSON",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub payload_json: Option<String>,
+}
+
 /// `chat.abort` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -242,6 +242,44 @@ async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted
         },
     );
     gw.hub.insert(Arc::clone(&handle));
+    let node_id = (a.grant.role == access::Role::Node).then(|| {
+        let id = a.device_id.clone().unwrap_or_else(|| client.id.clone());
+        let info = gw.nodes.register(
+            crate::nodes::NodeInfo {
+                node_id: id.clone(),
+                display_name: client.display_name.clone(),
+                platform: client.platform.clone(),
+                version: client.version.clone(),
+                device_family: client.device_family.clone(),
+                model_identifier: client.model_identifier.clone(),
+                remote_ip: (!peer.ip().is_loopback()).then(|| peer.ip().to_string()),
+                caps: a
+                    .params
+                    .caps
+                    .iter()
+                    .flatten()
+                    .map(|c| c.0.clone())
+                    .collect(),
+                commands: a
+                    .params
+                    .commands
+                    .iter()
+                    .flatten()
+                    .map(|c| c.0.clone())
+                    .collect(),
+                permissions: a
+                    .params
+                    .permissions
+                    .as_ref()
+                    .and_then(|p| serde_json::to_value(p).ok()),
+                path_env: a.params.path_env.clone(),
+                connected_at_ms: now_ms(),
+            },
+            Arc::clone(&handle),
+        );
+        tracing::info!(node = %id, commands = ?info.commands, "node connected");
+        id
+    });
     let hello = hello_ok(&gw, &a, &conn_id);
     let hello = frame::ok(&a.request_id, &hello);
     if ws.send(Message::text(hello)).await.is_err() {
@@ -295,6 +333,9 @@ async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted
     handle.cut_token().cancel();
     let _ = writer.await;
     gw.hub.remove(id);
+    if let Some(node) = &node_id {
+        gw.nodes.unregister(node, id);
+    }
     finish(&gw, &handle);
     tracing::info!(conn = %conn_id, "client disconnected");
 }

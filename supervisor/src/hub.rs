@@ -304,16 +304,21 @@ impl Hub {
         }
     }
 
-    /// Sends a sequenced event to one connection (e.g. `node.invoke.request`).
+    /// Sends a sequenced event to one connection (e.g. `node.invoke.request`). Direct
+    /// sends are addressed on purpose, so the broadcast scope guards do not apply.
     pub fn send_event(&self, conn: &ConnHandle, b: &Broadcast) {
         let _order = self.bus.lock().unwrap_or_else(|p| p.into_inner());
-        self.send_event_locked(conn, b);
+        self.stamp_and_push(conn, b);
     }
 
     fn send_event_locked(&self, conn: &ConnHandle, b: &Broadcast) {
         if !access::may_receive(conn.version, &conn.grant, &b.event) {
             return;
         }
+        self.stamp_and_push(conn, b);
+    }
+
+    fn stamp_and_push(&self, conn: &ConnHandle, b: &Broadcast) {
         let Some(template) = b.template(conn.version) else {
             return;
         };

@@ -10,8 +10,9 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
-    DeviceTokenRevokeParams, DeviceTokenRotateParams, PairingRequestParams, SessionsListParams,
-    SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    DeviceTokenRevokeParams, DeviceTokenRotateParams, NodeDescribeParams, NodeEventParams,
+    NodeInvokeParams, PairingRequestParams, SessionsListParams, SystemEventParams,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -122,6 +123,36 @@ pub const TABLE: &[MethodSpec] = &[
         advertised: BOTH,
     },
     MethodSpec {
+        name: "node.list",
+        access: Access::Read,
+        params: "params/node.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.describe",
+        access: Access::Read,
+        params: "params/node.describe",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.invoke",
+        access: Access::Write,
+        params: "params/node.invoke",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.invoke.result",
+        access: Access::NodeOnly,
+        params: "params/node.invoke.result",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.event",
+        access: Access::NodeOnly,
+        params: "params/node.event",
+        advertised: BOTH,
+    },
+    MethodSpec {
         name: "agent",
         access: Access::Write,
         params: "params/agent",
@@ -177,6 +208,7 @@ pub const EVENTS: &[&str] = &[
     "connect.challenge",
     "device.pair.requested",
     "device.pair.resolved",
+    "node.invoke.request",
     "presence",
     "tick",
     "shutdown",
@@ -248,6 +280,98 @@ pub async fn dispatch(
         }
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
         "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
+        "node.list" => Ok(Reply::Json(node_list(gw))),
+        "node.describe" => {
+            let p: NodeDescribeParams = parse(method.name, params)?;
+            let all = node_list(gw);
+            let found = all["nodes"].as_array().and_then(|n| {
+                n.iter()
+                    .find(|n| n["nodeId"] == p.node_id.as_str())
+                    .cloned()
+            });
+            let Some(mut node) = found else {
+                return Err(RpcError::invalid_request("unknown nodeId"));
+            };
+            node["ts"] = json!(now_ms());
+            Ok(Reply::Json(node))
+        }
+        "node.invoke" => {
+            let p: NodeInvokeParams = parse(method.name, params)?;
+            let key = format!("node.invoke:{}", p.idempotency_key);
+            match gw.idempotency.get(&key).await.map_err(store_err)? {
+                Some(crate::idempotency::Record::Final {
+                    ok: true, payload, ..
+                }) => return Ok(Reply::Json(payload)),
+                Some(crate::idempotency::Record::Final { payload, error, .. }) => {
+                    return Ok(Reply::Frame(
+                        json!({"type": "res", "id": request_id, "ok": false, "payload": payload, "error": error}).to_string(),
+                    ));
+                }
+                Some(crate::idempotency::Record::Accepted { .. }) => {
+                    let mut e = RpcError::unavailable(
+                        "an invoke with this idempotencyKey is still in flight",
+                    );
+                    e.retryable = Some(true);
+                    return Err(e);
+                }
+                None => {}
+            }
+            gw.idempotency
+                .claim(
+                    &key,
+                    "node.invoke",
+                    &crate::idempotency::Record::Accepted { ack: json!({}) },
+                )
+                .await
+                .map_err(store_err)?;
+            let result = gw
+                .nodes
+                .invoke(
+                    &gw.hub,
+                    &p.node_id,
+                    &p.command,
+                    p.params.as_ref(),
+                    p.timeout_ms,
+                    &p.idempotency_key,
+                )
+                .await;
+            let record = match &result {
+                Ok(v) => crate::idempotency::Record::Final {
+                    ok: true,
+                    payload: v.clone(),
+                    error: None,
+                },
+                Err(e) => crate::idempotency::Record::Final {
+                    ok: false,
+                    payload: Value::Null,
+                    error: serde_json::to_value(e.to_shape()).ok(),
+                },
+            };
+            if let Err(e) = gw.idempotency.set(&key, &record).await {
+                tracing::error!(error = %e, "recording a node invoke failed");
+            }
+            result.map(Reply::Json)
+        }
+        "node.invoke.result" => {
+            let node_id = conn
+                .device_id
+                .clone()
+                .unwrap_or_else(|| conn.client_id.clone());
+            if params["nodeId"] != node_id.as_str() {
+                return Err(RpcError::invalid_request("nodeId mismatch"));
+            }
+            let matched = gw.nodes.result(&node_id, &params);
+            Ok(Reply::Json(if matched {
+                json!({"ok": true})
+            } else {
+                json!({"ok": true, "ignored": true})
+            }))
+        }
+        "node.event" => {
+            let p: NodeEventParams = parse(method.name, params)?;
+            tracing::debug!(node = %conn.client_id, event = %p.event, "node event");
+            Ok(Reply::Json(json!({"ok": true})))
+        }
         "device.pair.list" => Ok(Reply::Json(gw.devices.list())),
         "device.pair.approve" => {
             let p: PairingRequestParams = parse(method.name, params)?;
@@ -363,6 +487,35 @@ pub async fn dispatch(
             "unknown method: {other}"
         ))),
     }
+}
+
+/// Live nodes, then paired node devices that are not connected.
+fn node_list(gw: &Gateway) -> Value {
+    let mut nodes: Vec<Value> = gw
+        .nodes
+        .list()
+        .iter()
+        .map(|n| n.to_json(false, true))
+        .collect();
+    let paired = gw.devices.list();
+    for d in paired["paired"].as_array().into_iter().flatten() {
+        let is_node = d["roles"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "node"));
+        if !is_node {
+            continue;
+        }
+        let id = d["deviceId"].as_str().unwrap_or_default();
+        if let Some(live) = nodes.iter_mut().find(|n| n["nodeId"] == id) {
+            live["paired"] = json!(true);
+            continue;
+        }
+        nodes.push(json!({
+            "nodeId": id, "displayName": d["displayName"], "platform": d["platform"],
+            "caps": [], "commands": [], "paired": true, "connected": false,
+        }));
+    }
+    json!({"ts": now_ms(), "nodes": nodes})
 }
 
 fn store_err(e: crate::db::DbError) -> RpcError {

@@ -6,6 +6,7 @@ mod harness;
 mod core;
 mod devices;
 mod lifecycle;
+mod nodes;
 mod scopes;
 mod standin_openai;
 mod v4;

@@ -1,0 +1,342 @@
+//! Nodes: devices that lend commands (camera, screen, canvas, system.run…). A node
+//! connects with `role:"node"` and declares `caps`, `commands`, `permissions`; operators
+//! call `node.invoke`, which is forwarded to the node as a `node.invoke.request` event and
+//! answered when the node sends `node.invoke.result` (or times out).
+//!
+//! A command is invocable only if the node declared it **and** the gateway's allow-list
+//! for the node's platform permits it; declared commands are filtered at connect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::clock::now_ms;
+use crate::hub::{Broadcast, ConnHandle, Hub};
+use crate::protocol::error::RpcError;
+
+const CANVAS: &[&str] = &[
+    "canvas.present",
+    "canvas.hide",
+    "canvas.navigate",
+    "canvas.eval",
+    "canvas.snapshot",
+    "canvas.a2ui.push",
+    "canvas.a2ui.pushJSONL",
+    "canvas.a2ui.reset",
+];
+const CAMERA: &[&str] = &["camera.list", "camera.snap", "camera.clip"];
+const SCREEN: &[&str] = &["screen.record"];
+const LOCATION: &[&str] = &["location.get"];
+const SMS: &[&str] = &["sms.send"];
+const SYSTEM: &[&str] = &[
+    "system.run",
+    "system.which",
+    "system.notify",
+    "system.execApprovals.get",
+    "system.execApprovals.set",
+    "browser.proxy",
+];
+/// Default invoke timeout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// The platform family a node's `client.platform` / `deviceFamily` names.
+pub fn platform_id(platform: &str, family: Option<&str>) -> &'static str {
+    let p = platform.trim().to_lowercase();
+    let f = family.unwrap_or("").trim().to_lowercase();
+    if p.starts_with("ios") || f.contains("iphone") || f.contains("ipad") || f.contains("ios") {
+        "ios"
+    } else if p.starts_with("android") || f.contains("android") {
+        "android"
+    } else if p.starts_with("mac") || p.starts_with("darwin") || f.contains("mac") {
+        "macos"
+    } else if p.starts_with("win") || f.contains("windows") {
+        "windows"
+    } else if p.starts_with("linux") || f.contains("linux") {
+        "linux"
+    } else {
+        "unknown"
+    }
+}
+
+/// The commands the gateway allows for a platform (the reference's defaults).
+pub fn allowlist(platform: &str) -> Vec<&'static str> {
+    let groups: &[&[&str]] = match platform {
+        "ios" => &[CANVAS, CAMERA, SCREEN, LOCATION],
+        "android" => &[CANVAS, CAMERA, SCREEN, LOCATION, SMS],
+        "macos" => &[CANVAS, CAMERA, SCREEN, LOCATION, SYSTEM],
+        "linux" | "windows" => &[SYSTEM],
+        _ => &[CANVAS, CAMERA, SCREEN, LOCATION, SMS, SYSTEM],
+    };
+    groups.iter().flat_map(|g| g.iter().copied()).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub display_name: Option<String>,
+    pub platform: String,
+    pub version: String,
+    pub device_family: Option<String>,
+    pub model_identifier: Option<String>,
+    pub remote_ip: Option<String>,
+    pub caps: Vec<String>,
+    pub commands: Vec<String>,
+    pub permissions: Option<Value>,
+    pub path_env: Option<String>,
+    pub connected_at_ms: u64,
+}
+
+struct Live {
+    info: NodeInfo,
+    conn: Arc<ConnHandle>,
+}
+
+struct Pending {
+    node_id: String,
+    command: String,
+    tx: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+#[derive(Default)]
+pub struct Nodes {
+    live: Mutex<HashMap<String, Live>>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl NodeInfo {
+    pub fn to_json(&self, paired: bool, connected: bool) -> Value {
+        let mut v = json!({
+            "nodeId": self.node_id,
+            "platform": self.platform,
+            "version": self.version,
+            "caps": self.caps,
+            "commands": self.commands,
+            "connectedAtMs": self.connected_at_ms,
+            "paired": paired,
+            "connected": connected,
+        });
+        for (k, val) in [
+            ("displayName", self.display_name.clone().map(Value::from)),
+            ("deviceFamily", self.device_family.clone().map(Value::from)),
+            (
+                "modelIdentifier",
+                self.model_identifier.clone().map(Value::from),
+            ),
+            ("remoteIp", self.remote_ip.clone().map(Value::from)),
+            ("permissions", self.permissions.clone()),
+            ("pathEnv", self.path_env.clone().map(Value::from)),
+        ] {
+            if let Some(val) = val {
+                v[k] = val;
+            }
+        }
+        v
+    }
+}
+
+impl Nodes {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A node connected; its declared commands are filtered through the allow-list.
+    pub fn register(&self, mut info: NodeInfo, conn: Arc<ConnHandle>) -> NodeInfo {
+        let allowed = allowlist(platform_id(&info.platform, info.device_family.as_deref()));
+        let declared = info.commands.len();
+        info.commands.retain(|c| allowed.contains(&c.trim()));
+        info.commands.sort();
+        info.commands.dedup();
+        info.caps.sort();
+        info.caps.dedup();
+        if info.commands.len() < declared {
+            tracing::info!(node = %info.node_id, declared, allowed = info.commands.len(), "node commands filtered by the allow-list");
+        }
+        self.live().insert(
+            info.node_id.clone(),
+            Live {
+                info: info.clone(),
+                conn,
+            },
+        );
+        info
+    }
+
+    /// A node's connection closed: pending invokes fail at once.
+    pub fn unregister(&self, node_id: &str, conn_id: u64) {
+        let removed = {
+            let mut live = self.live();
+            match live.get(node_id) {
+                Some(l) if l.conn.id == conn_id => live.remove(node_id),
+                _ => None,
+            }
+        };
+        if removed.is_none() {
+            return;
+        }
+        let failed: Vec<Pending> = {
+            let mut pending = self.pending();
+            let ids: Vec<String> = pending
+                .iter()
+                .filter(|(_, p)| p.node_id == node_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
+        };
+        for p in failed {
+            let _ = p.tx.send(Err(RpcError::unavailable(format!(
+                "node disconnected ({})",
+                p.command
+            ))));
+        }
+    }
+
+    pub fn list(&self) -> Vec<NodeInfo> {
+        let mut v: Vec<NodeInfo> = self.live().values().map(|l| l.info.clone()).collect();
+        v.sort_by(|a, b| {
+            a.display_name
+                .clone()
+                .unwrap_or_else(|| a.node_id.clone())
+                .to_lowercase()
+                .cmp(
+                    &b.display_name
+                        .clone()
+                        .unwrap_or_else(|| b.node_id.clone())
+                        .to_lowercase(),
+                )
+        });
+        v
+    }
+
+    pub fn get(&self, node_id: &str) -> Option<NodeInfo> {
+        self.live().get(node_id).map(|l| l.info.clone())
+    }
+
+    /// Forwards a command to a node and waits for its result.
+    pub async fn invoke(
+        &self,
+        hub: &Hub,
+        node_id: &str,
+        command: &str,
+        params: Option<&Value>,
+        timeout_ms: Option<u64>,
+        idempotency_key: &str,
+    ) -> Result<Value, RpcError> {
+        let (conn, info) = {
+            let live = self.live();
+            let Some(l) = live.get(node_id) else {
+                return Err(RpcError::unavailable("node not connected")
+                    .with_details(json!({"code": "NOT_CONNECTED"})));
+            };
+            (Arc::clone(&l.conn), l.info.clone())
+        };
+        let allowed = allowlist(platform_id(&info.platform, info.device_family.as_deref()));
+        let reason = if !allowed.contains(&command) {
+            Some("command not allowlisted")
+        } else if info.commands.is_empty() {
+            Some("node did not declare commands")
+        } else if !info.commands.iter().any(|c| c == command) {
+            Some("command not declared by node")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(RpcError::invalid_request("node command not allowed")
+                .with_details(json!({"reason": reason, "command": command})));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(
+            id.clone(),
+            Pending {
+                node_id: node_id.to_owned(),
+                command: command.to_owned(),
+                tx,
+            },
+        );
+        let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let mut payload = json!({
+            "id": id, "nodeId": node_id, "command": command,
+            "paramsJSON": params.map(|p| Value::from(p.to_string())).unwrap_or(Value::Null),
+            "idempotencyKey": idempotency_key,
+        });
+        if let Some(t) = timeout_ms {
+            payload["timeoutMs"] = json!(t);
+        }
+        hub.send_event(
+            &conn,
+            &Broadcast::new("node.invoke.request", &payload, None, false),
+        );
+        let result = tokio::time::timeout(Duration::from_millis(timeout), rx).await;
+        self.pending().remove(&id);
+        match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(RpcError::unavailable("node invoke failed")),
+            Err(_) => Err(RpcError::unavailable("node invoke timed out").with_details(
+                json!({"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}}),
+            )),
+        }
+    }
+
+    /// A node's `node.invoke.result`. Returns whether it matched a waiting invoke.
+    pub fn result(&self, node_id: &str, p: &Value) -> bool {
+        let id = p["id"].as_str().unwrap_or_default();
+        let pending = {
+            let mut pending = self.pending();
+            match pending.get(id) {
+                Some(w) if w.node_id == node_id => pending.remove(id),
+                _ => None,
+            }
+        };
+        let Some(w) = pending else {
+            return false;
+        };
+        let outcome = if p["ok"] == true {
+            let payload = match p.get("payloadJSON").and_then(Value::as_str) {
+                Some(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                None => p.get("payload").cloned().unwrap_or(Value::Null),
+            };
+            Ok(json!({
+                "ok": true, "nodeId": node_id, "command": w.command, "payload": payload,
+                "payloadJSON": p.get("payloadJSON").cloned().unwrap_or(Value::Null),
+            }))
+        } else {
+            let message = p["error"]["message"]
+                .as_str()
+                .unwrap_or("node invoke failed")
+                .to_owned();
+            Err(RpcError::unavailable(message)
+                .with_details(json!({"nodeError": p.get("error").cloned().unwrap_or(Value::Null)})))
+        };
+        let _ = w.tx.send(outcome);
+        true
+    }
+
+    pub fn now_ms() -> u64 {
+        now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_map_to_the_reference_allow_lists() {
+        assert_eq!(platform_id("iOS 18", None), "ios");
+        assert_eq!(platform_id("darwin", None), "macos");
+        assert_eq!(platform_id("x", Some("Android phone")), "android");
+        assert!(allowlist("linux").contains(&"system.run"));
+        assert!(!allowlist("linux").contains(&"camera.snap"));
+        assert!(allowlist("ios").contains(&"camera.snap"));
+        assert!(!allowlist("ios").contains(&"system.run"));
+    }
+}

@@ -1,0 +1,111 @@
+//! Nodes (issue #4 point 4): a real second WebSocket client acts as the node.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn node_params(commands: &[&str]) -> Value {
+    json!({
+        "minProtocol": 3, "maxProtocol": 3,
+        "client": {"id": "node-host", "version": "1.0.0", "platform": "linux", "mode": "node", "displayName": "Build box"},
+        "role": "node",
+        "caps": ["system"],
+        "commands": commands,
+        "permissions": {"system.run": true},
+        "auth": {"token": TOKEN},
+    })
+}
+
+#[tokio::test]
+async fn node_invoke_round_trips_through_a_real_node_within_the_allow_list() {
+    let gw = Gateway::start();
+    let (mut node, _) =
+        Client::connect(&gw.url(), node_params(&["system.run", "camera.snap"])).await;
+    let (mut op, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.write"])).await;
+    let list = op.request("node.list", json!({})).await;
+    let n = &list["payload"]["nodes"][0];
+    assert_eq!(n["nodeId"], "node-host");
+    assert_eq!(n["connected"], true);
+    assert_eq!(
+        n["commands"],
+        json!(["system.run"]),
+        "camera.snap is not allowed on linux: {n}"
+    );
+    let d = op
+        .request("node.describe", json!({"nodeId": "node-host"}))
+        .await;
+    assert_eq!(d["payload"]["displayName"], "Build box");
+    assert_eq!(d["payload"]["permissions"], json!({"system.run": true}));
+    // The operator invokes; the node gets the request as an event and answers.
+    op.send_json(&json!({"type":"req","id":"inv","method":"node.invoke","params":
+        {"nodeId":"node-host","command":"system.run","params":{"argv":["echo","hi"]},"idempotencyKey":"inv-1"}}))
+        .await;
+    let req = node.event("node.invoke.request").await;
+    let p = &req["payload"];
+    assert_eq!(p["command"], "system.run");
+    assert_eq!(p["paramsJSON"], r#"{"argv":["echo","hi"]}"#);
+    assert_eq!(p["idempotencyKey"], "inv-1");
+    let r = node
+        .request("node.invoke.result", json!({"id": p["id"], "nodeId": "node-host", "ok": true, "payloadJSON": "{\"stdout\":\"hi\\n\"}"}))
+        .await;
+    assert_eq!(r["payload"], json!({"ok": true}));
+    let res = op.response("inv").await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["payload"], json!({"stdout": "hi\n"}));
+    // The same key again: the first answer, and the node hears nothing new.
+    let again = op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"node-host","command":"system.run","idempotencyKey":"inv-1"}),
+        )
+        .await;
+    assert_eq!(again["payload"], res["payload"]);
+    // Not declared / not allowed.
+    let r = op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"node-host","command":"camera.snap","idempotencyKey":"inv-2"}),
+        )
+        .await;
+    assert_eq!(r["error"]["message"], "node command not allowed");
+    assert_eq!(r["error"]["details"]["reason"], "command not allowlisted");
+    // A node that does not answer: the invoke times out.
+    let r = op
+        .request("node.invoke", json!({"nodeId":"node-host","command":"system.run","timeoutMs":200,"idempotencyKey":"inv-3"}))
+        .await;
+    assert_eq!(r["error"]["message"], "node invoke timed out");
+    // An unknown node.
+    let r = op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"nope","command":"system.run","idempotencyKey":"inv-4"}),
+        )
+        .await;
+    assert_eq!(r["error"]["message"], "node not connected");
+    // A node may answer only for itself.
+    let r = node
+        .request(
+            "node.invoke.result",
+            json!({"id": "x", "nodeId": "someone-else", "ok": true}),
+        )
+        .await;
+    assert_eq!(r["error"]["message"], "nodeId mismatch");
+}
+
+#[tokio::test]
+async fn a_node_that_disconnects_fails_its_pending_invokes_at_once() {
+    let gw = Gateway::start();
+    let (mut node, _) = Client::connect(&gw.url(), node_params(&["system.run"])).await;
+    let (mut op, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.write"])).await;
+    op.send_json(
+        &json!({"type":"req","id":"inv","method":"node.invoke","params":
+        {"nodeId":"node-host","command":"system.run","idempotencyKey":"dc-1"}}),
+    )
+    .await;
+    node.event("node.invoke.request").await;
+    drop(node);
+    let res = op.response("inv").await;
+    assert_eq!(res["error"]["message"], "node disconnected (system.run)");
+    let list = op.request("node.list", json!({})).await;
+    assert_eq!(list["payload"]["nodes"], json!([]));
+}
