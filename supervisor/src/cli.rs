@@ -99,6 +99,10 @@ pub struct ConnArgs {
     /// Print the gateway's JSON answer.
     #[arg(long, global = true)]
     pub json: bool,
+    /// For wss:// URLs: accept only the certificate with this SHA-256 fingerprint
+    /// (any spelling: `AB:CD:…`, hex, `sha256:…`).
+    #[arg(long, global = true)]
+    pub tls_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +110,26 @@ pub enum GatewayCommand {
     /// Run the gateway in the foreground (no config needed).
     #[command(after_help = ExitCode::HELP)]
     Run(RunArgs),
+    /// Print the SHA-256 fingerprint of the gateway's TLS certificate (generating the
+    /// self-signed one if there is none yet), for clients to pin with --tls-fingerprint.
+    #[command(after_help = ExitCode::HELP)]
+    Fingerprint(FingerprintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// State directory (as for `gateway run`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Certificate file (default: the state directory's self-signed one).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Key file (default: next to the self-signed certificate).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Print JSON (`{"sha256": …, "fingerprint256": …}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +159,16 @@ pub struct RunArgs {
     /// Time from socket open to a valid `connect`, in milliseconds (testing aid).
     #[arg(long, default_value_t = 10_000, hide = true)]
     pub handshake_timeout_ms: u64,
+    /// Serve wss:// (TLS). Without --tls-cert/--tls-key a self-signed certificate is
+    /// generated into the state directory on first use.
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS certificate (PEM). Implies --tls.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM). Implies --tls.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// Do not run the agent worker.
     #[arg(long)]
     pub no_agent: bool,
@@ -152,7 +186,16 @@ impl RunArgs {
             Some(d) => d,
             None => config::default_state_dir()?,
         };
+        let tls = (self.tls || self.tls_cert.is_some() || self.tls_key.is_some()).then(|| {
+            let (cert, key) = crate::tls::paths(
+                &state_dir,
+                self.tls_cert.as_deref(),
+                self.tls_key.as_deref(),
+            );
+            config::TlsFiles { cert, key }
+        });
         let mut cfg = GatewayConfig::with_state_dir(state_dir);
+        cfg.tls = tls;
         cfg.port = self.port;
         cfg.bind = BindMode::parse(&self.bind)?;
         cfg.auth.token = self
@@ -277,6 +320,44 @@ fn print_devices(list: &serde_json::Value) {
     }
 }
 
+fn fingerprint(args: FingerprintArgs) -> ExitCode {
+    let state_dir = match args
+        .state_dir
+        .map(Ok)
+        .unwrap_or_else(config::default_state_dir)
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Config;
+        }
+    };
+    let (cert, key) = crate::tls::paths(
+        &state_dir,
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    );
+    let result = crate::tls::ensure_certificate(&cert, &key)
+        .and_then(|_| crate::tls::file_fingerprint(&cert));
+    match result {
+        Ok(fp) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"sha256": crate::tls::normalize_fingerprint(&fp), "fingerprint256": fp, "certificate": cert})
+                );
+            } else {
+                println!("{fp}");
+            }
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::Config
+        }
+    }
+}
+
 /// Runs one request against the running gateway and prints the answer.
 fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> ExitCode {
     let token = conn
@@ -297,6 +378,7 @@ fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> Exit
         let mut c = crate::client::Client::connect(
             &conn.url,
             token.as_ref().map(Secret::expose),
+            conn.tls_fingerprint.as_deref(),
             &[crate::access::ADMIN],
         )
         .await?;
@@ -339,7 +421,11 @@ fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> Exit
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::tls::provider();
     match cli.command {
+        Command::Gateway {
+            command: GatewayCommand::Fingerprint(args),
+        } => fingerprint(args),
         Command::Workers { command, conn } => {
             let (method, params) = match command {
                 WorkersCommand::List => ("workers.list", serde_json::json!({})),

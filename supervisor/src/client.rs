@@ -37,16 +37,27 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects; with `pin`, a `wss://` URL must present exactly that certificate.
     pub async fn connect(
         url: &str,
         token: Option<&str>,
+        pin: Option<&str>,
         scopes: &[&str],
     ) -> Result<Client, ClientError> {
         let unreachable = |reason: String| ClientError::Unreachable {
             url: url.to_owned(),
             reason,
         };
-        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+        let connector = match pin {
+            Some(pin) if url.starts_with("wss://") => Some(tokio_tungstenite::Connector::Rustls(
+                crate::tls::pinned_client_config(pin).map_err(|e| unreachable(e.to_string()))?,
+            )),
+            Some(_) => return Err(unreachable("--tls-fingerprint needs a wss:// URL".into())),
+            None => None,
+        };
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector);
+        let (ws, _) = tokio::time::timeout(TIMEOUT, connecting)
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;

@@ -105,6 +105,15 @@ pub struct GatewayConfig {
     /// Worker processes to supervise (the agent runner by default).
     pub workers: Vec<WorkerSpec>,
     pub worker_timing: Timing,
+    /// Serve `wss://` with this certificate and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate and key of `--tls`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl GatewayConfig {
@@ -119,6 +128,7 @@ impl GatewayConfig {
             tick_interval: Duration::from_secs(30),
             workers: Vec::new(),
             worker_timing: Timing::default(),
+            tls: None,
         }
     }
 

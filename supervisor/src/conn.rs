@@ -12,7 +12,7 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 use switchboard_schemas::hello::{
     Features, HelloAuth, HelloOk, Policy, PresenceEntry, ServerInfo, SessionDefaults, Snapshot,
 };
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -30,7 +30,11 @@ use crate::protocol::error::RpcError;
 use crate::protocol::validate::Report;
 use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
 
-type Ws = WebSocketStream<BudgetStream<TcpStream>>;
+/// Any byte stream a client can arrive on: plain TCP or TLS.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+type Ws<S> = WebSocketStream<BudgetStream<S>>;
 
 /// Bytes a client may send before its `connect` is accepted: the HTTP upgrade, one
 /// maximal first frame and its header, and one read buffer of look-ahead.
@@ -58,7 +62,7 @@ fn close_frame(code: u16, reason: &str) -> Message {
 }
 
 /// Sends a close frame, then waits briefly for the peer's answer so the close is clean.
-async fn close_ws(mut ws: Ws, code: u16, reason: &str) {
+async fn close_ws<S: Transport>(mut ws: Ws<S>, code: u16, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(close_frame(code, reason))).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, async { while ws.next().await.is_some() {} }).await;
 }
@@ -67,8 +71,27 @@ fn is_too_big(e: &WsError) -> bool {
     matches!(e, WsError::Capacity(_))
 }
 
-pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve_tcp(gw: Arc<Gateway>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    serve(gw, tcp, peer).await;
+}
+
+/// A TLS connection: the TLS handshake (within the handshake timeout), then as plain.
+pub async fn serve_tls(
+    gw: Arc<Gateway>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let _ = tcp.set_nodelay(true);
+    match tokio::time::timeout(gw.config.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => serve(gw, tls, peer).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
     let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
     let stream = BudgetStream::new(tcp, budget.clone());
     let proxied = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -190,7 +213,7 @@ fn tracked(a: &Accepted) -> bool {
     a.params.client.mode != "cli"
 }
 
-async fn run_session(gw: Arc<Gateway>, mut ws: Ws, peer: SocketAddr, a: Accepted) {
+async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
     let version = a.version;
     let conn_id = uuid::Uuid::new_v4().to_string();
     let client = &a.params.client;
@@ -348,8 +371,8 @@ fn finish(gw: &Gateway, handle: &ConnHandle) {
     gw.health_changed();
 }
 
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+async fn write_loop<S: Transport>(
+    mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     handle: Arc<ConnHandle>,
 ) {

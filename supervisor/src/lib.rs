@@ -26,4 +26,5 @@ pub mod secret;
 pub mod server;
 pub mod sessions;
 pub mod state_dir;
+pub mod tls;
 pub mod workers;

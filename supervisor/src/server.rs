@@ -31,6 +31,8 @@ pub enum RunError {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Devices(#[from] crate::devices::DevicesError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("another gateway instance is already listening on ws://{0}")]
     PortInUse(String),
     #[error("failed to bind gateway socket on ws://{addr}: {source}")]
@@ -49,6 +51,7 @@ impl RunError {
             RunError::StateDir(StateDirError::Locked { .. }) => ExitCode::StateDirLocked,
             RunError::StateDir(_) | RunError::Db(_) | RunError::Devices(_) => ExitCode::State,
             RunError::PortInUse(_) => ExitCode::PortInUse,
+            RunError::Tls(_) => ExitCode::Config,
             RunError::Bind { .. } | RunError::Schema(_) | RunError::Signals(_) => ExitCode::Failure,
         }
     }
@@ -97,6 +100,16 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
         }
     }
 
+    let tls = match &config.tls {
+        Some(files) => {
+            crate::tls::ensure_certificate(&files.cert, &files.key)?;
+            let (server_config, fingerprint) = crate::tls::server_config(&files.cert, &files.key)?;
+            tracing::info!(fingerprint = %fingerprint, "TLS on (clients pin this SHA-256 fingerprint)");
+            Some(tokio_rustls::TlsAcceptor::from(server_config))
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
     let shutdown = CancellationToken::new();
     let specs = config.workers.clone();
     let timing = config.worker_timing;
@@ -136,10 +149,10 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     for (ip, listener) in listeners {
         tracing::info!(
             pid = std::process::id(),
-            "listening on ws://{}",
+            "listening on {scheme}://{}",
             ws_addr(ip, port)
         );
-        tasks.spawn(accept_loop(Arc::clone(&gw), listener));
+        tasks.spawn(accept_loop(Arc::clone(&gw), listener, tls.clone()));
     }
     match (&gw.config.auth.token, &gw.config.auth.password) {
         (None, None) => tracing::warn!(
@@ -186,14 +199,23 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
         })
 }
 
-async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener) {
+async fn accept_loop(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         tokio::select! {
             _ = gw.shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(crate::conn::serve(Arc::clone(&gw), tcp, peer));
-                }
+                Ok((tcp, peer)) => match &tls {
+                    Some(acceptor) => {
+                        tokio::spawn(crate::conn::serve_tls(Arc::clone(&gw), tcp, peer, acceptor.clone()));
+                    }
+                    None => {
+                        tokio::spawn(crate::conn::serve_tcp(Arc::clone(&gw), tcp, peer));
+                    }
+                },
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");

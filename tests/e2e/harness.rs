@@ -139,14 +139,19 @@ impl Gateway {
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
         let (child, log) = spawn_gateway(&opts, state.path());
         wait_log(&log, "the gateway to listen", |l| {
-            l.contains("listening on ws://") || l.contains(" ERROR ")
+            l.contains("listening on ws://")
+                || l.contains("listening on wss://")
+                || l.contains(" ERROR ")
         });
         let port = {
             let l = log.lock().unwrap();
-            let Some(at) = l.find("listening on ws://") else {
+            let Some(at) = l.find("listening on ws") else {
                 panic!("gateway failed to start:\n{l}");
             };
-            let addr: String = l[at + "listening on ws://".len()..]
+            let Some(scheme_end) = l[at..].find("://") else {
+                panic!("no address in the listening line:\n{l}");
+            };
+            let addr: String = l[at + scheme_end + 3..]
                 .chars()
                 .take_while(|c| !c.is_whitespace())
                 .collect();

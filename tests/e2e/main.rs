@@ -9,5 +9,6 @@ mod lifecycle;
 mod nodes;
 mod scopes;
 mod standin_openai;
+mod tls;
 mod v4;
 mod workers;
