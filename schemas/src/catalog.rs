@@ -15,9 +15,10 @@ use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
     ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
     DeviceTokenRotateParams, HealthParams, HealthSnapshot, NoParams, NodeDescribeParams,
-    NodeEventParams, NodeInvokeParams, NodeInvokeResultParams, OkResult, PairingRequestParams,
-    SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    NodeEventParams, NodeInvokeParams, NodeInvokeResultParams, NodePairRequestParams,
+    NodePairVerifyParams, NodeRenameParams, OkResult, PairingRequestParams, SessionsListParams,
+    ShutdownEvent, StatusSummary, SystemEventParams, TickEvent, WorkerControlParams,
+    WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -250,6 +251,15 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/models.list", generate::<ClosedNoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
+        entry(
+            "params/node.pair.request",
+            generate::<NodePairRequestParams>(),
+        ),
+        entry(
+            "params/node.pair.verify",
+            generate::<NodePairVerifyParams>(),
+        ),
+        entry("params/node.rename", generate::<NodeRenameParams>()),
         entry("params/node.describe", generate::<NodeDescribeParams>()),
         entry("params/node.invoke", generate::<NodeInvokeParams>()),
         entry(

@@ -430,6 +430,84 @@ pub struct DeviceTokenRevokeParams {
     pub role: String,
 }
 
+/// `node.pair.request` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePairRequestParams {
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    #[serde(
+        rename = "displayName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1))]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub version: Option<String>,
+    #[serde(
+        rename = "coreVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1))]
+    pub core_version: Option<String>,
+    #[serde(rename = "uiVersion", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub ui_version: Option<String>,
+    #[serde(
+        rename = "deviceFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1))]
+    pub device_family: Option<String>,
+    #[serde(
+        rename = "modelIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1))]
+    pub model_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Vec<crate::connect::NonEmpty>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Vec<crate::connect::NonEmpty>>,
+    #[serde(rename = "remoteIp", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub remote_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent: Option<bool>,
+}
+
+/// `node.pair.verify` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePairVerifyParams {
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    #[schemars(length(min = 1))]
+    pub token: String,
+}
+
+/// `node.rename` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRenameParams {
+    #[serde(rename = "nodeId")]
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    #[serde(rename = "displayName")]
+    #[schemars(length(min = 1))]
+    pub display_name: String,
+}
+
 /// `node.describe` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

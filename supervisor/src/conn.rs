@@ -444,7 +444,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     }
     let id = parsed["id"].as_str().unwrap_or_default();
     let method = parsed["method"].as_str().unwrap_or_default();
-    let spec = methods::lookup(method);
+    let spec = methods::lookup(method, version);
     if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
         respond(gw, conn, frame::err(id, &e));
         if version == V4 && e.is_unauthorized_role() {

@@ -57,6 +57,18 @@ const MIGRATIONS: &[&str] = &[
         revoked_at  INTEGER,
         PRIMARY KEY (device_id, role)
      );",
+    // 4: the node pairing store (`node.pair.*`), separate from device pairing.
+    "CREATE TABLE node_pairing_pending (
+        request_id  TEXT PRIMARY KEY,
+        node_id     TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL
+     );
+     CREATE TABLE node_pairing_paired (
+        node_id     TEXT PRIMARY KEY,
+        record      TEXT NOT NULL,
+        token_hash  TEXT NOT NULL
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,7 @@ pub struct Gateway {
     pub idempotency: Idempotency,
     pub devices: Devices,
     pub nodes: crate::nodes::Nodes,
+    pub node_pairing: crate::node_pairing::NodePairing,
     pub runs: Runs,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
@@ -80,6 +81,7 @@ impl Gateway {
         port: u16,
         db: Db,
         devices: Devices,
+        node_pairing: crate::node_pairing::NodePairing,
         validators: Validators,
         shutdown: CancellationToken,
     ) -> Arc<Gateway> {
@@ -120,6 +122,7 @@ impl Gateway {
             idempotency: Idempotency::new(db.clone()),
             devices,
             nodes: crate::nodes::Nodes::default(),
+            node_pairing,
             runs: Runs::default(),
             workers: OnceLock::new(),
             presence: Mutex::new(presence),

@@ -19,6 +19,7 @@ pub mod handshake;
 pub mod hub;
 pub mod idempotency;
 pub mod methods;
+pub mod node_pairing;
 pub mod nodes;
 pub mod presence;
 pub mod protocol;

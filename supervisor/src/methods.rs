@@ -11,8 +11,8 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
     DeviceTokenRevokeParams, DeviceTokenRotateParams, NodeDescribeParams, NodeEventParams,
-    NodeInvokeParams, PairingRequestParams, SessionsListParams, SystemEventParams,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    NodeInvokeParams, NodePairVerifyParams, NodeRenameParams, PairingRequestParams,
+    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -35,6 +35,8 @@ pub struct MethodSpec {
 }
 
 const BOTH: &[ProtocolVersion] = &[V3, V4];
+/// v4 answers `unknown method` for these.
+const V3_ONLY: &[ProtocolVersion] = &[V3];
 const NONE: &[ProtocolVersion] = &[];
 
 pub const TABLE: &[MethodSpec] = &[
@@ -120,6 +122,42 @@ pub const TABLE: &[MethodSpec] = &[
         name: "device.token.revoke",
         access: Access::Pairing,
         params: "params/device.token.revoke",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.pair.request",
+        access: Access::Pairing,
+        params: "params/node.pair.request",
+        advertised: V3_ONLY,
+    },
+    MethodSpec {
+        name: "node.pair.list",
+        access: Access::Pairing,
+        params: "params/device.pair.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.pair.approve",
+        access: Access::Pairing,
+        params: "params/device.pair.request-id",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.pair.reject",
+        access: Access::Pairing,
+        params: "params/device.pair.request-id",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "node.pair.verify",
+        access: Access::Pairing,
+        params: "params/node.pair.verify",
+        advertised: V3_ONLY,
+    },
+    MethodSpec {
+        name: "node.rename",
+        access: Access::Pairing,
+        params: "params/node.rename",
         advertised: BOTH,
     },
     MethodSpec {
@@ -209,14 +247,21 @@ pub const EVENTS: &[&str] = &[
     "device.pair.requested",
     "device.pair.resolved",
     "node.invoke.request",
+    "node.pair.requested",
+    "node.pair.resolved",
     "presence",
     "tick",
     "shutdown",
     "health",
 ];
 
-pub fn lookup(name: &str) -> Option<&'static MethodSpec> {
-    TABLE.iter().find(|m| m.name == name)
+/// The method as `version` knows it: a method advertised only to other generations is
+/// unknown here (a method advertised to none, like a second `connect`, is known to all).
+pub fn lookup(name: &str, version: ProtocolVersion) -> Option<&'static MethodSpec> {
+    TABLE
+        .iter()
+        .find(|m| m.name == name)
+        .filter(|m| m.advertised.is_empty() || m.advertised.contains(&version))
 }
 
 pub fn advertised(version: ProtocolVersion) -> Vec<String> {
@@ -280,6 +325,74 @@ pub async fn dispatch(
         }
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
         "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
+        "node.pair.request" => {
+            let (request, created) =
+                gw.node_pairing
+                    .request(&params)
+                    .await
+                    .map_err(|e| match e {
+                        crate::node_pairing::NodePairingError::Db(e) => store_err(e),
+                        other => RpcError::invalid_request(other.to_string()),
+                    })?;
+            if created {
+                gw.hub
+                    .broadcast(&Broadcast::new("node.pair.requested", &request, None, true));
+            }
+            Ok(Reply::Json(
+                json!({"status": "pending", "request": request, "created": created}),
+            ))
+        }
+        "node.pair.list" => Ok(Reply::Json(gw.node_pairing.list())),
+        "node.pair.approve" => {
+            let p: PairingRequestParams = parse(method.name, params)?;
+            let Some(approved) = gw
+                .node_pairing
+                .approve(&p.request_id)
+                .await
+                .map_err(store_err)?
+            else {
+                return Err(RpcError::invalid_request("unknown requestId"));
+            };
+            let ev = json!({"requestId": p.request_id, "nodeId": approved["node"]["nodeId"], "decision": "approved", "ts": now_ms()});
+            gw.hub
+                .broadcast(&Broadcast::new("node.pair.resolved", &ev, None, true));
+            Ok(Reply::Json(approved))
+        }
+        "node.pair.reject" => {
+            let p: PairingRequestParams = parse(method.name, params)?;
+            let Some(rejected) = gw
+                .node_pairing
+                .reject(&p.request_id)
+                .await
+                .map_err(store_err)?
+            else {
+                return Err(RpcError::invalid_request("unknown requestId"));
+            };
+            let ev = json!({"requestId": p.request_id, "nodeId": rejected["nodeId"], "decision": "rejected", "ts": now_ms()});
+            gw.hub
+                .broadcast(&Broadcast::new("node.pair.resolved", &ev, None, true));
+            Ok(Reply::Json(rejected))
+        }
+        "node.pair.verify" => {
+            let p: NodePairVerifyParams = parse(method.name, params)?;
+            Ok(Reply::Json(gw.node_pairing.verify(&p.node_id, &p.token)))
+        }
+        "node.rename" => {
+            let p: NodeRenameParams = parse(method.name, params)?;
+            let name = p.display_name.trim();
+            if name.is_empty() {
+                return Err(RpcError::invalid_request("displayName required"));
+            }
+            match gw
+                .node_pairing
+                .rename(&p.node_id, name)
+                .await
+                .map_err(store_err)?
+            {
+                Some(v) => Ok(Reply::Json(v)),
+                None => Err(RpcError::invalid_request("unknown nodeId")),
+            }
+        }
         "node.list" => Ok(Reply::Json(node_list(gw))),
         "node.describe" => {
             let p: NodeDescribeParams = parse(method.name, params)?;

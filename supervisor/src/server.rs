@@ -114,7 +114,17 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
     let specs = config.workers.clone();
     let timing = config.worker_timing;
     let devices = crate::devices::Devices::open(db.clone(), state.path()).await?;
-    let gw = Gateway::new(config, port, db, devices, validators, shutdown.clone()).await;
+    let node_pairing = crate::node_pairing::NodePairing::open(db.clone()).await?;
+    let gw = Gateway::new(
+        config,
+        port,
+        db,
+        devices,
+        node_pairing,
+        validators,
+        shutdown.clone(),
+    )
+    .await;
     crate::agent::finish_orphans(&gw).await;
     match gw.idempotency.prune().await {
         Ok(n) if n > 0 => tracing::info!(expired = n, "pruned idempotency records"),

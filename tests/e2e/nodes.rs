@@ -109,3 +109,84 @@ async fn a_node_that_disconnects_fails_its_pending_invokes_at_once() {
     let list = op.request("node.list", json!({})).await;
     assert_eq!(list["payload"]["nodes"], json!([]));
 }
+
+#[tokio::test]
+async fn node_pairing_requests_are_approved_with_a_fresh_token_that_verifies() {
+    let gw = Gateway::start();
+    let mut p = v3_params(Some(TOKEN));
+    p["scopes"] = json!(["operator.pairing"]);
+    let (mut op, _) = Client::connect(&gw.url(), p.clone()).await;
+    let (mut watcher, _) = Client::connect(&gw.url(), p).await;
+    let r = op
+        .request(
+            "node.pair.request",
+            json!({"nodeId": "ipad-1", "displayName": "Kitchen iPad", "platform": "iOS"}),
+        )
+        .await;
+    assert_eq!(r["payload"]["status"], "pending");
+    assert_eq!(r["payload"]["created"], true);
+    let request_id = r["payload"]["request"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = watcher.event("node.pair.requested").await;
+    assert_eq!(ev["payload"]["requestId"], request_id.as_str());
+    // Idempotent per node.
+    let again = op
+        .request("node.pair.request", json!({"nodeId": "ipad-1"}))
+        .await;
+    assert_eq!(
+        again["payload"]["request"]["requestId"],
+        request_id.as_str()
+    );
+    assert_eq!(again["payload"]["created"], false);
+    let approved = op
+        .request("node.pair.approve", json!({"requestId": request_id}))
+        .await;
+    let token = approved["payload"]["node"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = watcher.event("node.pair.resolved").await;
+    assert_eq!(ev["payload"]["decision"], "approved");
+    let v = op
+        .request(
+            "node.pair.verify",
+            json!({"nodeId": "ipad-1", "token": token}),
+        )
+        .await;
+    assert_eq!(v["payload"]["ok"], true);
+    let v = op
+        .request(
+            "node.pair.verify",
+            json!({"nodeId": "ipad-1", "token": "guess"}),
+        )
+        .await;
+    assert_eq!(v["payload"], json!({"ok": false}));
+    let list = op.request("node.pair.list", json!({})).await;
+    assert_eq!(list["payload"]["paired"][0]["nodeId"], "ipad-1");
+    assert!(!list.to_string().contains(&token), "tokens are not listed");
+    let renamed = op
+        .request(
+            "node.rename",
+            json!({"nodeId": "ipad-1", "displayName": "Hall iPad"}),
+        )
+        .await;
+    assert_eq!(renamed["payload"]["displayName"], "Hall iPad");
+    // Reject.
+    let r = op
+        .request("node.pair.request", json!({"nodeId": "phone-2"}))
+        .await;
+    let rid = r["payload"]["request"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rejected = op
+        .request("node.pair.reject", json!({"requestId": rid}))
+        .await;
+    assert_eq!(rejected["payload"]["nodeId"], "phone-2");
+    let v = op
+        .request("node.pair.approve", json!({"requestId": rid}))
+        .await;
+    assert_eq!(v["error"]["message"], "unknown requestId");
+}

@@ -1,0 +1,262 @@
+//! The node pairing store of `node.pair.*` (protocol v3; see the reference's
+//! `docs/gateway/pairing.md`). It is separate from device pairing and does not gate the
+//! WebSocket handshake: clients that use it request pairing for a node, an operator
+//! approves (which issues a fresh token, returned once) and the node's token can then be
+//! verified. Only the token's SHA-256 is stored.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rusqlite::params;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::clock::now_ms;
+use crate::db::{Db, DbError};
+use crate::devices::{MAX_PENDING, PENDING_TTL_MS};
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<String, Value>,
+    paired: HashMap<String, (Value, String)>,
+}
+
+pub struct NodePairing {
+    db: Db,
+    state: Mutex<State>,
+}
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    crate::device::encode_b64url(&bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodePairingError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("too many pending node pairing requests ({0}); approve or reject some first")]
+    TooManyPending(usize),
+}
+
+impl NodePairing {
+    pub async fn open(db: Db) -> Result<NodePairing, DbError> {
+        let state = db
+            .call(|c| {
+                let mut st = State::default();
+                let mut stmt =
+                    c.prepare("SELECT record FROM node_pairing_pending WHERE expires_at > ?1")?;
+                for rec in stmt.query_map([now_ms() as i64], |r| r.get::<_, String>(0))? {
+                    if let Ok(v) = serde_json::from_str::<Value>(&rec?) {
+                        let id = v["requestId"].as_str().unwrap_or_default().to_owned();
+                        st.pending.insert(id, v);
+                    }
+                }
+                let mut stmt =
+                    c.prepare("SELECT node_id, record, token_hash FROM node_pairing_paired")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (id, rec, h) = row?;
+                    if let Ok(v) = serde_json::from_str::<Value>(&rec) {
+                        st.paired.insert(id, (v, h));
+                    }
+                }
+                Ok(st)
+            })
+            .await?;
+        Ok(NodePairing {
+            db,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `node.pair.request`: idempotent per node. Returns `(request, created)`.
+    pub async fn request(&self, params: &Value) -> Result<(Value, bool), NodePairingError> {
+        let node_id = params["nodeId"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let now = now_ms();
+        let request = {
+            let mut st = self.lock();
+            st.pending
+                .retain(|_, p| now.saturating_sub(p["ts"].as_u64().unwrap_or(0)) < PENDING_TTL_MS);
+            if let Some(p) = st
+                .pending
+                .values()
+                .find(|p| p["nodeId"] == node_id.as_str())
+            {
+                return Ok((p.clone(), false));
+            }
+            if st.pending.len() >= MAX_PENDING {
+                return Err(NodePairingError::TooManyPending(st.pending.len()));
+            }
+            let mut request = params.clone();
+            request["requestId"] = json!(uuid::Uuid::new_v4().to_string());
+            request["nodeId"] = json!(node_id);
+            request["isRepair"] = json!(st.paired.contains_key(&node_id));
+            request["ts"] = json!(now);
+            st.pending.insert(
+                request["requestId"].as_str().unwrap_or_default().to_owned(),
+                request.clone(),
+            );
+            request
+        };
+        let (id, node, rec, exp) = (
+            request["requestId"].as_str().unwrap_or_default().to_owned(),
+            node_id,
+            request.to_string(),
+            (now + PENDING_TTL_MS) as i64,
+        );
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO node_pairing_pending (request_id, node_id, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, node, rec, exp],
+                )
+                .map(|_| ())
+            })
+            .await?;
+        Ok((request, true))
+    }
+
+    pub fn list(&self) -> Value {
+        let now = now_ms();
+        let st = self.lock();
+        let mut pending: Vec<Value> = st
+            .pending
+            .values()
+            .filter(|p| now.saturating_sub(p["ts"].as_u64().unwrap_or(0)) < PENDING_TTL_MS)
+            .cloned()
+            .collect();
+        pending.sort_by_key(|p| std::cmp::Reverse(p["ts"].as_u64().unwrap_or(0)));
+        let mut paired: Vec<Value> = st.paired.values().map(|(v, _)| v.clone()).collect();
+        paired.sort_by_key(|p| std::cmp::Reverse(p["approvedAtMs"].as_u64().unwrap_or(0)));
+        json!({"pending": pending, "paired": paired})
+    }
+
+    /// Approves: a fresh token, returned in the result only.
+    pub async fn approve(&self, request_id: &str) -> Result<Option<Value>, DbError> {
+        let now = now_ms();
+        let (node, token) = {
+            let mut st = self.lock();
+            let Some(req) = st.pending.remove(request_id) else {
+                return Ok(None);
+            };
+            if now.saturating_sub(req["ts"].as_u64().unwrap_or(0)) >= PENDING_TTL_MS {
+                return Ok(None);
+            }
+            let node_id = req["nodeId"].as_str().unwrap_or_default().to_owned();
+            let created = st
+                .paired
+                .get(&node_id)
+                .and_then(|(v, _)| v["createdAtMs"].as_u64())
+                .unwrap_or(now);
+            let mut node = req.clone();
+            if let Some(o) = node.as_object_mut() {
+                for k in ["requestId", "ts", "isRepair", "silent"] {
+                    o.remove(k);
+                }
+            }
+            node["createdAtMs"] = json!(created);
+            node["approvedAtMs"] = json!(now);
+            let token = new_token();
+            st.paired.insert(node_id, (node.clone(), hash(&token)));
+            (node, token)
+        };
+        let (id, rec, h, rid) = (
+            node["nodeId"].as_str().unwrap_or_default().to_owned(),
+            node.to_string(),
+            hash(&token),
+            request_id.to_owned(),
+        );
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO node_pairing_paired (node_id, record, token_hash) VALUES (?1, ?2, ?3)",
+                    params![id, rec, h],
+                )?;
+                tx.execute("DELETE FROM node_pairing_pending WHERE request_id = ?1", [rid])?;
+                tx.commit()
+            })
+            .await?;
+        let mut with_token = node;
+        with_token["token"] = json!(token);
+        Ok(Some(json!({"requestId": request_id, "node": with_token})))
+    }
+
+    pub async fn reject(&self, request_id: &str) -> Result<Option<Value>, DbError> {
+        let Some(req) = self.lock().pending.remove(request_id) else {
+            return Ok(None);
+        };
+        let rid = request_id.to_owned();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM node_pairing_pending WHERE request_id = ?1",
+                    [rid],
+                )
+                .map(|_| ())
+            })
+            .await?;
+        Ok(Some(
+            json!({"requestId": request_id, "nodeId": req["nodeId"]}),
+        ))
+    }
+
+    /// `node.pair.verify`: `{ok, node?}`.
+    pub fn verify(&self, node_id: &str, token: &str) -> Value {
+        let st = self.lock();
+        match st.paired.get(node_id.trim()) {
+            Some((node, h)) if bool::from(hash(token).as_bytes().ct_eq(h.as_bytes())) => {
+                json!({"ok": true, "node": node})
+            }
+            _ => json!({"ok": false}),
+        }
+    }
+
+    /// `node.rename`.
+    pub async fn rename(&self, node_id: &str, name: &str) -> Result<Option<Value>, DbError> {
+        let rec = {
+            let mut st = self.lock();
+            let Some((node, _)) = st.paired.get_mut(node_id) else {
+                return Ok(None);
+            };
+            node["displayName"] = json!(name);
+            node.to_string()
+        };
+        let id = node_id.to_owned();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE node_pairing_paired SET record = ?2 WHERE node_id = ?1",
+                    params![id, rec],
+                )
+                .map(|_| ())
+            })
+            .await?;
+        Ok(Some(json!({"nodeId": node_id, "displayName": name})))
+    }
+}
