@@ -265,44 +265,11 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
         },
     );
     gw.hub.insert(Arc::clone(&handle));
-    let node_id = (a.grant.role == access::Role::Node).then(|| {
-        let id = a.device_id.clone().unwrap_or_else(|| client.id.clone());
-        let info = gw.nodes.register(
-            crate::nodes::NodeInfo {
-                node_id: id.clone(),
-                display_name: client.display_name.clone(),
-                platform: client.platform.clone(),
-                version: client.version.clone(),
-                device_family: client.device_family.clone(),
-                model_identifier: client.model_identifier.clone(),
-                remote_ip: (!peer.ip().is_loopback()).then(|| peer.ip().to_string()),
-                caps: a
-                    .params
-                    .caps
-                    .iter()
-                    .flatten()
-                    .map(|c| c.0.clone())
-                    .collect(),
-                commands: a
-                    .params
-                    .commands
-                    .iter()
-                    .flatten()
-                    .map(|c| c.0.clone())
-                    .collect(),
-                permissions: a
-                    .params
-                    .permissions
-                    .as_ref()
-                    .and_then(|p| serde_json::to_value(p).ok()),
-                path_env: a.params.path_env.clone(),
-                connected_at_ms: now_ms(),
-            },
-            Arc::clone(&handle),
-        );
-        tracing::info!(node = %id, commands = ?info.commands, "node connected");
-        id
-    });
+    let node_id = if a.grant.role == access::Role::Node {
+        Some(register_node(&gw, &a, &handle, peer).await)
+    } else {
+        None
+    };
     let hello = hello_ok(&gw, &a, &conn_id);
     let hello = frame::ok(&a.request_id, &hello);
     if ws.send(Message::text(hello)).await.is_err() {
@@ -361,6 +328,80 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
     }
     finish(&gw, &handle);
     tracing::info!(conn = %conn_id, "client disconnected");
+}
+
+/// Registers a node. On v4 its declared commands wait for an operator's approval (a
+/// `node.pair` request) unless they were approved before; v3 nodes have no such step.
+async fn register_node(
+    gw: &Arc<Gateway>,
+    a: &Accepted,
+    handle: &Arc<ConnHandle>,
+    peer: SocketAddr,
+) -> String {
+    let client = &a.params.client;
+    let id = a.device_id.clone().unwrap_or_else(|| client.id.clone());
+    let mut info = crate::nodes::NodeInfo {
+        node_id: id.clone(),
+        display_name: client.display_name.clone(),
+        platform: client.platform.clone(),
+        version: client.version.clone(),
+        device_family: client.device_family.clone(),
+        model_identifier: client.model_identifier.clone(),
+        remote_ip: (!peer.ip().is_loopback()).then(|| peer.ip().to_string()),
+        caps: a
+            .params
+            .caps
+            .iter()
+            .flatten()
+            .map(|c| c.0.clone())
+            .collect(),
+        commands: a
+            .params
+            .commands
+            .iter()
+            .flatten()
+            .map(|c| c.0.clone())
+            .collect(),
+        permissions: a
+            .params
+            .permissions
+            .as_ref()
+            .and_then(|p| serde_json::to_value(p).ok()),
+        path_env: a.params.path_env.clone(),
+        connected_at_ms: now_ms(),
+        declared: Vec::new(),
+        approval_state: None,
+        pending_request: None,
+    };
+    crate::nodes::Nodes::filter_commands(&mut info);
+    if a.version == V4 && !info.declared.is_empty() {
+        let approved = gw.node_pairing.approved_commands(&id);
+        if info.declared.iter().all(|c| approved.contains(c)) {
+            info.approval_state = Some("approved".into());
+        } else {
+            let request = json!({
+                "nodeId": id, "displayName": client.display_name, "platform": client.platform,
+                "version": client.version, "commands": info.declared, "caps": info.caps,
+            });
+            match gw.node_pairing.request(&request).await {
+                Ok((req, created)) => {
+                    if created {
+                        gw.hub
+                            .broadcast(&Broadcast::new("node.pair.requested", &req, None, true));
+                    }
+                    info.pending_request = req["requestId"].as_str().map(str::to_owned);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "cannot file the node's command approval")
+                }
+            }
+            info.approval_state = Some("pending-approval".into());
+            info.commands.clear();
+        }
+    }
+    let info = gw.nodes.register(info, Arc::clone(handle));
+    tracing::info!(node = %id, commands = ?info.commands, approval = ?info.approval_state, "node connected");
+    id
 }
 
 /// Bookkeeping after a connection is gone.

@@ -354,8 +354,18 @@ pub async fn dispatch(
                 return Err(RpcError::invalid_request("unknown requestId"));
             };
             let ev = json!({"requestId": p.request_id, "nodeId": approved["node"]["nodeId"], "decision": "approved", "ts": now_ms()});
-            gw.hub
-                .broadcast(&Broadcast::new("node.pair.resolved", &ev, None, true));
+            let b = Broadcast::new("node.pair.resolved", &ev, None, true);
+            gw.hub.broadcast(&b);
+            // v4: a connected node waiting on this request gets its commands now, and hears so.
+            let commands: Vec<String> = approved["node"]["commands"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            if let Some(node_conn) = gw.nodes.approve_commands(&p.request_id, &commands) {
+                gw.hub.send_event(&node_conn, &b);
+            }
             Ok(Reply::Json(approved))
         }
         "node.pair.reject" => {
@@ -441,6 +451,7 @@ pub async fn dispatch(
                 .nodes
                 .invoke(
                     &gw.hub,
+                    conn.version,
                     &p.node_id,
                     &p.command,
                     p.params.as_ref(),

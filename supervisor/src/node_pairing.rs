@@ -226,6 +226,18 @@ impl NodePairing {
         ))
     }
 
+    /// Commands approved for a node (v4 command approval).
+    pub fn approved_commands(&self, node_id: &str) -> Vec<String> {
+        self.lock()
+            .paired
+            .get(node_id)
+            .and_then(|(v, _)| v["commands"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `node.pair.verify`: `{ok, node?}`.
     pub fn verify(&self, node_id: &str, token: &str) -> Value {
         let st = self.lock();

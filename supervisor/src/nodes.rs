@@ -87,6 +87,13 @@ pub struct NodeInfo {
     pub permissions: Option<Value>,
     pub path_env: Option<String>,
     pub connected_at_ms: u64,
+    /// What the node declared (after the allow-list), before approval.
+    pub declared: Vec<String>,
+    /// v4: `pending-approval` until an operator approves the declared commands, then
+    /// `approved`. v3 nodes have no approval step (`None`).
+    pub approval_state: Option<String>,
+    /// v4: the pending `node.pair` request for the declared commands.
+    pub pending_request: Option<String>,
 }
 
 struct Live {
@@ -128,6 +135,10 @@ impl NodeInfo {
             ("remoteIp", self.remote_ip.clone().map(Value::from)),
             ("permissions", self.permissions.clone()),
             ("pathEnv", self.path_env.clone().map(Value::from)),
+            (
+                "approvalState",
+                self.approval_state.clone().map(Value::from),
+            ),
         ] {
             if let Some(val) = val {
                 v[k] = val;
@@ -146,8 +157,8 @@ impl Nodes {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A node connected; its declared commands are filtered through the allow-list.
-    pub fn register(&self, mut info: NodeInfo, conn: Arc<ConnHandle>) -> NodeInfo {
+    /// Filters declared commands through the node platform's allow-list.
+    pub fn filter_commands(info: &mut NodeInfo) {
         let allowed = allowlist(platform_id(&info.platform, info.device_family.as_deref()));
         let declared = info.commands.len();
         info.commands.retain(|c| allowed.contains(&c.trim()));
@@ -158,6 +169,11 @@ impl Nodes {
         if info.commands.len() < declared {
             tracing::info!(node = %info.node_id, declared, allowed = info.commands.len(), "node commands filtered by the allow-list");
         }
+        info.declared = info.commands.clone();
+    }
+
+    /// A node connected (commands already filtered, and emptied while pending approval).
+    pub fn register(&self, info: NodeInfo, conn: Arc<ConnHandle>) -> NodeInfo {
         self.live().insert(
             info.node_id.clone(),
             Live {
@@ -166,6 +182,29 @@ impl Nodes {
             },
         );
         info
+    }
+
+    /// v4: the operator approved a node's commands; they are live at once. Returns the
+    /// node's connection to tell it, if it is connected and was waiting on `request_id`.
+    pub fn approve_commands(
+        &self,
+        request_id: &str,
+        approved: &[String],
+    ) -> Option<Arc<ConnHandle>> {
+        let mut live = self.live();
+        let l = live
+            .values_mut()
+            .find(|l| l.info.pending_request.as_deref() == Some(request_id))?;
+        l.info.commands = l
+            .info
+            .declared
+            .iter()
+            .filter(|c| approved.contains(c))
+            .cloned()
+            .collect();
+        l.info.approval_state = Some("approved".into());
+        l.info.pending_request = None;
+        Some(Arc::clone(&l.conn))
     }
 
     /// A node's connection closed: pending invokes fail at once.
@@ -221,9 +260,11 @@ impl Nodes {
     }
 
     /// Forwards a command to a node and waits for its result.
+    #[allow(clippy::too_many_arguments)]
     pub async fn invoke(
         &self,
         hub: &Hub,
+        version: switchboard_schemas::ProtocolVersion,
         node_id: &str,
         command: &str,
         params: Option<&Value>,
@@ -238,7 +279,16 @@ impl Nodes {
             };
             (Arc::clone(&l.conn), l.info.clone())
         };
-        let allowed = allowlist(platform_id(&info.platform, info.device_family.as_deref()));
+        if info.approval_state.as_deref() == Some("pending-approval")
+            && info.declared.iter().any(|c| c == command)
+        {
+            let mut e = RpcError::unavailable("node pairing changed while invocation was active")
+                .with_details(json!({"code": "PAIRING_CHANGED"}));
+            e.retryable = Some(true);
+            return Err(e);
+        }
+        let platform = platform_id(&info.platform, info.device_family.as_deref());
+        let allowed = allowlist(platform);
         let reason = if !allowed.contains(&command) {
             Some("command not allowlisted")
         } else if info.commands.is_empty() {
@@ -249,7 +299,22 @@ impl Nodes {
             None
         };
         if let Some(reason) = reason {
-            return Err(RpcError::invalid_request("node command not allowed")
+            let message = match (version, reason) {
+                (switchboard_schemas::ProtocolVersion::V3, _) => {
+                    "node command not allowed".to_owned()
+                }
+                (_, "command not allowlisted") => {
+                    format!(
+                        "node command not allowed: \"{command}\" is not in the allowlist for platform \"{platform}\""
+                    )
+                }
+                (_, "node did not declare commands") => {
+                    "node command not allowed: the node did not declare any supported commands"
+                        .to_owned()
+                }
+                (_, other) => format!("node command not allowed: {other}"),
+            };
+            return Err(RpcError::invalid_request(message)
                 .with_details(json!({"reason": reason, "command": command})));
         }
         let id = uuid::Uuid::new_v4().to_string();

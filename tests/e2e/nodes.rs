@@ -67,8 +67,20 @@ async fn node_invoke_round_trips_through_a_real_node_within_the_allow_list() {
             json!({"nodeId":"node-host","command":"camera.snap","idempotencyKey":"inv-2"}),
         )
         .await;
-    assert_eq!(r["error"]["message"], "node command not allowed");
+    // The caller speaks v4, so it gets v4's wording (v3 callers get "node command not allowed").
+    assert_eq!(
+        r["error"]["message"],
+        "node command not allowed: \"camera.snap\" is not in the allowlist for platform \"linux\""
+    );
     assert_eq!(r["error"]["details"]["reason"], "command not allowlisted");
+    let (mut v3op, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let r = v3op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"node-host","command":"camera.snap","idempotencyKey":"inv-2b"}),
+        )
+        .await;
+    assert_eq!(r["error"]["message"], "node command not allowed");
     // A node that does not answer: the invoke times out.
     let r = op
         .request("node.invoke", json!({"nodeId":"node-host","command":"system.run","timeoutMs":200,"idempotencyKey":"inv-3"}))
@@ -189,4 +201,90 @@ async fn node_pairing_requests_are_approved_with_a_fresh_token_that_verifies() {
         .request("node.pair.approve", json!({"requestId": rid}))
         .await;
     assert_eq!(v["error"]["message"], "unknown requestId");
+}
+
+fn v4_node_params(commands: &[&str]) -> Value {
+    let mut p = node_params(commands);
+    p["minProtocol"] = json!(4);
+    p["maxProtocol"] = json!(4);
+    p
+}
+
+#[tokio::test]
+async fn v4_node_commands_wait_for_operator_approval_rule_10() {
+    let gw = Gateway::start();
+    let (mut op, _) = Client::connect(
+        &gw.url(),
+        v4_cli_params(TOKEN, &["operator.write", "operator.pairing"]),
+    )
+    .await;
+    let (mut node, hello) = Client::connect(&gw.url(), v4_node_params(&["system.run"])).await;
+    assert_eq!(hello["protocol"], 4);
+    let requested = op.event("node.pair.requested").await;
+    let request_id = requested["payload"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(requested["payload"]["commands"], json!(["system.run"]));
+    let n = op.request("node.list", json!({})).await["payload"]["nodes"][0].clone();
+    assert_eq!(n["approvalState"], "pending-approval");
+    assert_eq!(n["commands"], json!([]));
+    let r = op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"node-host","command":"system.run","idempotencyKey":"v4-1"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "UNAVAILABLE");
+    assert_eq!(
+        r["error"]["message"],
+        "node pairing changed while invocation was active"
+    );
+    assert_eq!(r["error"]["details"]["code"], "PAIRING_CHANGED");
+    let r = op
+        .request(
+            "node.invoke",
+            json!({"nodeId":"node-host","command":"camera.snap","idempotencyKey":"v4-2"}),
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "node command not allowed: \"camera.snap\" is not in the allowlist for platform \"linux\""
+    );
+    // Approval makes the commands live without a reconnect, and the node hears of it.
+    let a = op
+        .request("node.pair.approve", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    let resolved = node.event("node.pair.resolved").await;
+    assert_eq!(resolved["payload"]["decision"], "approved");
+    let n = op.request("node.list", json!({})).await["payload"]["nodes"][0].clone();
+    assert_eq!(n["approvalState"], "approved");
+    assert_eq!(n["commands"], json!(["system.run"]));
+    op.send_json(
+        &json!({"type":"req","id":"inv","method":"node.invoke","params":
+        {"nodeId":"node-host","command":"system.run","idempotencyKey":"v4-3"}}),
+    )
+    .await;
+    let req = node.event("node.invoke.request").await;
+    node.request("node.invoke.result", json!({"id": req["payload"]["id"], "nodeId": "node-host", "ok": true, "payload": {"done": true}}))
+        .await;
+    assert_eq!(
+        op.response("inv").await["payload"]["payload"],
+        json!({"done": true})
+    );
+    // A later connection with the same commands is approved at once.
+    drop(node);
+    let (_node2, _) = Client::connect(&gw.url(), v4_node_params(&["system.run"])).await;
+    let n = loop {
+        let list = op.request("node.list", json!({})).await;
+        if let Some(n) = list["payload"]["nodes"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+        {
+            break n;
+        }
+    };
+    assert_eq!(n["approvalState"], "approved");
 }
