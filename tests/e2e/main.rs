@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bench;
 mod core;
 mod devices;
 mod lifecycle;

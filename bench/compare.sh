@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs the same scenarios against the reference gateway (npm clawdbot 2026.1.24-3, protocol
+# v3) and Switchboard (release build), one after the other on this machine, and prints
+# both figures and their ratios. Loopback only; every scenario is bounded in count and time.
+#
+# Usage: bench/compare.sh            (QUICK=1 for a short run)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=$(cd "$root/../shared" && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+quick=${QUICK:-0}
+token="bench-$$-$(date +%s)"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+(cd "$root" && cargo build --release --workspace --quiet)
+bench="$target/release/switchboard-bench"
+sb="$target/release/switchboard"
+
+wait_port() { # port, seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    if "$bench" --url "ws://127.0.0.1:$1" --token "$token" --scenario handshake --count 1 --concurrency 1 >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "gateway on port $1 did not come up" >&2; return 1
+}
+
+ref_port=19881; sb_port=19882
+echo "== starting the reference gateway (clawdbot, Node) on $ref_port"
+"$shared/reference/run.sh" "$ref_port" "$token" "$work/ref-home" >"$work/ref.log" 2>&1 &
+ref_pid=$!; pids+=("$ref_pid")
+echo "== starting Switchboard (release) on $sb_port"
+"$sb" gateway run --port "$sb_port" --token "$token" --state-dir "$work/sb-state" >"$work/sb.log" 2>&1 &
+sb_pid=$!; pids+=("$sb_pid")
+wait_port "$sb_port" 30
+wait_port "$ref_port" 120
+
+if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; else n=20000; hs=2000; idle=1000; fan=50; fi
+results="$work/results.txt"
+run() { # label port pid args...
+  local label=$1 port=$2 pid=$3; shift 3
+  "$bench" --label "$label" --url "ws://127.0.0.1:$port" --token "$token" --max-seconds 120 "$@" --pid "$pid" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
+}
+for g in "reference $ref_port $ref_pid" "switchboard $sb_port $sb_pid"; do
+  set -- $g
+  echo "== $1"
+  run "$1" "$2" "$3" --scenario handshake --count "$hs" --concurrency 10
+  for c in 1 10 100; do run "$1" "$2" "$3" --scenario health --count "$n" --concurrency "$c"; done
+  run "$1" "$2" "$3" --scenario pipelined --count "$n" --concurrency 10 --depth 16
+  run "$1" "$2" "$3" --scenario fanout --count "$fan" --concurrency 100
+  run "$1" "$2" "$3" --scenario idle --count "$idle"
+done
+echo "== switchboard only"
+run switchboard "$sb_port" "$sb_pid" --scenario recovery --count 5
+kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
+"$bench" --label switchboard --url "ws://127.0.0.1:$sb_port" --token "$token" --scenario coldstart --count 20 \
+  --spawn "exec $sb gateway run --port $sb_port --token $token --state-dir $work/cold-\$\$" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def key(r):
+    extra = r.get("connections") or r.get("subscribers") or r.get("concurrency") or ""
+    return (r["scenario"], str(extra))
+by = {}
+for r in rows:
+    by.setdefault(key(r), {})[r["gateway"]] = r
+print()
+print(f"{'scenario':<28}{'metric':<20}{'reference':>14}{'switchboard':>14}{'ratio':>10}")
+for k, g in sorted(by.items()):
+    name = f"{k[0]} ({k[1]})" if k[1] else k[0]
+    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection"]:
+        ref = g.get("reference", {}).get(metric); sb = g.get("switchboard", {}).get(metric)
+        if ref is None and sb is None: continue
+        ratio = ""
+        if ref and sb:
+            ratio = f"{(sb/ref if metric=='per_second' else ref/sb):.1f}x"
+        print(f"{name:<28}{metric:<20}{str(ref if ref is not None else '-'):>14}{str(sb if sb is not None else '-'):>14}{ratio:>10}")
+print("\n(ratio: how many times better Switchboard is; higher is better)")
+PY
+echo
+echo "raw results: one JSON line per run"
+cat "$results"

@@ -1,0 +1,64 @@
+//! The benchmark tool builds and a short smoke run succeeds (issue #7 point 4). No
+//! figures are asserted: speed is measured by `bench/compare.sh`, not by tests.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn bench(gw: &Gateway, args: &[&str]) -> Value {
+    let out = Command::new(bin("switchboard-bench"))
+        .args(["--url", &gw.url(), "--token", TOKEN, "--max-seconds", "60"])
+        .args(args)
+        .output()
+        .expect("run switchboard-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
+    serde_json::from_str(line).expect("RESULT is JSON")
+}
+
+#[tokio::test]
+async fn a_short_benchmark_smoke_run_succeeds() {
+    let gw = Gateway::start();
+    let r = bench(
+        &gw,
+        &[
+            "--scenario",
+            "health",
+            "--count",
+            "300",
+            "--concurrency",
+            "3",
+        ],
+    );
+    assert_eq!(r["requests"], 300);
+    let r = bench(
+        &gw,
+        &[
+            "--scenario",
+            "handshake",
+            "--count",
+            "30",
+            "--concurrency",
+            "3",
+            "--protocol",
+            "4",
+        ],
+    );
+    assert_eq!(r["handshakes"], 30);
+    assert_eq!(r["errors"], 0);
+    let r = bench(
+        &gw,
+        &["--scenario", "fanout", "--count", "3", "--concurrency", "5"],
+    );
+    assert_eq!(r["deliveries"], 15);
+}
