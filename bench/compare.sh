@@ -36,6 +36,12 @@ echo "== starting Switchboard (release) on $sb_port"
 sb_pid=$!; pids+=("$sb_pid")
 wait_port "$sb_port" 30
 wait_port "$ref_port" 120
+# The reference finishes start-up work (and may reload) after it first answers.
+sleep 10
+wait_port "$ref_port" 60
+# The reference's launcher re-spawns the gateway as a child: measure the listener's pid.
+ref_pid=$(ss -ltnp "sport = :$ref_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+[ -n "$ref_pid" ] || { echo "cannot find the reference gateway's pid" >&2; exit 1; }
 
 if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; else n=20000; hs=2000; idle=1000; fan=50; fi
 results="$work/results.txt"
@@ -71,7 +77,7 @@ print()
 print(f"{'scenario':<28}{'metric':<20}{'reference':>14}{'switchboard':>14}{'ratio':>10}")
 for k, g in sorted(by.items()):
     name = f"{k[0]} ({k[1]})" if k[1] else k[0]
-    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection"]:
+    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection", "first_kill_us"]:
         ref = g.get("reference", {}).get(metric); sb = g.get("switchboard", {}).get(metric)
         if ref is None and sb is None: continue
         ratio = ""

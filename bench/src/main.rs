@@ -120,6 +120,20 @@ async fn handshake(a: &Args) -> Result<Ws> {
     }
 }
 
+/// A handshake for set-up (not measured): retried a few times, so a gateway that is still
+/// settling after start-up does not fail a whole scenario.
+async fn setup_connection(a: &Args) -> Result<Ws> {
+    let mut last = None;
+    for attempt in 0..10u64 {
+        match handshake(a).await {
+            Ok(ws) => return Ok(ws),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("connect failed")))
+}
+
 async fn call(ws: &mut Ws, id: &str, method: &str, params: Value) -> Result<Value> {
     let req = json!({"type":"req","id": id,"method": method,"params": params});
     ws.send(Message::text(req.to_string())).await?;
@@ -222,7 +236,7 @@ async fn requests(a: Arc<Args>, pipelined: bool) -> Result<Report> {
     let per_conn = a.count.div_ceil(a.concurrency);
     let mut conns = Vec::new();
     for _ in 0..a.concurrency {
-        conns.push(handshake(&a).await?);
+        conns.push(setup_connection(&a).await?);
     }
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -294,7 +308,7 @@ async fn idle(a: Arc<Args>) -> Result<Report> {
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let mut conns = Vec::new();
     while (conns.len() as u64) < a.count && Instant::now() < deadline {
-        conns.push(handshake(&a).await?);
+        conns.push(setup_connection(&a).await?);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid).context("read gateway RSS")?;
@@ -315,9 +329,9 @@ async fn fanout(a: Arc<Args>) -> Result<Report> {
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let mut subs = Vec::new();
     for _ in 0..a.concurrency {
-        subs.push(handshake(&a).await?);
+        subs.push(setup_connection(&a).await?);
     }
-    let mut publisher = handshake(&a).await?;
+    let mut publisher = setup_connection(&a).await?;
     let rounds = a.count.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     for mut ws in subs {
@@ -407,8 +421,9 @@ async fn coldstart(a: Arc<Args>) -> Result<Report> {
 }
 
 async fn recovery(a: Arc<Args>) -> Result<Report> {
-    let mut ws = handshake(&a).await?;
+    let mut ws = setup_connection(&a).await?;
     let mut h = hist();
+    let mut first = None;
     for round in 0..a.count.min(5) {
         let list = call(&mut ws, &format!("l{round}"), "workers.list", json!({})).await?;
         let w = list["payload"]["workers"]
@@ -442,6 +457,7 @@ async fn recovery(a: Arc<Args>) -> Result<Report> {
             });
             if back {
                 h.record(us(t0.elapsed())).ok();
+                first.get_or_insert(us(t0.elapsed()));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -451,6 +467,8 @@ async fn recovery(a: Arc<Args>) -> Result<Report> {
     }
     let mut r = Report::new(&a, "recovery");
     r.set("kills", h.len());
+    // Later kills within the restart-intensity window wait out a growing backoff.
+    r.set("first_kill_us", first.unwrap_or(0));
     r.latency(&h);
     Ok(r)
 }
