@@ -690,10 +690,16 @@ mod tests {
         let (req, _) = d.request(&claim("old")).await.unwrap();
         // Age it past the limit, as five minutes of waiting would.
         d.lock().pending.get_mut(&req.request_id).unwrap().ts -= PENDING_TTL_MS;
-        assert!(d.approve(&req.request_id).await.unwrap().is_none(), "expired requests cannot be approved");
+        assert!(
+            d.approve(&req.request_id).await.unwrap().is_none(),
+            "expired requests cannot be approved"
+        );
         assert_eq!(d.list()["pending"], serde_json::json!([]));
         let (again, created) = d.request(&claim("old")).await.unwrap();
-        assert!(created && again.request_id != req.request_id, "a new request replaces the expired one");
+        assert!(
+            created && again.request_id != req.request_id,
+            "a new request replaces the expired one"
+        );
     }
 
     #[tokio::test]
