@@ -367,8 +367,10 @@ async fn fanout(a: Arc<Args>) -> Result<Report> {
             bail!("system-event refused: {}", r["error"]);
         }
         let mut got = 0;
+        // A delivery lost to a slow subscriber must not stall the run: 5 s per round at most.
+        let round_deadline = (Instant::now() + Duration::from_secs(5)).min(deadline);
         while got < a.concurrency {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = round_deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left.max(Duration::from_millis(1)), rx.recv()).await {
                 Ok(Some((n, at))) if n == round => {
                     h.record(us(at.duration_since(sent))).ok();
@@ -382,6 +384,7 @@ async fn fanout(a: Arc<Args>) -> Result<Report> {
     let mut r = Report::new(&a, "fanout");
     r.set("subscribers", a.concurrency);
     r.set("deliveries", h.len());
+    r.set("expected", a.concurrency * rounds);
     r.latency(&h);
     Ok(r)
 }

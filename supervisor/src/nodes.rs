@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::clock::now_ms;
 use crate::hub::{Broadcast, ConnHandle, Hub};
 use crate::protocol::error::RpcError;
 
@@ -383,10 +382,6 @@ impl Nodes {
         };
         let _ = w.tx.send(outcome);
         true
-    }
-
-    pub fn now_ms() -> u64 {
-        now_ms()
     }
 }
 

@@ -98,22 +98,10 @@ impl EventTemplate {
     pub fn stamp(&self, seq: u64) -> String {
         let mut s = String::with_capacity(self.head.len() + self.tail.len() + 20);
         s.push_str(&self.head);
-        s.push_str(itoa(seq).as_str());
+        s.push_str(&seq.to_string());
         s.push_str(&self.tail);
         s
     }
-
-    pub fn len(&self) -> usize {
-        self.head.len() + self.tail.len() + 20
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 fn encode<T: Serialize>(value: &T) -> String {
