@@ -39,7 +39,7 @@ type Ws<S> = WebSocketStream<BudgetStream<S>>;
 /// Bytes a client may send before its `connect` is accepted: the HTTP upgrade, one
 /// maximal first frame and its header, and one read buffer of look-ahead.
 const PRE_HANDSHAKE_BUDGET: usize = 16 * 1024 + PRE_HANDSHAKE_MAX_PAYLOAD + 14 + READ_BUFFER;
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// After a close frame, how long to wait for the peer's before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// v4: this many `unauthorized role` refusals in a row close the connection.
@@ -229,7 +229,21 @@ fn tracked(a: &Accepted) -> bool {
     a.params.client.mode != "cli"
 }
 
-async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
+/// What a live session keeps after its set-up.
+struct Live {
+    handle: Arc<ConnHandle>,
+    rx: mpsc::Receiver<Outbound>,
+    node_id: Option<String>,
+}
+
+/// Registration and `hello-ok`. Runs boxed: its large locals (the connect params, the
+/// hello) never become part of the long-lived session future.
+async fn session_setup<S: Transport>(
+    gw: &Arc<Gateway>,
+    ws: &mut Ws<S>,
+    peer: SocketAddr,
+    a: Accepted,
+) -> Option<Live> {
     let version = a.version;
     let conn_id = uuid::Uuid::new_v4().to_string();
     let client = &a.params.client;
@@ -282,16 +296,16 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
     );
     gw.hub.insert(Arc::clone(&handle));
     let node_id = if a.grant.role == access::Role::Node {
-        Some(register_node(&gw, &a, &handle, peer).await)
+        Some(register_node(gw, &a, &handle, peer).await)
     } else {
         None
     };
-    let hello = hello_ok(&gw, &a, &conn_id);
+    let hello = hello_ok(gw, &a, &conn_id);
     let hello = frame::ok(&a.request_id, &hello);
     if ws.send(Message::text(hello)).await.is_err() {
         gw.hub.remove(id);
-        finish(&gw, &handle);
-        return;
+        finish(gw, &handle);
+        return None;
     }
     tracing::info!(
         conn = %conn_id, %peer, client = %client.id, mode = %client.mode,
@@ -300,7 +314,25 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
         "client connected"
     );
     gw.health_changed();
+    Some(Live {
+        handle,
+        rx,
+        node_id,
+    })
+}
 
+async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
+    let version = a.version;
+    let Some(Live {
+        handle,
+        rx,
+        node_id,
+    }) = Box::pin(session_setup(&gw, &mut ws, peer, a)).await
+    else {
+        return;
+    };
+    let id = handle.id;
+    let conn_id = handle.conn_id.clone();
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&handle)));
     let cut = handle.cut_token();
