@@ -18,7 +18,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// A binary of the workspace, next to this test executable.
 ///
 /// `cargo test --workspace` builds only the binaries of packages that have integration
-/// tests of their own, so the first call builds every binary of the workspace (a no-op
+/// tests of their own, so the first call builds every target of the workspace (a no-op
 /// when they are fresh) into the same target directory and profile; a stale binary can
 /// never be tested by accident.
 pub fn bin(name: &str) -> PathBuf {
@@ -32,7 +32,9 @@ pub fn bin(name: &str) -> PathBuf {
         let target_dir = profile_dir.parent().expect("target dir");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--workspace", "--bins", "--quiet"])
+        // `--all-targets` resolves features as `cargo test --workspace` does (dev-dependency
+        // features included), so this is a no-op after the test build, not a rebuild.
+        cmd.args(["build", "--workspace", "--all-targets", "--quiet"])
             .arg("--manifest-path")
             .arg(&manifest)
             .arg("--target-dir")
