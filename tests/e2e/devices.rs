@@ -431,3 +431,97 @@ async fn pairing_methods_need_the_pairing_scope() {
         .await;
     assert_eq!(r["error"]["message"], "unknown requestId");
 }
+
+#[tokio::test]
+async fn repeated_failed_auth_is_rate_limited_and_logged_without_the_guesses() {
+    let ns = NetNs::create();
+    let gw = Gateway::start_with(GatewayOpts {
+        extra: vec!["--bind".into(), "lan".into()],
+        ..Default::default()
+    });
+    let url = format!("ws://{}:{}", ns.host_ip, gw.port);
+    // A remote peer gets ten tries; then even the right token is refused for a while.
+    let (tenth, eleventh) = ns.run(async {
+        let mut last = Value::Null;
+        for i in 0..10 {
+            let mut c = Client::open(&url).await;
+            last = c
+                .connect_raw(v4_params(Some(&format!("guess-{i}-x7q"))))
+                .await;
+        }
+        let mut c = Client::open(&url).await;
+        (last, c.connect_raw(v4_params(Some(TOKEN))).await)
+    });
+    assert_eq!(tenth["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    assert_eq!(
+        eleventh["error"]["message"],
+        "unauthorized: too many failed authentication attempts (retry later)",
+        "{eleventh}"
+    );
+    assert_eq!(eleventh["error"]["details"]["code"], "AUTH_RATE_LIMITED");
+    assert_eq!(eleventh["error"]["retryable"], true);
+    assert!(eleventh["error"]["retryAfterMs"].as_u64().unwrap() > 60_000);
+    gw.wait_log("the lockout to be logged", |l| {
+        l.contains("authentication locked out")
+    });
+    let log = gw.log();
+    let peer = format!("{}.2", ns.host_ip.strip_suffix(".1").unwrap());
+    assert!(log.contains(&peer), "the log names the peer {peer}:\n{log}");
+    assert!(
+        !log.contains("-x7q"),
+        "a guessed token reached the log:\n{log}"
+    );
+    // Loopback is never locked out, but a second failure in a row is answered late.
+    for _ in 0..2 {
+        let mut c = Client::open(&gw.url()).await;
+        assert_eq!(c.connect_raw(v4_params(Some("wrong"))).await["ok"], false);
+    }
+    let started = std::time::Instant::now();
+    let mut c = Client::open(&gw.url()).await;
+    assert_eq!(c.connect_raw(v4_params(Some("wrong"))).await["ok"], false);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "third failure in a row answered after {:?}",
+        started.elapsed()
+    );
+    let (_ok, hello) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    assert_eq!(hello["type"], "hello-ok");
+}
+
+#[tokio::test]
+async fn a_flood_of_pairing_requests_is_bounded() {
+    let ns = NetNs::create();
+    let gw = Gateway::start_with(GatewayOpts {
+        extra: vec!["--bind".into(), "lan".into()],
+        ..Default::default()
+    });
+    let url = format!("ws://{}:{}", ns.host_ip, gw.port);
+    let answers = ns.run(async {
+        let mut answers = Vec::new();
+        for seed in 100..=164u8 {
+            let dev = Device::new(seed);
+            answers.push(
+                device_connect(&url, 4, &dev, ("token", TOKEN), &["operator.read"])
+                    .await
+                    .1,
+            );
+        }
+        answers
+    });
+    for a in &answers[..64] {
+        assert_eq!(a["error"]["details"]["code"], "PAIRING_REQUIRED", "{a}");
+        assert!(a["error"]["details"]["requestId"].is_string());
+    }
+    let refused = &answers[64];
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many pending pairing requests"),
+        "{refused}"
+    );
+    let mut admin = pairing_admin(&gw).await;
+    let list = admin.request("device.pair.list", json!({})).await;
+    assert_eq!(list["payload"]["pending"].as_array().unwrap().len(), 64);
+}

@@ -176,6 +176,11 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until `cond` holds on the gateway's log.
+    pub fn wait_log(&self, what: &str, cond: impl Fn(&str) -> bool) {
+        wait_log(&self.log, what, cond);
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
