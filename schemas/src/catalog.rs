@@ -14,11 +14,11 @@ use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
     ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
-    DeviceTokenRotateParams, HealthParams, HealthSnapshot, NoParams, NodeDescribeParams,
-    NodeEventParams, NodeInvokeParams, NodeInvokeResultParams, NodePairRequestParams,
-    NodePairVerifyParams, NodeRenameParams, OkResult, PairingRequestParams, SessionsListParams,
-    ShutdownEvent, StatusSummary, SystemEventParams, TickEvent, WorkerControlParams,
-    WorkerControlResult, WorkersList,
+    DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams, LogsTailResult,
+    NoParams, NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodeInvokeResultParams,
+    NodePairRequestParams, NodePairVerifyParams, NodeRenameParams, OkResult, PairingRequestParams,
+    SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -246,6 +246,8 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("results/chat.abort", generate::<ChatAbortResult>()),
         entry("events/agent", generate::<AgentEvent>()),
         entry("params/sessions.list", generate::<SessionsListParams>()),
+        entry("params/logs.tail", generate::<LogsTailParams>()),
+        entry("results/logs.tail", generate::<LogsTailResult>()),
         entry("params/chat.history", generate::<ChatHistoryParams>()),
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
         entry("params/models.list", generate::<ClosedNoParams>()),

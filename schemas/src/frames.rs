@@ -130,6 +130,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::Unavailable,
+        ErrorCode::NotPaired,
+        ErrorCode::NotLinked,
+        ErrorCode::AgentTimeout,
+        ErrorCode::Forbidden,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "INVALID_REQUEST",

@@ -707,3 +707,34 @@ pub struct ShutdownEvent {
     )]
     pub restart_expected_ms: Option<u64>,
 }
+
+/// `logs.tail` params (the reference's bounds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsTailParams {
+    /// Byte offset returned by the previous call; absent: the last `maxBytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5000))]
+    pub limit: Option<u64>,
+    #[serde(rename = "maxBytes", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_bytes: Option<u64>,
+}
+
+/// `logs.tail` result: lines of the gateway's log file after the cursor.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsTailResult {
+    pub file: String,
+    /// Pass back as `cursor` to get what follows.
+    pub cursor: u64,
+    pub size: u64,
+    pub lines: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    /// The file was rotated (or the cursor was too far behind): reading restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<bool>,
+}

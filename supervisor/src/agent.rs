@@ -83,6 +83,11 @@ impl Runs {
         }
     }
 
+    /// Runs still going.
+    pub fn live_count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     fn live(&self, run_id: &str) -> Option<Arc<Run>> {
         self.live
             .lock()
@@ -423,6 +428,7 @@ impl RunTask {
             ended_at,
             error,
         };
+        self.gw.metrics.run_finished(status);
         self.gw.runs.finish(&run_id, outcome.clone());
         let _ = self.run.done.send(Some(outcome));
         // The requester may be gone; the final answer is recorded for its retry.

@@ -1,14 +1,15 @@
-//! The `switchboard` command line.
+//! The `switchboard` command line: `main.rs` parses it, [`run`] carries it out.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::{Value, json};
 
-use crate::config::{self, BindMode, GatewayConfig, PASSWORD_ENV, TOKEN_ENV};
+use crate::client::{Client, Credentials};
+use crate::config::{self, Flags, PASSWORD_ENV, ProcessEnv, TOKEN_ENV};
 use crate::exit::ExitCode;
 use crate::secret::Secret;
-use crate::workers::WorkerSpec;
 
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about = "Switchboard: a personal messaging gateway", after_help = ExitCode::HELP)]
@@ -19,10 +20,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run and manage the gateway daemon.
+    /// Run, inspect, restart and install the gateway daemon.
     Gateway {
         #[command(subcommand)]
         command: GatewayCommand,
+    },
+    /// Check and show the configuration (`config.json5` in the state directory).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// List and control the running gateway's worker processes.
     #[command(after_help = ExitCode::HELP)]
@@ -52,57 +58,11 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WorkersCommand {
-    /// Every worker: state, pid, restarts, last exit, uptime.
-    List,
-    /// Restart one worker (the others are untouched).
-    Restart { name: String },
-    /// Stop one worker until it is started again.
-    Stop { name: String },
-    /// Start a stopped or failed worker.
-    Start { name: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DevicesCommand {
-    /// Pending pairing requests and paired devices (tokens are never shown).
-    List,
-    /// Approve a pending pairing request.
-    Approve { request_id: String },
-    /// Reject a pending pairing request.
-    Reject { request_id: String },
-    /// Revoke a device's token; its live connections are closed.
-    Revoke {
-        device_id: String,
-        #[arg(long, default_value = "operator")]
-        role: String,
-    },
-}
-
-/// How CLI commands reach the running gateway.
-#[derive(Debug, Args)]
-pub struct ConnArgs {
-    /// Gateway URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SWITCHBOARD_GATEWAY_URL",
-        default_value = "ws://127.0.0.1:18789"
-    )]
-    pub url: String,
-    /// Gateway token (else SWITCHBOARD_GATEWAY_TOKEN, CLAWDBOT_GATEWAY_TOKEN, OPENCLAW_GATEWAY_TOKEN).
-    #[arg(long, global = true, hide_env_values = true)]
-    pub token: Option<String>,
-    /// Print the gateway's JSON answer.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// For wss:// URLs: accept only the certificate with this SHA-256 fingerprint
-    /// (any spelling: `AB:CD:…`, hex, `sha256:…`).
-    #[arg(long, global = true)]
-    pub tls_fingerprint: Option<String>,
+    /// Show the gateway's log (its file in the state directory), optionally following it.
+    #[command(after_help = ExitCode::HELP)]
+    Logs(LogsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,10 +70,170 @@ pub enum GatewayCommand {
     /// Run the gateway in the foreground (no config needed).
     #[command(after_help = ExitCode::HELP)]
     Run(RunArgs),
+    /// Whether a gateway runs for this state directory: pid, address, uptime, workers.
+    #[command(after_help = ExitCode::HELP)]
+    Status(LocalArgs),
+    /// Restart the running gateway in place (clients are told; accepted work is kept).
+    #[command(after_help = ExitCode::HELP)]
+    Restart(LocalArgs),
+    /// Install and start the gateway as a user service (systemd on Linux, launchd on macOS).
+    #[command(after_help = ExitCode::HELP)]
+    Install(InstallArgs),
+    /// Stop and remove the user service.
+    #[command(after_help = ExitCode::HELP)]
+    Uninstall(InstallArgs),
     /// Print the SHA-256 fingerprint of the gateway's TLS certificate (generating the
     /// self-signed one if there is none yet), for clients to pin with --tls-fingerprint.
     #[command(after_help = ExitCode::HELP)]
     Fingerprint(FingerprintArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration; every problem is listed with its key.
+    #[command(after_help = ExitCode::HELP)]
+    Validate(ConfigArgs),
+    /// Print the effective configuration (file, environment and defaults), secrets masked.
+    #[command(after_help = ExitCode::HELP)]
+    Show(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Every worker: state, pid, restarts, last exit, uptime.
+    #[command(after_help = ExitCode::HELP)]
+    List,
+    /// Restart one worker (the others are untouched).
+    #[command(after_help = ExitCode::HELP)]
+    Restart { name: String },
+    /// Stop one worker until it is started again.
+    #[command(after_help = ExitCode::HELP)]
+    Stop { name: String },
+    /// Start a stopped or failed worker.
+    #[command(after_help = ExitCode::HELP)]
+    Start { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Pending pairing requests and paired devices (tokens are never shown).
+    #[command(after_help = ExitCode::HELP)]
+    List,
+    /// Approve a pending pairing request.
+    #[command(after_help = ExitCode::HELP)]
+    Approve { request_id: String },
+    /// Reject a pending pairing request.
+    #[command(after_help = ExitCode::HELP)]
+    Reject { request_id: String },
+    /// Revoke a device's token; its live connections are closed.
+    #[command(after_help = ExitCode::HELP)]
+    Revoke {
+        device_id: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+}
+
+/// Where the state directory and config file are (as for `gateway run`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct LocateArgs {
+    /// State directory. Default: $SWITCHBOARD_STATE_DIR, else ~/.switchboard.
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Config file. Default: $SWITCHBOARD_CONFIG, else config.json5 in the state directory.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl LocateArgs {
+    fn flags(&self) -> Flags {
+        Flags {
+            state_dir: self.state_dir.clone(),
+            config: self.config.clone(),
+            ..Flags::default()
+        }
+    }
+}
+
+/// How CLI commands reach the running gateway. Without `--url`/`--token` they use the
+/// address the local gateway published in its state directory and the token of its
+/// configuration.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Gateway URL (default: the local gateway's, else ws://127.0.0.1:18789).
+    #[arg(long, global = true, env = "SWITCHBOARD_GATEWAY_URL")]
+    pub url: Option<String>,
+    /// Gateway token (else SWITCHBOARD_GATEWAY_TOKEN, CLAWDBOT_GATEWAY_TOKEN,
+    /// OPENCLAW_GATEWAY_TOKEN, else gateway.auth.token in the config).
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Gateway password, if it uses one instead of a token.
+    #[arg(long, global = true, hide_env_values = true)]
+    pub password: Option<String>,
+    /// Print the gateway's JSON answer.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// For wss:// URLs: accept only the certificate with this SHA-256 fingerprint
+    /// (any spelling: `AB:CD:…`, hex, `sha256:…`).
+    #[arg(long, global = true)]
+    pub tls_fingerprint: Option<String>,
+    #[command(flatten)]
+    pub locate: LocateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub locate: LocateArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Lines to show first.
+    #[arg(short = 'n', long, default_value_t = 200)]
+    pub lines: usize,
+    /// Keep printing new lines as they are written (follows rotation).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Read the log file of the state directory directly instead of asking the gateway.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub locate: LocateArgs,
+    /// Write the service file only; do not load or start it (or, for uninstall, do not
+    /// stop it first).
+    #[arg(long)]
+    pub no_start: bool,
+    /// Print the service file instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// The service manager to write for (default: systemd on Linux, launchd on macOS).
+    #[arg(long, value_enum)]
+    pub manager: Option<ManagerArg>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ManagerArg {
+    Systemd,
+    Launchd,
 }
 
 #[derive(Debug, Args)]
@@ -134,31 +254,35 @@ pub struct FingerprintArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// WebSocket port.
-    #[arg(long, default_value_t = config::DEFAULT_PORT)]
-    pub port: u16,
+    /// Config file (JSON5). Default: $SWITCHBOARD_CONFIG, else config.json5 in the state
+    /// directory; without one, every default applies.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// WebSocket port [default: 18789, or gateway.port].
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Where to listen: `loopback` (default), `lan` (all interfaces), or an IP address.
     /// Anything beyond loopback requires a token or password.
-    #[arg(long, default_value = "loopback")]
-    pub bind: String,
+    #[arg(long)]
+    pub bind: Option<String>,
     /// Shared token clients must present. Also read from SWITCHBOARD_GATEWAY_TOKEN,
-    /// CLAWDBOT_GATEWAY_TOKEN or OPENCLAW_GATEWAY_TOKEN.
+    /// CLAWDBOT_GATEWAY_TOKEN or OPENCLAW_GATEWAY_TOKEN, or gateway.auth.token.
     #[arg(long, hide_env_values = true)]
     pub token: Option<String>,
     /// Shared password (alternative to a token). Also read from SWITCHBOARD_GATEWAY_PASSWORD,
-    /// CLAWDBOT_GATEWAY_PASSWORD or OPENCLAW_GATEWAY_PASSWORD.
+    /// CLAWDBOT_GATEWAY_PASSWORD or OPENCLAW_GATEWAY_PASSWORD, or gateway.auth.password.
     #[arg(long, hide_env_values = true)]
     pub password: Option<String>,
-    /// State directory (database, locks, sockets). Default: $SWITCHBOARD_STATE_DIR, else
-    /// ~/.switchboard.
+    /// State directory (database, locks, sockets, logs). Default: $SWITCHBOARD_STATE_DIR,
+    /// else ~/.switchboard.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Interval of `tick` events, in milliseconds (testing aid).
-    #[arg(long, default_value_t = 30_000, hide = true)]
-    pub tick_interval_ms: u64,
+    #[arg(long, hide = true)]
+    pub tick_interval_ms: Option<u64>,
     /// Time from socket open to a valid `connect`, in milliseconds (testing aid).
-    #[arg(long, default_value_t = 10_000, hide = true)]
-    pub handshake_timeout_ms: u64,
+    #[arg(long, hide = true)]
+    pub handshake_timeout_ms: Option<u64>,
     /// Serve wss:// (TLS). Without --tls-cert/--tls-key a self-signed certificate is
     /// generated into the state directory on first use.
     #[arg(long)]
@@ -176,100 +300,146 @@ pub struct RunArgs {
     #[arg(long = "worker", value_name = "JSON")]
     pub workers: Vec<String>,
     /// Interval between worker health checks, in milliseconds (testing aid).
-    #[arg(long, default_value_t = 2_000, hide = true)]
-    pub worker_health_interval_ms: u64,
+    #[arg(long, hide = true)]
+    pub worker_health_interval_ms: Option<u64>,
 }
 
 impl RunArgs {
-    pub fn into_config(self) -> Result<GatewayConfig, config::ConfigError> {
-        let state_dir = match self.state_dir {
-            Some(d) => d,
-            None => config::default_state_dir()?,
-        };
-        let tls = (self.tls || self.tls_cert.is_some() || self.tls_key.is_some()).then(|| {
-            let (cert, key) = crate::tls::paths(
-                &state_dir,
-                self.tls_cert.as_deref(),
-                self.tls_key.as_deref(),
-            );
-            config::TlsFiles { cert, key }
-        });
-        let mut cfg = GatewayConfig::with_state_dir(state_dir);
-        cfg.tls = tls;
-        cfg.port = self.port;
-        cfg.bind = BindMode::parse(&self.bind)?;
-        cfg.auth.token = self
-            .token
-            .and_then(Secret::new)
-            .or_else(|| config::secret_from_env(TOKEN_ENV));
-        cfg.auth.password = self
-            .password
-            .and_then(Secret::new)
-            .or_else(|| config::secret_from_env(PASSWORD_ENV));
-        cfg.tick_interval = Duration::from_millis(self.tick_interval_ms.max(10));
-        cfg.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms.max(10));
-        let interval = Duration::from_millis(self.worker_health_interval_ms.max(50));
-        cfg.worker_timing.health_interval = interval;
-        cfg.worker_timing.health_deadline = (interval / 2).min(Duration::from_secs(1));
-        if !self.no_agent {
-            cfg.workers.push(WorkerSpec {
-                name: crate::agent::AGENT_WORKER.into(),
-                program: config::worker_dir().join("switchboard-worker-agent"),
-                config: config::agent_worker_config(),
-                enabled: true,
-            });
+    pub fn flags(self) -> Flags {
+        Flags {
+            config: self.config,
+            state_dir: self.state_dir,
+            port: self.port,
+            bind: self.bind,
+            token: self.token,
+            password: self.password,
+            tls: self.tls,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tick_interval_ms: self.tick_interval_ms,
+            handshake_timeout_ms: self.handshake_timeout_ms,
+            worker_health_interval_ms: self.worker_health_interval_ms,
+            no_agent: self.no_agent,
+            workers: self.workers,
         }
-        for raw in self.workers {
-            cfg.workers.push(parse_worker(&raw)?);
-        }
-        Ok(cfg)
     }
 }
 
-fn parse_worker(raw: &str) -> Result<WorkerSpec, config::ConfigError> {
-    let bad = |why: &str| config::ConfigError::Worker(format!("{why} in --worker {raw:?}"));
-    let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| bad(&e.to_string()))?;
-    let name = v["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| bad("missing \"name\""))?;
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// What a running gateway publishes in its state directory (`gateway.json`).
+fn runtime_info(state_dir: &std::path::Path) -> Option<Value> {
+    let text = std::fs::read_to_string(state_dir.join(crate::server::RUNTIME_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// The URL and credentials a client command uses.
+struct Target {
+    url: String,
+    auth: Credentials,
+    pin: Option<String>,
+    json: bool,
+    state_dir: Option<PathBuf>,
+}
+
+fn target(conn: ConnArgs) -> Target {
+    let env = ProcessEnv;
+    let located = config::locate(&conn.locate.flags(), &env).ok();
+    let file = located
+        .as_ref()
+        .and_then(|(_, path, _)| config::file::load(path).ok().flatten());
+    let url = conn.url.clone().unwrap_or_else(|| {
+        located
+            .as_ref()
+            .and_then(|(dir, _, _)| runtime_info(dir))
+            .and_then(|i| i["url"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| {
+                let port = file
+                    .as_ref()
+                    .and_then(|f| f.gateway.port)
+                    .unwrap_or(config::DEFAULT_PORT);
+                format!("ws://127.0.0.1:{port}")
+            })
+    });
+    let token = conn
+        .token
+        .and_then(Secret::new)
+        .or_else(|| config::secret_from_env(TOKEN_ENV))
+        .or_else(|| file.as_ref().and_then(|f| f.gateway.auth.token.clone()));
+    let password = conn
+        .password
+        .and_then(Secret::new)
+        .or_else(|| config::secret_from_env(PASSWORD_ENV))
+        .or_else(|| file.as_ref().and_then(|f| f.gateway.auth.password.clone()));
+    Target {
+        url,
+        auth: Credentials { token, password },
+        pin: conn.tls_fingerprint,
+        json: conn.json,
+        state_dir: located.map(|(d, _, _)| d),
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        return Err(bad(
-            "a worker name may use letters, digits, '-' and '_' only",
-        ));
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
     }
-    let program = v["program"]
-        .as_str()
-        .ok_or_else(|| bad("missing \"program\""))?;
-    Ok(WorkerSpec {
-        name: name.to_owned(),
-        program: program.into(),
-        config: v
-            .get("config")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({})),
-        enabled: v["enabled"].as_bool().unwrap_or(true),
-    })
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+async fn connect(t: &Target) -> Result<Client, crate::client::ClientError> {
+    Client::connect(&t.url, &t.auth, t.pin.as_deref(), &[crate::access::ADMIN]).await
 }
 
-fn print_workers(list: &serde_json::Value) {
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs one request against the running gateway and prints the answer.
+fn call_gateway(conn: ConnArgs, method: &str, params: Value) -> ExitCode {
+    let t = target(conn);
+    let Some(rt) = runtime() else {
+        return ExitCode::Failure;
+    };
+    let result = rt.block_on(async { connect(&t).await?.call(method, params).await });
+    match result {
+        Ok(payload) => {
+            if t.json {
+                print_json(&payload);
+            } else if method == "device.pair.list" {
+                print_devices(&payload);
+            } else if let Some(action) = method.strip_prefix("workers.") {
+                if action == "list" {
+                    print_workers(&payload);
+                } else {
+                    let w = &payload["worker"];
+                    println!(
+                        "{}: {action} requested (now {})",
+                        w["name"].as_str().unwrap_or("?"),
+                        w["state"].as_str().unwrap_or("?")
+                    );
+                }
+            } else {
+                print_json(&payload);
+            }
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::Unreachable
+        }
+    }
+}
+
+fn print_workers(list: &Value) {
     println!(
         "{:<12} {:<9} {:>8} {:>8} {:>10}  last exit",
         "NAME", "STATE", "PID", "RESTARTS", "UPTIME"
@@ -294,7 +464,7 @@ fn print_workers(list: &serde_json::Value) {
     }
 }
 
-fn print_devices(list: &serde_json::Value) {
+fn print_devices(list: &Value) {
     println!("PENDING");
     for p in list["pending"].as_array().into_iter().flatten() {
         println!(
@@ -344,7 +514,7 @@ fn fingerprint(args: FingerprintArgs) -> ExitCode {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"sha256": crate::tls::normalize_fingerprint(&fp), "fingerprint256": fp, "certificate": cert})
+                    json!({"sha256": crate::tls::normalize_fingerprint(&fp), "fingerprint256": fp, "certificate": cert})
                 );
             } else {
                 println!("{fp}");
@@ -358,63 +528,451 @@ fn fingerprint(args: FingerprintArgs) -> ExitCode {
     }
 }
 
-/// Runs one request against the running gateway and prints the answer.
-fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> ExitCode {
-    let token = conn
-        .token
-        .and_then(Secret::new)
-        .or_else(|| config::secret_from_env(TOKEN_ENV));
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+fn config_command(command: ConfigCommand) -> ExitCode {
+    let (args, show) = match command {
+        ConfigCommand::Validate(a) => (a, false),
+        ConfigCommand::Show(a) => (a, true),
+    };
+    let flags = args.locate.flags();
+    match config::resolve(&flags, &ProcessEnv) {
+        Ok(cfg) => {
+            if show {
+                print_json(&cfg.masked());
+            } else if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "configFile": cfg.config_file, "problems": []})
+                );
+            } else {
+                match &cfg.config_file {
+                    Some(p) => println!("configuration OK: {}", p.display()),
+                    None => println!("configuration OK (no config file: every default applies)"),
+                }
+            }
+            ExitCode::Ok
+        }
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            if args.json {
+                let problems: Vec<String> = match &e {
+                    config::ConfigError::Invalid { problems, .. } => problems.clone(),
+                    other => vec![other.to_string()],
+                };
+                println!("{}", json!({"ok": false, "problems": problems}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::Config
+        }
+    }
+}
+
+/// `gateway status`: the runtime file, the process, then the gateway itself.
+fn gateway_status(args: LocalArgs) -> ExitCode {
+    let t = target(args.conn);
+    let report = |running: bool, v: Value, text: String| {
+        if t.json {
+            let mut v = v;
+            v["running"] = json!(running);
+            print_json(&v);
+        } else {
+            println!("{text}");
+        }
+        if running {
+            ExitCode::Ok
+        } else {
+            ExitCode::Unreachable
+        }
+    };
+    let Some(dir) = &t.state_dir else {
+        return report(
+            false,
+            json!({"reason": "no state directory"}),
+            "not running (no state directory)".into(),
+        );
+    };
+    let Some(info) = runtime_info(dir) else {
+        return report(
+            false,
+            json!({"stateDir": dir}),
+            format!("not running (no gateway for {})", dir.display()),
+        );
+    };
+    let pid = info["pid"].as_u64().unwrap_or(0) as u32;
+    if pid == 0 || !pid_alive(pid) {
+        return report(
+            false,
+            json!({"stateDir": dir, "stalePid": pid}),
+            format!("not running (the last gateway, pid {pid}, is gone)"),
+        );
+    }
+    let Some(rt) = runtime() else {
+        return ExitCode::Failure;
+    };
+    let url = info["url"].as_str().unwrap_or(&t.url).to_owned();
+    let t2 = Target {
+        url: url.clone(),
+        auth: t.auth.clone(),
+        pin: t.pin.clone(),
+        json: t.json,
+        state_dir: None,
+    };
+    let status = rt.block_on(async {
+        let mut c = connect(&t2).await?;
+        let workers = c.call("workers.list", json!({})).await?;
+        let health = c.call("health", json!({})).await?;
+        Ok::<_, crate::client::ClientError>((workers, health))
+    });
+    match status {
+        Ok((workers, health)) => {
+            let uptime = health["gateway"]["uptimeMs"].as_u64();
+            let v = json!({"pid": pid, "url": url, "stateDir": dir, "version": info["version"],
+                           "uptimeMs": uptime, "workers": workers["workers"],
+                           "configFile": info["configFile"], "logFile": info["logFile"]});
+            if !t.json {
+                println!(
+                    "running: pid {pid}, {url}, up {}, version {}",
+                    uptime
+                        .map(|ms| human_duration(Duration::from_millis(ms)))
+                        .unwrap_or_else(|| "?".into()),
+                    info["version"].as_str().unwrap_or("?")
+                );
+                println!("state directory: {}", dir.display());
+                print_workers(&workers);
+            }
+            if t.json {
+                let mut v = v;
+                v["running"] = json!(true);
+                print_json(&v);
+            }
+            ExitCode::Ok
+        }
+        Err(e) => report(
+            false,
+            json!({"pid": pid, "url": url, "error": e.to_string()}),
+            format!("process {pid} runs but the gateway does not answer at {url}: {e}"),
+        ),
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// `gateway restart`: SIGUSR1 to the local gateway, then wait until it serves again.
+fn gateway_restart(args: LocalArgs) -> ExitCode {
+    let t = target(args.conn);
+    let Some(dir) = t.state_dir.clone() else {
+        eprintln!("error: no state directory");
+        return ExitCode::Config;
+    };
+    let Some(info) = runtime_info(&dir) else {
+        eprintln!("error: no gateway runs for {}", dir.display());
+        return ExitCode::Unreachable;
+    };
+    let pid = info["pid"].as_u64().unwrap_or(0) as u32;
+    if pid == 0 || !pid_alive(pid) {
+        eprintln!(
+            "error: no gateway runs for {} (pid {pid} is gone)",
+            dir.display()
+        );
+        return ExitCode::Unreachable;
+    }
+    let before = info["startedAtMs"].as_u64().unwrap_or(0);
+    let started = std::time::Instant::now();
+    if let Err(e) = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    ) {
+        eprintln!("error: cannot signal pid {pid}: {e}");
+        return ExitCode::Failure;
+    }
+    let Some(rt) = runtime() else {
+        return ExitCode::Failure;
+    };
+    let deadline = started + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Some(now) = runtime_info(&dir)
+            && now["startedAtMs"].as_u64().unwrap_or(0) > before
+        {
+            let url = now["url"].as_str().unwrap_or(&t.url).to_owned();
+            let t2 = Target {
+                url,
+                auth: t.auth.clone(),
+                pin: t.pin.clone(),
+                json: t.json,
+                state_dir: None,
+            };
+            if rt
+                .block_on(async { connect(&t2).await?.call("health", json!({})).await })
+                .is_ok()
+            {
+                let ms = started.elapsed().as_millis() as u64;
+                if t.json {
+                    println!("{}", json!({"restarted": true, "pid": pid, "ms": ms}));
+                } else {
+                    println!("restarted (pid {pid}) and serving again after {ms} ms");
+                }
+                return ExitCode::Ok;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("error: the gateway did not come back within 60 s; see `switchboard logs --local`");
+    ExitCode::Unreachable
+}
+
+fn install_command(args: InstallArgs, uninstall: bool) -> ExitCode {
+    use crate::service::{self, Manager, Program};
+    let m = match args.manager {
+        Some(ManagerArg::Systemd) => Manager::Systemd,
+        Some(ManagerArg::Launchd) => Manager::Launchd,
+        None => Manager::native(),
+    };
+    let home = match service::home() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Config;
+        }
+    };
+    if uninstall {
+        return match service::uninstall(m, &home, !args.no_start) {
+            Ok(Some(p)) => {
+                if args.json {
+                    println!("{}", json!({"removed": p}));
+                } else {
+                    println!("removed {}", p.display());
+                }
+                ExitCode::Ok
+            }
+            Ok(None) => {
+                if args.json {
+                    println!("{}", json!({"removed": null}));
+                } else {
+                    println!("not installed");
+                }
+                ExitCode::Ok
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::Failure
+            }
+        };
+    }
+    // The unit runs this very binary; a relative state dir would depend on systemd's cwd.
+    let absolute = |p: Option<PathBuf>| p.map(|p| std::path::absolute(&p).unwrap_or(p));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot find this executable: {e}");
             return ExitCode::Failure;
         }
     };
-    let result = runtime.block_on(async {
-        let mut c = crate::client::Client::connect(
-            &conn.url,
-            token.as_ref().map(Secret::expose),
-            conn.tls_fingerprint.as_deref(),
-            &[crate::access::ADMIN],
-        )
-        .await?;
-        c.call(method, params).await
-    });
-    match result {
-        Ok(payload) => {
-            if conn.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&payload).unwrap_or_default()
-                );
-            } else if method == "device.pair.list" {
-                print_devices(&payload);
-            } else if let Some(action) = method.strip_prefix("workers.") {
-                if action == "list" {
-                    print_workers(&payload);
-                } else {
-                    let w = &payload["worker"];
-                    println!(
-                        "{}: {action} requested (now {})",
-                        w["name"].as_str().unwrap_or("?"),
-                        w["state"].as_str().unwrap_or("?")
-                    );
-                }
+    let program = Program {
+        exe,
+        state_dir: absolute(args.locate.state_dir.clone()),
+        config: absolute(args.locate.config.clone()),
+    };
+    // Refuse to install a service that would fail on its first start.
+    if let Err(e) = config::resolve(&args.locate.flags(), &ProcessEnv) {
+        eprintln!("error: {e}");
+        return ExitCode::Config;
+    }
+    if args.print {
+        match m {
+            Manager::Systemd => print!("{}", service::render_systemd(&program)),
+            Manager::Launchd => print!(
+                "{}",
+                service::render_launchd(&program, &home.join("Library/Logs/switchboard"))
+            ),
+        }
+        return ExitCode::Ok;
+    }
+    match service::install(m, &program, &home, !args.no_start) {
+        Ok(path) => {
+            if args.json {
+                println!("{}", json!({"installed": path, "started": !args.no_start}));
             } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&payload).unwrap_or_default()
-                );
+                println!("installed {}", path.display());
+                if args.no_start {
+                    println!("not started (--no-start)");
+                } else {
+                    println!("started; `switchboard gateway status` shows it");
+                }
             }
             ExitCode::Ok
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::Unreachable
+            ExitCode::Failure
+        }
+    }
+}
+
+/// `logs`: from the gateway (`logs.tail`), else the local file.
+fn logs(args: LogsArgs) -> ExitCode {
+    let t = target(args.conn);
+    let local_file = t
+        .state_dir
+        .as_ref()
+        .and_then(|d| runtime_info(d).and_then(|i| i["logFile"].as_str().map(PathBuf::from)))
+        .or_else(|| {
+            config::resolve(&Flags::default(), &ProcessEnv)
+                .ok()
+                .and_then(|c| c.logging.file)
+        })
+        .or_else(|| {
+            t.state_dir
+                .as_ref()
+                .map(|d| d.join("logs").join("switchboard.log"))
+        });
+    let Some(rt) = runtime() else {
+        return ExitCode::Failure;
+    };
+    let mut remote = if args.local {
+        None
+    } else {
+        match rt.block_on(connect(&t)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("note: {e}; reading the local log file instead");
+                None
+            }
+        }
+    };
+    let limit = args.lines.clamp(1, crate::logging::TAIL_MAX_LIMIT);
+    let mut cursor: Option<u64> = None;
+    loop {
+        let slice = match remote.as_mut() {
+            Some(c) => {
+                let mut params =
+                    json!({"limit": limit, "maxBytes": crate::logging::TAIL_MAX_BYTES});
+                if let Some(cur) = cursor {
+                    params["cursor"] = json!(cur);
+                }
+                match rt.block_on(c.call("logs.tail", params)) {
+                    Ok(v) => serde_json::from_value::<TailView>(v).ok(),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::Unreachable;
+                    }
+                }
+            }
+            None => {
+                let Some(path) = &local_file else {
+                    eprintln!("error: no log file is configured");
+                    return ExitCode::Config;
+                };
+                match crate::logging::tail(path, cursor, limit, crate::logging::TAIL_MAX_BYTES) {
+                    Ok(t) => Some(TailView {
+                        cursor: t.cursor,
+                        lines: t.lines,
+                        reset: t.reset,
+                    }),
+                    Err(e) => {
+                        eprintln!("error: cannot read {}: {e}", path.display());
+                        return ExitCode::Failure;
+                    }
+                }
+            }
+        };
+        let Some(slice) = slice else {
+            eprintln!("error: unexpected logs.tail answer");
+            return ExitCode::Failure;
+        };
+        if slice.reset && cursor.is_some() {
+            if t.json {
+                println!(
+                    "{}",
+                    json!({"type": "notice", "message": "log file rotated"})
+                );
+            } else {
+                eprintln!("-- log file rotated --");
+            }
+        }
+        for line in &slice.lines {
+            if t.json {
+                match serde_json::from_str::<Value>(line) {
+                    Ok(Value::Object(mut m)) => {
+                        m.insert("type".into(), json!("log"));
+                        println!("{}", Value::Object(m));
+                    }
+                    _ => println!("{}", json!({"type": "raw", "line": line})),
+                }
+            } else {
+                println!("{line}");
+            }
+        }
+        cursor = Some(slice.cursor);
+        if !args.follow {
+            return ExitCode::Ok;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TailView {
+    cursor: u64,
+    lines: Vec<String>,
+    #[serde(default)]
+    reset: bool,
+}
+
+fn gateway_run(args: RunArgs) -> ExitCode {
+    // Captured first: after an upgrade replaced the binary, a restart executes the new one.
+    let exe = std::env::current_exe().ok();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let config = match config::resolve(&args.flags(), &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::logging::init_stderr("info");
+            tracing::error!("{e}");
+            return ExitCode::Config;
+        }
+    };
+    if let Some(warning) = crate::logging::init(&config.logging) {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let stopped = runtime.block_on(crate::server::run(config));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match stopped {
+        Ok(crate::server::Stopped::Exit) => ExitCode::Ok,
+        Ok(crate::server::Stopped::Restart { port }) => {
+            let Some(exe) = exe else {
+                tracing::error!("cannot restart: the executable's path is unknown");
+                return ExitCode::Failure;
+            };
+            use std::os::unix::process::CommandExt;
+            tracing::info!(exe = %exe.display(), "executing the gateway again");
+            // Only returns on failure; every descriptor is close-on-exec, so the lock,
+            // the database and the sockets are released by the exec.
+            let e = std::process::Command::new(&exe)
+                .args(&argv)
+                .env(config::RESTART_PORT_ENV, port.to_string())
+                .exec();
+            tracing::error!(error = %e, "cannot execute {}", exe.display());
+            ExitCode::Failure
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
         }
     }
 }
@@ -423,72 +981,84 @@ fn call_gateway(conn: ConnArgs, method: &str, params: serde_json::Value) -> Exit
 pub fn run(cli: Cli) -> ExitCode {
     crate::tls::provider();
     match cli.command {
-        Command::Gateway {
-            command: GatewayCommand::Fingerprint(args),
-        } => fingerprint(args),
+        Command::Gateway { command } => match command {
+            GatewayCommand::Run(args) => gateway_run(args),
+            GatewayCommand::Status(args) => gateway_status(args),
+            GatewayCommand::Restart(args) => gateway_restart(args),
+            GatewayCommand::Install(args) => install_command(args, false),
+            GatewayCommand::Uninstall(args) => install_command(args, true),
+            GatewayCommand::Fingerprint(args) => fingerprint(args),
+        },
+        Command::Config { command } => config_command(command),
         Command::Workers { command, conn } => {
             let (method, params) = match command {
-                WorkersCommand::List => ("workers.list", serde_json::json!({})),
-                WorkersCommand::Restart { name } => {
-                    ("workers.restart", serde_json::json!({ "name": name }))
-                }
-                WorkersCommand::Stop { name } => {
-                    ("workers.stop", serde_json::json!({ "name": name }))
-                }
-                WorkersCommand::Start { name } => {
-                    ("workers.start", serde_json::json!({ "name": name }))
-                }
+                WorkersCommand::List => ("workers.list", json!({})),
+                WorkersCommand::Restart { name } => ("workers.restart", json!({ "name": name })),
+                WorkersCommand::Stop { name } => ("workers.stop", json!({ "name": name })),
+                WorkersCommand::Start { name } => ("workers.start", json!({ "name": name })),
             };
             call_gateway(conn, method, params)
         }
         Command::Devices { command, conn } => {
             let (method, params) = match command {
-                DevicesCommand::List => ("device.pair.list", serde_json::json!({})),
-                DevicesCommand::Approve { request_id } => (
-                    "device.pair.approve",
-                    serde_json::json!({ "requestId": request_id }),
-                ),
-                DevicesCommand::Reject { request_id } => (
-                    "device.pair.reject",
-                    serde_json::json!({ "requestId": request_id }),
-                ),
+                DevicesCommand::List => ("device.pair.list", json!({})),
+                DevicesCommand::Approve { request_id } => {
+                    ("device.pair.approve", json!({ "requestId": request_id }))
+                }
+                DevicesCommand::Reject { request_id } => {
+                    ("device.pair.reject", json!({ "requestId": request_id }))
+                }
                 DevicesCommand::Revoke { device_id, role } => (
                     "device.token.revoke",
-                    serde_json::json!({ "deviceId": device_id, "role": role }),
+                    json!({ "deviceId": device_id, "role": role }),
                 ),
             };
             call_gateway(conn, method, params)
         }
-        Command::Health { conn } => call_gateway(conn, "health", serde_json::json!({})),
-        Command::Status { conn } => call_gateway(conn, "status", serde_json::json!({})),
-        Command::Gateway {
-            command: GatewayCommand::Run(args),
-        } => {
-            init_logging();
-            let config = match args.into_config() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::Config;
-                }
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("cannot start the async runtime: {e}");
-                    return ExitCode::Failure;
-                }
-            };
-            match runtime.block_on(crate::server::run(config)) {
-                Ok(()) => ExitCode::Ok,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    e.exit_code()
+        Command::Health { conn } => call_gateway(conn, "health", json!({})),
+        Command::Status { conn } => call_gateway(conn, "status", json!({})),
+        Command::Logs(args) => logs(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "switchboard",
+                &mut std::io::stdout(),
+            );
+            ExitCode::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_documents_the_exit_codes() {
+        fn walk(c: &clap::Command, path: &str) {
+            let name = format!("{path} {}", c.get_name());
+            if c.get_subcommands().next().is_none() && c.get_name() != "completions" {
+                let help = c
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    help.contains("Exit codes"),
+                    "{name} --help has no exit codes"
+                );
+            }
+            for s in c.get_subcommands() {
+                if s.get_name() != "help" {
+                    walk(s, &name);
                 }
             }
         }
+        walk(&Cli::command(), "");
     }
 }

@@ -29,6 +29,13 @@ pub enum ClientError {
     Timeout,
 }
 
+/// What the CLI presents: the shared token, else the password.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub token: Option<crate::secret::Secret>,
+    pub password: Option<crate::secret::Secret>,
+}
+
 pub struct Client {
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -40,7 +47,7 @@ impl Client {
     /// Connects; with `pin`, a `wss://` URL must present exactly that certificate.
     pub async fn connect(
         url: &str,
-        token: Option<&str>,
+        auth: &Credentials,
         pin: Option<&str>,
         scopes: &[&str],
     ) -> Result<Client, ClientError> {
@@ -69,8 +76,10 @@ impl Client {
             "client": {"id": "cli", "version": VERSION, "platform": std::env::consts::OS, "mode": "cli"},
             "scopes": scopes,
         });
-        if let Some(t) = token {
-            params["auth"] = json!({"token": t});
+        match (&auth.token, &auth.password) {
+            (Some(t), _) => params["auth"] = json!({"token": t.expose()}),
+            (None, Some(p)) => params["auth"] = json!({"password": p.expose()}),
+            (None, None) => {}
         }
         let res = c.call_raw("connect", params).await?;
         if res["ok"] != true {

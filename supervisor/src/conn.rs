@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,6 +25,7 @@ use crate::budget::{Budget, BudgetStream};
 use crate::clock::now_ms;
 use crate::gateway::{DEFAULT_AGENT_ID, Gateway, VERSION};
 use crate::handshake::{self, Accepted, HandshakeCtx, Peer};
+use crate::http::{self, Prefixed};
 use crate::hub::{Broadcast, ConnHandle, NewConn, Outbound};
 use crate::methods::{self, Reply};
 use crate::protocol::error::RpcError;
@@ -34,7 +36,7 @@ use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-type Ws<S> = WebSocketStream<BudgetStream<S>>;
+type Ws<S> = WebSocketStream<Prefixed<BudgetStream<S>>>;
 
 /// Bytes a client may send before its `connect` is accepted: the HTTP upgrade, one
 /// maximal first frame and its header, and one read buffer of look-ahead.
@@ -109,22 +111,27 @@ async fn handshake_phase<S: Transport>(
     peer: SocketAddr,
 ) -> Option<(Ws<S>, Accepted)> {
     let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
-    let stream = BudgetStream::new(tcp, budget.clone());
-    let proxied = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let saw_proxy = Arc::clone(&proxied);
-    #[allow(clippy::result_large_err)] // the signature is tungstenite's
-    let callback =
-        move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-              resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-            let h = req.headers();
-            if h.contains_key("x-forwarded-for") || h.contains_key("x-real-ip") {
-                saw_proxy.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(resp)
-        };
+    let mut stream = BudgetStream::new(tcp, budget.clone());
     let deadline = tokio::time::Instant::now() + gw.config.handshake_timeout;
+    let (head, read) = match tokio::time::timeout_at(deadline, http::read_head(&mut stream)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "no HTTP request");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP request timed out");
+            return None;
+        }
+    };
+    if !head.is_websocket() {
+        http::serve(gw, &head, stream, peer).await;
+        return None;
+    }
+    let proxied = head.is_proxied();
+    drop(head);
     let upgrade =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config()));
+        tokio_tungstenite::accept_async_with_config(Prefixed::new(read, stream), Some(ws_config()));
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -137,7 +144,7 @@ async fn handshake_phase<S: Transport>(
         }
     };
     // A loopback peer is local unless it forwards someone else's request.
-    let local = peer.ip().is_loopback() && !proxied.load(std::sync::atomic::Ordering::Relaxed);
+    let local = peer.ip().is_loopback() && !proxied;
     let nonce = uuid::Uuid::new_v4().to_string();
     let challenge = frame::unsequenced_event(
         "connect.challenge",
@@ -159,7 +166,7 @@ async fn handshake_phase<S: Transport>(
                 close_ws(ws, 1009, "").await;
                 return None;
             }
-            _ = gw.shutdown.cancelled() => {
+            _ = gw.draining.cancelled() => {
                 close_ws(ws, 1012, "service restart").await;
                 return None;
             }
@@ -199,9 +206,20 @@ async fn handshake_phase<S: Transport>(
         },
         now_ms: now_ms(),
     };
-    let accepted = match handshake::decide(&ctx, &first).await {
-        Ok(a) => a,
+    let decided = std::time::Instant::now();
+    let decision = handshake::decide(&ctx, &first).await;
+    gw.metrics.handshake_latency.observe(decided.elapsed());
+    gw.metrics.frames_in.fetch_add(1, Relaxed);
+    let accepted = match decision {
+        Ok(a) => {
+            gw.metrics.handshakes_ok.fetch_add(1, Relaxed);
+            a
+        }
         Err(rejected) => {
+            gw.metrics.handshakes_refused.fetch_add(1, Relaxed);
+            if let Some(code) = rejected.code {
+                gw.metrics.error(code);
+            }
             for (event, payload) in &rejected.events {
                 gw.hub
                     .broadcast(&Broadcast::new(event, payload, None, true));
@@ -334,7 +352,12 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
     let id = handle.id;
     let conn_id = handle.conn_id.clone();
     let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&handle)));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        Arc::clone(&handle),
+        Arc::clone(&gw.metrics),
+    ));
     let cut = handle.cut_token();
     let mut session = Session {
         unauthorized_streak: 0,
@@ -464,6 +487,7 @@ async fn write_loop<S: Transport>(
     mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     handle: Arc<ConnHandle>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let cut = handle.cut_token();
     loop {
@@ -483,6 +507,7 @@ async fn write_loop<S: Transport>(
                 if !sent {
                     break;
                 }
+                metrics.frames_out.fetch_add(1, Relaxed);
             }
             Some(Outbound::Close(code, reason)) => {
                 let _ =
@@ -510,8 +535,15 @@ fn respond(gw: &Gateway, conn: &ConnHandle, text: String) {
     gw.hub.send_direct(conn, text);
 }
 
+fn respond_err(gw: &Gateway, conn: &ConnHandle, id: &str, e: &RpcError) {
+    gw.metrics.error(e.code);
+    respond(gw, conn, frame::err(id, e));
+}
+
 async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
     let version = conn.version;
+    gw.metrics.frames_in.fetch_add(1, Relaxed);
+    let started = std::time::Instant::now();
     let Ok(parsed) = serde_json::from_str::<Value>(text) else {
         tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
         return;
@@ -527,6 +559,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
             _ => Value::String("invalid".into()),
         };
         let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
+        gw.metrics.error(e.code);
         let reply = json!({"type": "res", "id": id, "ok": false, "error": e.to_shape()});
         respond(gw, conn, reply.to_string());
         return;
@@ -535,7 +568,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     let method = parsed["method"].as_str().unwrap_or_default();
     let spec = methods::lookup(method, version);
     if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
-        respond(gw, conn, frame::err(id, &e));
+        respond_err(gw, conn, id, &e);
         if version == V4 && e.is_unauthorized_role() {
             session.unauthorized_streak += 1;
             if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
@@ -548,14 +581,9 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     }
     session.unauthorized_streak = 0;
     let Some(spec) = spec else {
-        respond(
-            gw,
-            conn,
-            frame::err(
-                id,
-                &RpcError::invalid_request(format!("unknown method: {method}")),
-            ),
-        );
+        let e = RpcError::invalid_request(format!("unknown method: {method}"));
+        respond_err(gw, conn, id, &e);
+        gw.metrics.request(method, started.elapsed());
         return;
     };
     // Absent or null params mean "none", as in the references.
@@ -568,7 +596,8 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         .check(spec.params, version, Report::All, &params)
     {
         let e = RpcError::invalid_request(format!("invalid {method} params: {msg}"));
-        respond(gw, conn, frame::err(id, &e));
+        respond_err(gw, conn, id, &e);
+        gw.metrics.request(spec.name, started.elapsed());
         return;
     }
     let text = match Box::pin(methods::dispatch(gw, conn, id, spec, params)).await {
@@ -578,9 +607,13 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
             format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
         }
         Ok(Reply::Frame(f)) => f,
-        Err(e) => frame::err(id, &e),
+        Err(e) => {
+            gw.metrics.error(e.code);
+            frame::err(id, &e)
+        }
     };
     respond(gw, conn, text);
+    gw.metrics.request(spec.name, started.elapsed());
 }
 
 fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {

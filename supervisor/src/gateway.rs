@@ -60,12 +60,16 @@ pub struct Gateway {
     pub db: Db,
     pub validators: Validators,
     pub limiter: AuthLimiter,
+    /// Stop everything (workers, timers).
     pub shutdown: CancellationToken,
+    /// Stop accepting and serving clients (the first phase of stopping).
+    pub draining: CancellationToken,
     pub idempotency: Idempotency,
     pub devices: Devices,
     pub nodes: crate::nodes::Nodes,
     pub node_pairing: crate::node_pairing::NodePairing,
     pub runs: Runs,
+    pub metrics: Arc<crate::metrics::Metrics>,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
@@ -119,11 +123,13 @@ impl Gateway {
             validators,
             limiter: AuthLimiter::default(),
             shutdown,
+            draining: CancellationToken::new(),
             idempotency: Idempotency::new(db.clone()),
             devices,
             nodes: crate::nodes::Nodes::default(),
             node_pairing,
             runs: Runs::default(),
+            metrics: Arc::default(),
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),
@@ -138,6 +144,16 @@ impl Gateway {
         });
         gw.refresh_health(false).await;
         gw
+    }
+
+    /// `/metrics` text for one scrape.
+    pub async fn render_metrics(&self) -> String {
+        crate::metrics::render(self).await
+    }
+
+    /// Gauges read from the database at scrape time (name, help, samples).
+    pub async fn durable_gauges(&self) -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
+        Vec::new()
     }
 
     /// Sets the worker manager (once, right after start-up).

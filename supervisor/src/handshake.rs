@@ -63,6 +63,8 @@ pub struct Accepted {
 #[derive(Debug)]
 pub struct Rejected {
     pub reply: Option<String>,
+    /// The error code of the reply, if there is one.
+    pub code: Option<ErrorCode>,
     pub close_code: u16,
     pub close_reason: String,
     /// Wait this long before answering (failed authentication back-off).
@@ -75,6 +77,7 @@ impl Rejected {
     fn silent(code: u16, reason: &str) -> Rejected {
         Rejected {
             reply: None,
+            code: None,
             close_code: code,
             close_reason: reason.to_owned(),
             delay: Duration::ZERO,
@@ -86,6 +89,7 @@ impl Rejected {
         let reason = truncate_close_reason(&error.message).to_owned();
         Rejected {
             reply: Some(frame::err(id, &error)),
+            code: Some(error.code),
             close_code: code,
             close_reason: reason,
             delay: Duration::ZERO,

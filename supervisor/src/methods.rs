@@ -10,9 +10,10 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
-    DeviceTokenRevokeParams, DeviceTokenRotateParams, NodeDescribeParams, NodeEventParams,
-    NodeInvokeParams, NodePairVerifyParams, NodeRenameParams, PairingRequestParams,
-    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    DeviceTokenRevokeParams, DeviceTokenRotateParams, LogsTailParams, LogsTailResult,
+    NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams, NodeRenameParams,
+    PairingRequestParams, SessionsListParams, SystemEventParams, WorkerControlParams,
+    WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -74,6 +75,12 @@ pub const TABLE: &[MethodSpec] = &[
         name: "sessions.list",
         access: Access::Read,
         params: "params/sessions.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "logs.tail",
+        access: Access::Read,
+        params: "params/logs.tail",
         advertised: BOTH,
     },
     MethodSpec {
@@ -324,6 +331,10 @@ pub async fn dispatch(
             Ok(Reply::Json(sessions::history(gw, conn.version, &p).await?))
         }
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
+        "logs.tail" => {
+            let p: LogsTailParams = parse(method.name, params)?;
+            logs_tail(gw, p).await.map(Reply::Json)
+        }
         "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
         "node.pair.request" => {
             let (request, created) =
@@ -609,6 +620,42 @@ pub async fn dispatch(
         )),
         other => Err(RpcError::invalid_request(format!(
             "unknown method: {other}"
+        ))),
+    }
+}
+
+/// `logs.tail`: a slice of the gateway's own log file.
+async fn logs_tail(gw: &Gateway, p: LogsTailParams) -> Result<Value, RpcError> {
+    use crate::logging::{TAIL_DEFAULT_BYTES, TAIL_DEFAULT_LIMIT};
+    let Some(path) = gw.config.logging.file.clone() else {
+        return Err(RpcError::unavailable(
+            "this gateway writes no log file (logging.file is false)",
+        ));
+    };
+    let limit = p.limit.map(|l| l as usize).unwrap_or(TAIL_DEFAULT_LIMIT);
+    let max_bytes = p.max_bytes.unwrap_or(TAIL_DEFAULT_BYTES);
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || crate::logging::tail(&path, p.cursor, limit, max_bytes))
+            .await
+    };
+    match read {
+        Ok(Ok(t)) => Ok(to_value(&LogsTailResult {
+            file: path.display().to_string(),
+            cursor: t.cursor,
+            size: t.size,
+            lines: t.lines,
+            truncated: Some(t.truncated),
+            reset: Some(t.reset),
+        })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the log file");
+            Err(RpcError::unavailable(format!(
+                "cannot read the log file: {e}"
+            )))
+        }
+        Err(e) => Err(RpcError::unavailable(format!(
+            "cannot read the log file: {e}"
         ))),
     }
 }

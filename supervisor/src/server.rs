@@ -1,5 +1,9 @@
-//! `gateway run`: take the state directory, bind the port, serve until SIGINT/SIGTERM,
-//! then shut down gracefully (a `shutdown` event to every client, clean closes, exit 0).
+//! `gateway run`: take the state directory, bind the port, serve until a signal, then stop
+//! gracefully in two phases: first drain (stop accepting, send every client `shutdown`
+//! and close it 1012, let in-flight agent runs finish within the grace period), then stop
+//! the workers. SIGINT/SIGTERM stop; SIGUSR1 (or `switchboard gateway restart`, or
+//! systemd's `reload`) restarts in place: same pid, the binary re-executed from its path,
+//! so an upgraded binary takes over without the service manager noticing.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,8 +20,21 @@ use crate::hub::Broadcast;
 use crate::protocol::validate::{SchemaError, Validators};
 use crate::state_dir::{StateDir, StateDirError};
 
-/// How long clients get to receive `shutdown` and close before we exit anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long clients get to receive `shutdown` and close before we go on anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// What a restarting gateway tells clients to expect (the reference's figure).
+const RESTART_EXPECTED_MS: u64 = 1500;
+/// The runtime file: where a running gateway says how to reach it.
+pub const RUNTIME_FILE: &str = "gateway.json";
+
+/// How the gateway stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT/SIGTERM: exit.
+    Exit,
+    /// SIGUSR1: execute the binary again in this process, on the port it had.
+    Restart { port: u16 },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -83,7 +100,7 @@ fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, RunError> {
 }
 
 /// Serves until a signal; returns once every client has been told and closed.
-pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
+pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     config.validate()?;
     let state = StateDir::open(&config.state_dir)?;
     let db = Db::open(&state.db_path())?;
@@ -131,10 +148,10 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(RunError::Signals)?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(RunError::Signals)?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
 
     let mut tasks = tokio::task::JoinSet::new();
     let socket_dir = state.path().join("sockets");
@@ -173,13 +190,42 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
         (None, Some(_)) => tracing::info!("gateway auth: password"),
     }
     tracing::info!(state_dir = %state.path().display(), "state directory locked");
+    let runtime_file = state.path().join(RUNTIME_FILE);
+    write_runtime_file(&runtime_file, &gw, scheme);
+    let notifier = crate::sd_notify::Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.send(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=serving on {scheme}://127.0.0.1:{port}",
+            std::process::id()
+        ));
+    }
+    if let Some(every) = crate::sd_notify::watchdog_interval() {
+        tasks.spawn(watchdog(every, shutdown.clone()));
+    }
 
-    let signal = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let (signal, stopped) = tokio::select! {
+        _ = term.recv() => ("SIGTERM", Stopped::Exit),
+        _ = int.recv() => ("SIGINT", Stopped::Exit),
+        _ = usr1.recv() => ("SIGUSR1", Stopped::Restart { port }),
     };
-    tracing::info!(signal, "shutting down");
-    shutdown_clients(&gw).await;
+    match stopped {
+        Stopped::Exit => {
+            tracing::info!(signal, "shutting down");
+            if let Some(n) = &notifier {
+                n.send("STOPPING=1\nSTATUS=stopping");
+            }
+        }
+        Stopped::Restart { .. } => {
+            tracing::info!(signal, "restarting in place");
+            if let Some(n) = &notifier {
+                n.send(&format!(
+                    "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=restarting",
+                    crate::sd_notify::monotonic_usec()
+                ));
+            }
+        }
+    }
+    drain(&gw, stopped).await;
     shutdown.cancel();
     // Workers stop gracefully (Shutdown RPC, then SIGTERM, then SIGKILL); bounded.
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -190,9 +236,44 @@ pub async fn run(config: GatewayConfig) -> Result<(), RunError> {
         tracing::warn!("some tasks did not stop in time");
     }
     tasks.shutdown().await;
+    let _ = std::fs::remove_file(&runtime_file);
     drop(state);
     tracing::info!("gateway stopped");
-    Ok(())
+    Ok(stopped)
+}
+
+/// Pings systemd's watchdog from the runtime: if the runtime stalls, the pings stop and
+/// systemd restarts the gateway.
+async fn watchdog(every: Duration, shutdown: CancellationToken) {
+    let Some(n) = crate::sd_notify::Notifier::from_env() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => n.send("WATCHDOG=1"),
+        }
+    }
+}
+
+/// What `gateway status` and the CLI read to find this gateway.
+fn write_runtime_file(path: &std::path::Path, gw: &Gateway, scheme: &str) {
+    let info = serde_json::json!({
+        "pid": std::process::id(),
+        "port": gw.port,
+        "bind": gw.config.bind.describe(),
+        "url": format!("{scheme}://127.0.0.1:{}", gw.port),
+        "startedAtMs": crate::clock::now_ms().saturating_sub(gw.uptime_ms()),
+        "version": crate::gateway::VERSION,
+        "configFile": gw.config.config_file,
+        "logFile": gw.config.logging.file,
+    });
+    let tmp = path.with_extension("json.tmp");
+    let written = std::fs::write(&tmp, info.to_string()).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write the runtime file");
+    }
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
@@ -216,7 +297,9 @@ async fn accept_loop(
 ) {
     loop {
         tokio::select! {
-            _ = gw.shutdown.cancelled() => return,
+            // Draining: the listener is dropped, so new clients are refused at once and
+            // retry against the restarted gateway.
+            _ = gw.draining.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => match &tls {
                     Some(acceptor) => {
@@ -236,16 +319,47 @@ async fn accept_loop(
     }
 }
 
-/// `shutdown` to everyone, then close 1012 after it; wait until they are gone.
-async fn shutdown_clients(gw: &Gateway) {
-    let payload = serde_json::json!({ "reason": "gateway stopping" });
+/// Phase one of stopping: refuse new clients, tell everyone (`shutdown`, with the
+/// reference's restart hint when restarting) and close them 1012, then give in-flight
+/// agent runs the grace period to finish. Accepted work is durable either way: a run
+/// still going when the grace ends is recorded as interrupted for its retry.
+async fn drain(gw: &Gateway, stopped: Stopped) {
+    gw.draining.cancel();
+    let payload = match stopped {
+        Stopped::Exit => {
+            serde_json::json!({ "reason": "gateway stopping", "restartExpectedMs": null })
+        }
+        Stopped::Restart { .. } => serde_json::json!({
+            "reason": "gateway restarting",
+            "restartExpectedMs": RESTART_EXPECTED_MS,
+        }),
+    };
     gw.hub
         .broadcast(&Broadcast::new("shutdown", &payload, None, false));
     for conn in gw.hub.snapshot() {
         conn.close_after_queued(1012, "service restart");
     }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
     while gw.hub.counts().total > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = tokio::time::Instant::now() + gw.config.shutdown_grace;
+    let mut logged = false;
+    while gw.runs.live_count() > 0 && tokio::time::Instant::now() < deadline {
+        if !logged {
+            tracing::info!(
+                runs = gw.runs.live_count(),
+                grace_ms = gw.config.shutdown_grace.as_millis() as u64,
+                "waiting for in-flight agent runs"
+            );
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if gw.runs.live_count() > 0 {
+        tracing::warn!(
+            runs = gw.runs.live_count(),
+            "agent runs still going after the grace period; they are recorded as interrupted"
+        );
     }
 }

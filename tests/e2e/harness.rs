@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -389,4 +390,96 @@ pub fn v4_cli_params(token: &str, scopes: &[&str]) -> Value {
         "auth": {"token": token},
         "scopes": scopes,
     })
+}
+
+static NS_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with a veth pair: the host side gets 10.231.N.1, the namespace
+/// 10.231.N.2. Removed on drop.
+pub struct NetNs {
+    name: String,
+    host_veth: String,
+    pub host_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    pub fn create() -> NetNs {
+        let n = (std::process::id() % 200) + NS_SEQ.fetch_add(1, Ordering::Relaxed) * 7 % 50;
+        let name = format!("sbtest{}-{n}", std::process::id());
+        let host_veth = format!("sbh{}x{n}", std::process::id() % 10000);
+        let ns_veth = format!("sbn{}x{n}", std::process::id() % 10000);
+        let net = 1 + (n % 250);
+        let host_ip = format!("10.231.{net}.1");
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
+        ]);
+        ip(&["link", "set", &ns_veth, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_veth]);
+        ip(&["link", "set", &host_veth, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("10.231.{net}.2/24"),
+            "dev",
+            &ns_veth,
+        ]);
+        ip(&["-n", &name, "link", "set", &ns_veth, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        NetNs {
+            name,
+            host_veth,
+            host_ip,
+        }
+    }
+
+    /// Runs `f` on a thread inside the namespace, with a runtime of its own.
+    pub fn run<T: Send>(&self, f: impl std::future::Future<Output = T> + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+                    .expect("netns file");
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(f)
+            })
+            .join()
+            .expect("netns thread")
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+impl NetNs {
+    /// The namespace side's address (the peer the gateway sees).
+    pub fn peer_ip(&self) -> String {
+        format!(
+            "{}.2",
+            self.host_ip.strip_suffix(".1").expect("host ip ends in .1")
+        )
+    }
 }

@@ -8,6 +8,7 @@ mod core;
 mod devices;
 mod lifecycle;
 mod nodes;
+mod ops;
 mod scopes;
 mod standin_openai;
 mod tls;

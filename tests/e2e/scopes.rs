@@ -15,6 +15,7 @@ const SPEC: &[(&str, &str)] = &[
     ("system-event", "operator.admin"),
     ("sessions.list", "operator.read"),
     ("chat.history", "operator.read"),
+    ("logs.tail", "operator.read"),
     ("channels.status", "operator.read"),
     ("models.list", "operator.read"),
     ("node.pair.request", "operator.pairing"),

@@ -1,0 +1,332 @@
+//! Plain HTTP on the gateway port, beside the WebSocket: `/metrics` (Prometheus),
+//! `/healthz`, and whatever else is served over HTTP.
+//!
+//! Every connection starts with an HTTP request head, read here (bounded in size and
+//! time). A WebSocket upgrade is handed on to tungstenite with the bytes already read
+//! replayed in front of the socket ([`Prefixed`]); anything else is answered here and
+//! closed (`Connection: close`). Nothing but the head is ever buffered.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::gateway::Gateway;
+
+/// Largest request head accepted (browsers send a few KiB at most).
+pub const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    pub query: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A WebSocket upgrade request (`Upgrade: websocket`).
+    pub fn is_websocket(&self) -> bool {
+        self.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    }
+
+    /// A proxy forwarded someone else's request (so a loopback peer is not local).
+    pub fn is_proxied(&self) -> bool {
+        self.header("x-forwarded-for").is_some() || self.header("x-real-ip").is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("connection closed before a request head")]
+    Closed,
+    #[error("request head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    #[error("malformed request head: {0}")]
+    Malformed(String),
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one request head. Returns it and every byte read (the head and anything the
+/// client sent after it), for replay.
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Head, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let target = req.path.unwrap_or("/");
+                let (path, query) = match target.split_once('?') {
+                    Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+                    None => (target.to_owned(), None),
+                };
+                let head = Head {
+                    method: req.method.unwrap_or("GET").to_owned(),
+                    path,
+                    query,
+                    headers: req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                };
+                return Ok((head, buf));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => return Err(HeadError::TooLarge),
+            Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// A stream that first yields bytes already read from it.
+pub struct Prefixed<S> {
+    prefix: Option<Box<[u8]>>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed {
+            prefix: (!prefix.is_empty()).then(|| prefix.into_boxed_slice()),
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(prefix) = &this.prefix {
+            let rest = &prefix[this.pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.pos += n;
+            if this.pos == prefix.len() {
+                this.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP response.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub extra_headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            413 => "Payload Too Large",
+            _ => "Error",
+        }
+    }
+
+    fn encode(&self, head_only: bool) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+             X-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+            self.status,
+            self.reason(),
+            self.content_type,
+            self.body.len()
+        );
+        for (k, v) in &self.extra_headers {
+            out.push_str(k);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
+        bytes
+    }
+}
+
+/// Answers a request head that was not a WebSocket upgrade, then closes.
+pub async fn serve<S: AsyncWrite + Unpin>(
+    gw: &Gateway,
+    head: &Head,
+    mut stream: S,
+    peer: SocketAddr,
+) {
+    gw.metrics
+        .http_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let local = peer.ip().is_loopback() && !head.is_proxied();
+    let response = route(gw, head, local).await;
+    tracing::debug!(%peer, method = %head.method, path = %head.path, status = response.status, "http");
+    let _ = stream
+        .write_all(&response.encode(head.method == "HEAD"))
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
+    if head.method != "GET" && head.method != "HEAD" {
+        let mut r = Response::text(405, "only GET and HEAD are served here\n");
+        r.extra_headers.push(("Allow", "GET, HEAD".into()));
+        return r;
+    }
+    match head.path.as_str() {
+        "/healthz" => Response::json(
+            200,
+            &serde_json::json!({"ok": true, "version": crate::gateway::VERSION, "uptimeMs": gw.uptime_ms()}),
+        ),
+        "/metrics" if gw.config.metrics => {
+            if !local && !authorized(gw, head) {
+                let mut r = Response::text(
+                    401,
+                    "metrics are served to loopback clients, or with the gateway token as a bearer token\n",
+                );
+                r.extra_headers
+                    .push(("WWW-Authenticate", "Bearer realm=\"switchboard\"".into()));
+                return r;
+            }
+            Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: gw.render_metrics().await.into_bytes(),
+                extra_headers: Vec::new(),
+            }
+        }
+        _ => Response::text(
+            404,
+            "Switchboard gateway: connect a WebSocket client to this address\n",
+        ),
+    }
+}
+
+/// `Authorization: Bearer <gateway token or password>`.
+fn authorized(gw: &Gateway, head: &Head) -> bool {
+    let Some(presented) = head
+        .header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+    else {
+        return false;
+    };
+    let auth = &gw.config.auth;
+    auth.token.as_ref().is_some_and(|t| t.matches(presented))
+        || auth.password.as_ref().is_some_and(|p| p.matches(presented))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_head_is_parsed_and_every_byte_kept_for_replay() {
+        let raw = b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nX-Real-IP: 1.2.3.4\r\n\r\nEXTRA";
+        let mut s = &raw[..];
+        let (head, bytes) = read_head(&mut s).await.unwrap();
+        assert_eq!(head.path, "/chat");
+        assert_eq!(head.query.as_deref(), Some("x=1"));
+        assert!(head.is_websocket() && head.is_proxied());
+        assert_eq!(bytes, raw);
+        let mut p = Prefixed::new(bytes, &b"MORE"[..]);
+        let mut all = Vec::new();
+        p.read_to_end(&mut all).await.unwrap();
+        assert!(all.ends_with(b"EXTRAMORE"));
+    }
+
+    #[tokio::test]
+    async fn oversized_and_garbage_heads_are_refused() {
+        let big = vec![b'a'; MAX_HEAD + 10];
+        let mut s = &big[..];
+        assert!(matches!(
+            read_head(&mut s).await,
+            Err(HeadError::Malformed(_) | HeadError::TooLarge)
+        ));
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.extend(vec![b'a'; MAX_HEAD]);
+        let mut s = &long[..];
+        assert!(matches!(read_head(&mut s).await, Err(HeadError::TooLarge)));
+        let mut s = &b"\x16\x03\x01garbage\r\n\r\n"[..];
+        assert!(matches!(
+            read_head(&mut s).await,
+            Err(HeadError::Malformed(_))
+        ));
+    }
+}
