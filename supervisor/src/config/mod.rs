@@ -1069,6 +1069,30 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid_and_means_the_defaults() {
+        let (_d, flags) = with_file(include_str!("../../../deploy/config.example.json5"));
+        let c = resolve(&flags, &env(&[])).expect("the example validates");
+        let d = resolve(
+            &Flags {
+                state_dir: flags.state_dir.clone(),
+                config: Some("/dev/null".into()),
+                ..Flags::default()
+            },
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.port, d.port);
+        assert_eq!(c.handshake_timeout, d.handshake_timeout);
+        assert_eq!(c.shutdown_grace, d.shutdown_grace);
+        assert_eq!(c.logging.level, d.logging.level);
+        assert_eq!(c.logging.file, d.logging.file);
+        assert_eq!(c.logging.max_file_bytes, d.logging.max_file_bytes);
+        assert_eq!(c.logging.max_files, d.logging.max_files);
+        assert_eq!(c.metrics, d.metrics);
+        assert_eq!(c.workers[0].config["backend"], d.workers[0].config["backend"]);
+    }
+
+    #[test]
     fn beyond_loopback_needs_auth() {
         let mut cfg = GatewayConfig::with_state_dir("/tmp/x".into());
         cfg.bind = BindMode::Lan;
