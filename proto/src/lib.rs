@@ -15,6 +15,9 @@ pub mod env {
     pub const SUPERVISOR_PID: &str = "SWITCHBOARD_SUPERVISOR_PID";
     /// The worker's configuration as a JSON object (secrets included; never logged).
     pub const CONFIG: &str = "SWITCHBOARD_WORKER_CONFIG";
+    /// `plain`: log lines as `LEVEL message` without time or colour (the supervisor
+    /// relays them into its own log).
+    pub const LOG_FORMAT: &str = "SWITCHBOARD_WORKER_LOG_FORMAT";
 }
 
 /// The line a worker prints on stdout once it serves.

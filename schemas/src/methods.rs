@@ -738,3 +738,82 @@ pub struct LogsTailResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<bool>,
 }
+
+/// `send` params (the reference's fields; media is refused until supported).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendParams {
+    #[schemars(length(min = 1))]
+    pub to: String,
+    #[schemars(length(min = 1))]
+    pub message: String,
+    #[serde(rename = "mediaUrl", default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
+    #[serde(rename = "mediaUrls", default, skip_serializing_if = "Option::is_none")]
+    pub media_urls: Option<Vec<String>>,
+    #[serde(
+        rename = "gifPlayback",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gif_playback: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Mirror the delivered text into this session's history.
+    #[serde(
+        rename = "sessionKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_key: Option<String>,
+    #[serde(rename = "idempotencyKey")]
+    #[schemars(length(min = 1))]
+    pub idempotency_key: String,
+}
+
+/// `send` result: the provider's message id.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendResult {
+    /// The request's idempotency key.
+    #[serde(rename = "runId")]
+    pub run_id: String,
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    pub channel: String,
+    #[serde(rename = "chatId", default, skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<String>,
+}
+
+/// `pairing.list` params (Switchboard: DM pairing of messaging channels).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingListParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `pairing.approve` / `pairing.reject` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingCodeParams {
+    #[schemars(length(min = 1))]
+    pub channel: String,
+    #[schemars(length(min = 1))]
+    pub code: String,
+    /// Tell the sender they were approved (approve only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<bool>,
+}
+
+/// `pairing.revoke` params: remove an approved sender.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingRevokeParams {
+    #[schemars(length(min = 1))]
+    pub channel: String,
+    #[schemars(length(min = 1))]
+    pub id: String,
+}

@@ -16,7 +16,7 @@ use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
 use switchboard_proto::v1::{AbortRequest, ChatMessage, RunRequest, run_event};
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::AgentParams;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
@@ -194,16 +194,59 @@ pub async fn start(
     gw.runs.insert(Arc::clone(&run));
     let task = RunTask {
         gw: Arc::clone(gw),
-        conn: Arc::clone(conn),
-        request_id: request_id.to_owned(),
+        origin: Origin::Request {
+            conn: Arc::clone(conn),
+            request_id: request_id.to_owned(),
+        },
         run,
-        key,
+        key: Some(key),
         params: p,
         channel,
         started_at: accepted_at,
     };
     tokio::spawn(task.run());
     Ok(Admission::Accepted(ack))
+}
+
+/// Runs the agent on a message that came in through a channel and waits for the end.
+/// `run_id` is derived from the inbound message, so a run resumed after a restart keeps
+/// its identity (and its user message is not stored twice).
+pub async fn run_inbound(
+    gw: &Arc<Gateway>,
+    run_id: &str,
+    session_key: &str,
+    message: &str,
+    extra_system_prompt: Option<String>,
+) -> Result<RunResult, RpcError> {
+    let channel = wait_for_worker(gw).await?;
+    let params: AgentParams = serde_json::from_value(json!({
+        "message": message,
+        "idempotencyKey": run_id,
+        "sessionKey": session_key,
+        "extraSystemPrompt": extra_system_prompt,
+    }))
+    .map_err(|e| RpcError::unavailable(format!("cannot build the run: {e}")))?;
+    let (done, _) = watch::channel(None);
+    let run = Arc::new(Run {
+        run_id: run_id.to_owned(),
+        session_key: session_key.to_owned(),
+        cancel: CancellationToken::new(),
+        done,
+    });
+    gw.runs.insert(Arc::clone(&run));
+    let (tx, rx) = oneshot::channel();
+    let task = RunTask {
+        gw: Arc::clone(gw),
+        origin: Origin::Inbound { done: tx },
+        run,
+        key: None,
+        params,
+        channel,
+        started_at: now_ms(),
+    };
+    tokio::spawn(task.run());
+    rx.await
+        .map_err(|_| RpcError::unavailable("the agent run ended without a result"))
 }
 
 fn replay(version: ProtocolVersion, run_id: &str, existing: Record) -> Admission {
@@ -269,12 +312,32 @@ pub async fn wait(gw: &Gateway, run_id: &str, timeout: Duration) -> Value {
     json!({"runId": run_id, "status": "timeout"})
 }
 
+/// Who started a run, and so who hears how it ended.
+enum Origin {
+    /// An `agent` request: its second response goes to the connection.
+    Request {
+        conn: Arc<ConnHandle>,
+        request_id: String,
+    },
+    /// An inbound message from a channel: the result goes back to the router.
+    Inbound { done: oneshot::Sender<RunResult> },
+}
+
+/// How a run ended, with its reply text.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: &'static str,
+    pub text: String,
+    pub error: Option<String>,
+}
+
 struct RunTask {
     gw: Arc<Gateway>,
-    conn: Arc<ConnHandle>,
-    request_id: String,
+    origin: Origin,
     run: Arc<Run>,
-    key: String,
+    /// The durable idempotency key (`agent` requests); inbound runs are deduplicated by
+    /// their inbound message instead.
+    key: Option<String>,
     params: AgentParams,
     channel: tonic::transport::Channel,
     started_at: u64,
@@ -385,7 +448,7 @@ impl RunTask {
             }
         }
         let run_id = self.run.run_id.clone();
-        let (record, frame) = match status {
+        let (record, ok, payload, err) = match status {
             "error" => {
                 let summary = error.clone().unwrap_or_default();
                 let payload = json!({"runId": run_id, "status": "error", "summary": summary});
@@ -396,7 +459,9 @@ impl RunTask {
                         payload: payload.clone(),
                         error: serde_json::to_value(err.to_shape()).ok(),
                     },
-                    frame::err_with_payload(&self.request_id, &payload, &err),
+                    false,
+                    payload,
+                    Some(err),
                 )
             }
             _ => {
@@ -415,24 +480,43 @@ impl RunTask {
                         payload: payload.clone(),
                         error: None,
                     },
-                    frame::ok(&self.request_id, &payload),
+                    true,
+                    payload,
+                    None,
                 )
             }
         };
-        if let Err(e) = self.gw.idempotency.set(&self.key, &record).await {
+        if let Some(key) = &self.key
+            && let Err(e) = self.gw.idempotency.set(key, &record).await
+        {
             tracing::error!(run = %run_id, error = %e, "recording the run's final answer failed");
         }
         let outcome = Outcome {
             status,
             started_at,
             ended_at,
-            error,
+            error: error.clone(),
         };
         self.gw.metrics.run_finished(status);
         self.gw.runs.finish(&run_id, outcome.clone());
         let _ = self.run.done.send(Some(outcome));
-        // The requester may be gone; the final answer is recorded for its retry.
-        self.gw.hub.send_direct(&self.conn, frame);
+        match self.origin {
+            Origin::Request { conn, request_id } => {
+                // The requester may be gone; the final answer is recorded for its retry.
+                let frame = match (ok, &err) {
+                    (false, Some(err)) => frame::err_with_payload(&request_id, &payload, err),
+                    _ => frame::ok(&request_id, &payload),
+                };
+                self.gw.hub.send_direct(&conn, frame);
+            }
+            Origin::Inbound { done } => {
+                let _ = done.send(RunResult {
+                    status,
+                    text: em.text.clone(),
+                    error,
+                });
+            }
+        }
         self.gw.health_changed();
         tracing::info!(run = %run_id, status, "agent run finished");
     }
@@ -441,11 +525,6 @@ impl RunTask {
     async fn drive(&self, em: &mut Emitter) -> Result<String, String> {
         let session_key = self.run.session_key.clone();
         let user_text = self.params.message.clone();
-        let agent_id = self
-            .params
-            .agent_id
-            .clone()
-            .unwrap_or_else(|| DEFAULT_AGENT_ID.into());
         let run_id = self.run.run_id.clone();
         let history = {
             let session_key = session_key.clone();
@@ -454,27 +533,31 @@ impl RunTask {
                 .db
                 .call(move |c| {
                     let now = now_ms() as i64;
-                    c.execute(
-                        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-                         ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
-                        params![session_key, agent_id, now],
-                    )?;
-                    let mut stmt = c.prepare_cached(
-                        "SELECT role, content FROM (SELECT id, role, content FROM messages WHERE session_key = ?1
-                         ORDER BY id DESC LIMIT ?2) ORDER BY id ASC",
-                    )?;
-                    let mut history = stmt
-                        .query_map(params![session_key, HISTORY_LIMIT], |r| {
+                    let tx = c.transaction()?;
+                    let history = {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT role, content FROM (SELECT id, role, content FROM messages
+                             WHERE session_key = ?1 AND (run_id IS NULL OR run_id != ?3)
+                             ORDER BY id DESC LIMIT ?2) ORDER BY id ASC",
+                        )?;
+                        stmt.query_map(params![session_key, HISTORY_LIMIT, run_id], |r| {
                             Ok(ChatMessage {
                                 role: r.get(0)?,
                                 content: r.get(1)?,
                             })
                         })?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    c.execute(
-                        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, 'user', ?2, ?3, ?4)",
-                        params![session_key, user_text, run_id, now],
+                        .collect::<Result<Vec<_>, _>>()?
+                    };
+                    crate::sessions::append_in(
+                        &tx,
+                        &session_key,
+                        "user",
+                        &user_text,
+                        Some(&run_id),
+                        now,
                     )?;
+                    tx.commit()?;
+                    let mut history = history;
                     history.push(ChatMessage {
                         role: "user".into(),
                         content: user_text,
@@ -565,10 +648,16 @@ impl RunTask {
                 .gw
                 .db
                 .call(move |c| {
-                    c.execute(
-                        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, 'assistant', ?2, ?3, ?4)",
-                        params![session_key, text, row_run_id, now_ms() as i64],
-                    )
+                    let tx = c.transaction()?;
+                    crate::sessions::append_in(
+                        &tx,
+                        &session_key,
+                        "assistant",
+                        &text,
+                        Some(&row_run_id),
+                        now_ms() as i64,
+                    )?;
+                    tx.commit()
                 })
                 .await
             {

@@ -46,6 +46,14 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Approve who may message the agent on a channel (DM pairing codes).
+    #[command(after_help = ExitCode::HELP)]
+    Pairing {
+        #[command(subcommand)]
+        command: PairingCommand,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// The running gateway's health snapshot.
     #[command(after_help = ExitCode::HELP)]
     Health {
@@ -132,6 +140,28 @@ pub enum DevicesCommand {
         #[arg(long, default_value = "operator")]
         role: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PairingCommand {
+    /// Pending pairing codes and approved senders (of one channel, or all).
+    #[command(after_help = ExitCode::HELP)]
+    List { channel: Option<String> },
+    /// Approve a sender's pairing code: they may talk to the agent from now on.
+    #[command(after_help = ExitCode::HELP)]
+    Approve {
+        channel: String,
+        code: String,
+        /// Tell the sender they were approved.
+        #[arg(long)]
+        notify: bool,
+    },
+    /// Reject a pending pairing code.
+    #[command(after_help = ExitCode::HELP)]
+    Reject { channel: String, code: String },
+    /// Remove an approved sender (by their id on the channel).
+    #[command(after_help = ExitCode::HELP)]
+    Revoke { channel: String, id: String },
 }
 
 /// Where the state directory and config file are (as for `gateway run`).
@@ -416,6 +446,21 @@ fn call_gateway(conn: ConnArgs, method: &str, params: Value) -> ExitCode {
                 print_json(&payload);
             } else if method == "device.pair.list" {
                 print_devices(&payload);
+            } else if method == "pairing.list" {
+                print_pairing(&payload);
+            } else if method == "pairing.approve" {
+                let a = &payload["approved"];
+                println!(
+                    "approved {} sender {} ({}){}",
+                    a["channel"].as_str().unwrap_or("?"),
+                    a["id"].as_str().unwrap_or("?"),
+                    a["name"].as_str().unwrap_or(""),
+                    if payload["notified"] == true {
+                        "; they were told"
+                    } else {
+                        ""
+                    }
+                );
             } else if let Some(action) = method.strip_prefix("workers.") {
                 if action == "list" {
                     print_workers(&payload);
@@ -486,6 +531,32 @@ fn print_devices(list: &Value) {
                 .or(d["clientId"].as_str())
                 .unwrap_or("?"),
             d["roles"],
+        );
+    }
+}
+
+fn print_pairing(list: &Value) {
+    println!("PENDING");
+    for r in list["requests"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<9} {}  {} {}  (expires in {} min)",
+            r["channel"].as_str().unwrap_or("?"),
+            r["code"].as_str().unwrap_or("?"),
+            r["id"].as_str().unwrap_or("?"),
+            r["name"].as_str().unwrap_or(""),
+            r["expiresAt"]
+                .as_u64()
+                .map(|t| t.saturating_sub(crate::clock::now_ms()) / 60_000)
+                .unwrap_or(0),
+        );
+    }
+    println!("APPROVED");
+    for a in list["allowed"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<9} {}  {}",
+            a["channel"].as_str().unwrap_or("?"),
+            a["id"].as_str().unwrap_or("?"),
+            a["name"].as_str().unwrap_or(""),
         );
     }
 }
@@ -1012,6 +1083,27 @@ pub fn run(cli: Cli) -> ExitCode {
                     "device.token.revoke",
                     json!({ "deviceId": device_id, "role": role }),
                 ),
+            };
+            call_gateway(conn, method, params)
+        }
+        Command::Pairing { command, conn } => {
+            let (method, params) = match command {
+                PairingCommand::List { channel } => ("pairing.list", json!({ "channel": channel })),
+                PairingCommand::Approve {
+                    channel,
+                    code,
+                    notify,
+                } => (
+                    "pairing.approve",
+                    json!({ "channel": channel, "code": code, "notify": notify }),
+                ),
+                PairingCommand::Reject { channel, code } => (
+                    "pairing.reject",
+                    json!({ "channel": channel, "code": code }),
+                ),
+                PairingCommand::Revoke { channel, id } => {
+                    ("pairing.revoke", json!({ "channel": channel, "id": id }))
+                }
             };
             call_gateway(conn, method, params)
         }

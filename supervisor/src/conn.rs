@@ -607,6 +607,10 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
             format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
         }
         Ok(Reply::Frame(f)) => f,
+        Ok(Reply::Deferred) => {
+            gw.metrics.request(spec.name, started.elapsed());
+            return;
+        }
         Err(e) => {
             gw.metrics.error(e.code);
             frame::err(id, &e)

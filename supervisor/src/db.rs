@@ -69,6 +69,66 @@ const MIGRATIONS: &[&str] = &[
         record      TEXT NOT NULL,
         token_hash  TEXT NOT NULL
      );",
+    // 5: messaging channels: inbound messages (the dedupe key is the provider's message),
+    // the durable outbox, and DM pairing (pending codes, approved senders).
+    "CREATE TABLE inbound (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel         TEXT NOT NULL,
+        account_id      TEXT NOT NULL,
+        chat_id         TEXT NOT NULL,
+        message_id      TEXT NOT NULL,
+        sender_id       TEXT NOT NULL,
+        sender_name     TEXT NOT NULL,
+        sender_username TEXT NOT NULL,
+        chat_type       TEXT NOT NULL,
+        chat_title      TEXT NOT NULL,
+        is_group        INTEGER NOT NULL,
+        mentioned       INTEGER NOT NULL,
+        text            TEXT NOT NULL,
+        received_at     INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        outcome         TEXT,
+        UNIQUE (channel, account_id, chat_id, message_id)
+     );
+     CREATE INDEX inbound_open ON inbound(state) WHERE state IN ('received', 'running');
+     CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        channel         TEXT NOT NULL,
+        account_id      TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        idem_key        TEXT UNIQUE,
+        session_key     TEXT,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        message_id      TEXT,
+        error           TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+     );
+     CREATE INDEX outbox_open ON outbox(channel, target, seq) WHERE state IN ('pending', 'sending');
+     CREATE TABLE dm_pairing (
+        channel         TEXT NOT NULL,
+        code            TEXT NOT NULL,
+        sender_id       TEXT NOT NULL,
+        chat_id         TEXT NOT NULL,
+        sender_name     TEXT NOT NULL,
+        sender_username TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        PRIMARY KEY (channel, code)
+     );
+     CREATE TABLE dm_allowed (
+        channel         TEXT NOT NULL,
+        sender_id       TEXT NOT NULL,
+        sender_name     TEXT NOT NULL,
+        sender_username TEXT NOT NULL,
+        approved_at     INTEGER NOT NULL,
+        PRIMARY KEY (channel, sender_id)
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

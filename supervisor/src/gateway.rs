@@ -69,6 +69,8 @@ pub struct Gateway {
     pub nodes: crate::nodes::Nodes,
     pub node_pairing: crate::node_pairing::NodePairing,
     pub runs: Runs,
+    pub outbox: crate::outbox::Outbox,
+    pub chat_locks: crate::inbound::ChatLocks,
     pub metrics: Arc<crate::metrics::Metrics>,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
@@ -77,6 +79,15 @@ pub struct Gateway {
     health: Mutex<Arc<HealthCache>>,
     health_dirty: Notify,
     system_events: Mutex<VecDeque<String>>,
+}
+
+/// A channel's display name.
+fn label(channel: &str) -> String {
+    match channel {
+        "telegram" => "Telegram".into(),
+        "whatsapp" => "WhatsApp".into(),
+        other => other.to_owned(),
+    }
 }
 
 impl Gateway {
@@ -129,6 +140,8 @@ impl Gateway {
             nodes: crate::nodes::Nodes::default(),
             node_pairing,
             runs: Runs::default(),
+            outbox: crate::outbox::Outbox::new(db.clone()),
+            chat_locks: Default::default(),
             metrics: Arc::default(),
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
@@ -153,7 +166,34 @@ impl Gateway {
 
     /// Gauges read from the database at scrape time (name, help, samples).
     pub async fn durable_gauges(&self) -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
-        Vec::new()
+        let mut backlog: Vec<(String, u64)> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| {
+                (
+                    format!("channel=\"{}\"", crate::metrics::label(&c.channel)),
+                    0,
+                )
+            })
+            .collect();
+        match self.outbox.backlog().await {
+            Ok(rows) => {
+                for (channel, n) in rows {
+                    let key = format!("channel=\"{}\"", crate::metrics::label(&channel));
+                    match backlog.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = n,
+                        None => backlog.push((key, n)),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
+        }
+        vec![(
+            "switchboard_outbox_backlog",
+            "Outbound messages accepted but not yet delivered, by channel.",
+            backlog,
+        )]
     }
 
     /// Sets the worker manager (once, right after start-up).
@@ -318,13 +358,35 @@ impl Gateway {
             count,
             recent,
         };
+        let workers = self.workers().list();
+        let mut channels = std::collections::BTreeMap::new();
+        let mut channel_labels = std::collections::BTreeMap::new();
+        let mut channel_order = Vec::new();
+        for c in &self.config.channels {
+            let w = workers.iter().find(|w| w.name == c.channel);
+            let provider = w.and_then(|w| w.provider_state.clone());
+            channels.insert(
+                c.channel.clone(),
+                serde_json::json!({
+                    "configured": true,
+                    "running": w.is_some_and(|w| w.state == "running"),
+                    "state": provider.clone().or_else(|| w.map(|w| w.state.clone())),
+                    "connected": matches!(provider.as_deref(), Some("polling" | "connected")),
+                    "lastError": w.and_then(|w| w.detail.clone()),
+                    "dmPolicy": c.dm_policy,
+                    "groupPolicy": c.group_policy,
+                }),
+            );
+            channel_labels.insert(c.channel.clone(), label(&c.channel));
+            channel_order.push(c.channel.clone());
+        }
         let mut snapshot = HealthSnapshot {
             ok: true,
             ts: now_ms(),
             duration_ms: 0,
-            channels: Default::default(),
-            channel_order: vec![],
-            channel_labels: Default::default(),
+            channels,
+            channel_order,
+            channel_labels,
             heartbeat_seconds: 0,
             default_agent_id: DEFAULT_AGENT_ID.into(),
             agents: vec![AgentHealth {
@@ -342,7 +404,7 @@ impl Gateway {
             }],
             sessions: summary,
             gateway: Some(self.gateway_health()),
-            workers: Some(self.workers().list()),
+            workers: Some(workers),
         };
         let mut fp = snapshot.clone();
         fp.ts = 0;

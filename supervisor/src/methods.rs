@@ -12,8 +12,8 @@ use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
     DeviceTokenRevokeParams, DeviceTokenRotateParams, LogsTailParams, LogsTailResult,
     NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams, NodeRenameParams,
-    PairingRequestParams, SessionsListParams, SystemEventParams, WorkerControlParams,
-    WorkerControlResult, WorkersList,
+    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
+    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -198,6 +198,36 @@ pub const TABLE: &[MethodSpec] = &[
         advertised: BOTH,
     },
     MethodSpec {
+        name: "send",
+        access: Access::Write,
+        params: "params/send",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "pairing.list",
+        access: Access::Pairing,
+        params: "params/pairing.list",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "pairing.approve",
+        access: Access::Pairing,
+        params: "params/pairing.code",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "pairing.reject",
+        access: Access::Pairing,
+        params: "params/pairing.code",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "pairing.revoke",
+        access: Access::Pairing,
+        params: "params/pairing.revoke",
+        advertised: BOTH,
+    },
+    MethodSpec {
         name: "agent",
         access: Access::Write,
         params: "params/agent",
@@ -285,6 +315,8 @@ pub enum Reply {
     Json(Value),
     Encoded(Arc<str>),
     Frame(String),
+    /// The handler answers later itself (through the hub).
+    Deferred,
 }
 
 /// Runs the handler of an authorized, validated request.
@@ -331,6 +363,77 @@ pub async fn dispatch(
             Ok(Reply::Json(sessions::history(gw, conn.version, &p).await?))
         }
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
+        "send" => {
+            let p: SendParams = parse(method.name, params)?;
+            Ok(match crate::send::send(gw, conn, request_id, p).await? {
+                Some(v) => Reply::Json(v),
+                None => Reply::Deferred,
+            })
+        }
+        "pairing.list" => {
+            let p: PairingListParams = parse(method.name, params)?;
+            let channel = p.channel.map(|c| c.trim().to_ascii_lowercase());
+            crate::dm_pairing::list(&gw.db, channel)
+                .await
+                .map(Reply::Json)
+                .map_err(store_err)
+        }
+        "pairing.approve" => {
+            let p: PairingCodeParams = parse(method.name, params)?;
+            let channel = p.channel.trim().to_ascii_lowercase();
+            let Some(a) = crate::dm_pairing::approve(&gw.db, &channel, &p.code)
+                .await
+                .map_err(store_err)?
+            else {
+                return Err(RpcError::invalid_request(format!(
+                    "no pending pairing code {} for {channel} (codes expire after an hour)",
+                    p.code.trim().to_ascii_uppercase()
+                )));
+            };
+            tracing::info!(channel = %a.channel, sender = %a.id, "sender approved by pairing");
+            let mut notified = false;
+            if p.notify == Some(true) && gw.config.channel(&channel).is_some() {
+                let d = crate::outbox::NewDelivery {
+                    channel: channel.clone(),
+                    account_id: "default".into(),
+                    target: a.chat_id.clone(),
+                    text: crate::dm_pairing::APPROVED_TEXT.into(),
+                    source: "notice",
+                    key: Some(format!("approved:{channel}:{}:{}", a.id, now_ms())),
+                    session_key: None,
+                };
+                notified = gw.outbox.enqueue(d).await.map_err(store_err)?.created;
+            }
+            Ok(Reply::Json(json!({"approved": a, "notified": notified})))
+        }
+        "pairing.reject" => {
+            let p: PairingCodeParams = parse(method.name, params)?;
+            let channel = p.channel.trim().to_ascii_lowercase();
+            let found = crate::dm_pairing::reject(&gw.db, &channel, &p.code)
+                .await
+                .map_err(store_err)?;
+            if !found {
+                return Err(RpcError::invalid_request(format!(
+                    "no pending pairing code {} for {channel}",
+                    p.code.trim().to_ascii_uppercase()
+                )));
+            }
+            Ok(Reply::Json(json!({"ok": true})))
+        }
+        "pairing.revoke" => {
+            let p: PairingRevokeParams = parse(method.name, params)?;
+            let channel = p.channel.trim().to_ascii_lowercase();
+            let found = crate::dm_pairing::revoke(&gw.db, &channel, &p.id)
+                .await
+                .map_err(store_err)?;
+            if !found {
+                return Err(RpcError::invalid_request(format!(
+                    "{} is not an approved {channel} sender",
+                    p.id.trim()
+                )));
+            }
+            Ok(Reply::Json(json!({"ok": true})))
+        }
         "logs.tail" => {
             let p: LogsTailParams = parse(method.name, params)?;
             logs_tail(gw, p).await.map(Reply::Json)

@@ -171,6 +171,25 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
         &mut tasks,
     );
     gw.attach_workers(workers);
+    match gw.outbox.recover().await {
+        Ok((resumed, pruned)) => {
+            if resumed > 0 {
+                tracing::warn!(
+                    resumed,
+                    "deliveries interrupted by the last stop are attempted again"
+                );
+            }
+            if pruned > 0 {
+                tracing::info!(pruned, "dropped finished deliveries older than a week");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot recover the outbox"),
+    }
+    for channel in gw.config.channels.iter().map(|c| c.channel.clone()) {
+        tasks.spawn(crate::outbox::dispatch(Arc::clone(&gw), channel.clone()));
+        tasks.spawn(crate::inbound::listen(Arc::clone(&gw), channel));
+    }
+    crate::inbound::resume(&gw).await;
     tasks.spawn(Arc::clone(&gw).run_ticker());
     tasks.spawn(Arc::clone(&gw).run_health_refresher());
     for (ip, listener) in listeners {

@@ -162,7 +162,7 @@ pub fn channels_status(gw: &Gateway, version: ProtocolVersion) -> Value {
             json!({
                 "configured": true,
                 "running": w.state == "running",
-                "connected": w.provider_state.as_deref() == Some("connected"),
+                "connected": matches!(w.provider_state.as_deref(), Some("connected" | "polling")),
                 "state": w.provider_state.clone().unwrap_or_else(|| w.state.clone()),
                 "workerState": w.state,
                 "lastError": w.detail,
@@ -210,4 +210,41 @@ pub async fn models(gw: &Gateway) -> Value {
         }
         _ => json!({"models": []}),
     }
+}
+
+/// Appends a message to a session's history (creating the session), inside a caller's
+/// transaction. With a `run_id`, a message of that run and role already there is not
+/// added twice (a run resumed after a restart).
+pub fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    session_key: &str,
+    role: &str,
+    content: &str,
+    run_id: Option<&str>,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    let agent_id = session_key
+        .strip_prefix("agent:")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or(crate::gateway::DEFAULT_AGENT_ID);
+    tx.execute(
+        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
+        params![session_key, agent_id, now],
+    )?;
+    if let Some(run) = run_id {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM messages WHERE session_key = ?1 AND run_id = ?2 AND role = ?3)",
+            params![session_key, run, role],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Ok(());
+        }
+    }
+    tx.execute(
+        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![session_key, role, content, run_id, now],
+    )?;
+    Ok(())
 }

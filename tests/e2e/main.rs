@@ -11,6 +11,8 @@ mod nodes;
 mod ops;
 mod scopes;
 mod standin_openai;
+mod standin_telegram;
+mod telegram;
 mod tls;
 mod v4;
 mod workers;

@@ -1089,7 +1089,10 @@ mod tests {
         assert_eq!(c.logging.max_file_bytes, d.logging.max_file_bytes);
         assert_eq!(c.logging.max_files, d.logging.max_files);
         assert_eq!(c.metrics, d.metrics);
-        assert_eq!(c.workers[0].config["backend"], d.workers[0].config["backend"]);
+        assert_eq!(
+            c.workers[0].config["backend"],
+            d.workers[0].config["backend"]
+        );
     }
 
     #[test]

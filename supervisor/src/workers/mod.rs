@@ -18,7 +18,7 @@ use switchboard_proto::CONTRACT_VERSION;
 use switchboard_proto::v1::worker_client::WorkerClient;
 use switchboard_proto::v1::{HealthRequest, HelloRequest, ShutdownRequest};
 use switchboard_schemas::methods::WorkerHealth;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -112,7 +112,8 @@ struct Slot {
     spec: WorkerSpec,
     socket: PathBuf,
     status: Mutex<Status>,
-    channel: Mutex<Option<Channel>>,
+    /// The gRPC channel while the worker runs (`None` otherwise), watchable.
+    channel: watch::Sender<Option<Channel>>,
     control: mpsc::Sender<Control>,
 }
 
@@ -161,7 +162,7 @@ impl Workers {
                     detail: None,
                     labels: HashMap::new(),
                 }),
-                channel: Mutex::new(None),
+                channel: watch::channel(None).0,
                 control: tx,
                 spec,
             });
@@ -201,15 +202,16 @@ impl Workers {
     /// A channel to a running worker.
     pub fn channel(&self, name: &str) -> Result<Channel, WorkerError> {
         let slot = self.slot(name)?;
-        let channel = slot
-            .channel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let channel = slot.channel.borrow().clone();
         channel.ok_or_else(|| WorkerError::NotRunning {
             name: name.to_owned(),
             state: slot.state().as_str(),
         })
+    }
+
+    /// Watches a worker's channel: `Some` while it runs, `None` while it does not.
+    pub fn watch(&self, name: &str) -> Result<watch::Receiver<Option<Channel>>, WorkerError> {
+        Ok(self.slot(name)?.channel.subscribe())
     }
 
     pub fn health_of(&self, name: &str) -> Result<WorkerHealth, WorkerError> {
@@ -262,7 +264,7 @@ impl Slot {
     }
 
     fn set_channel(&self, c: Option<Channel>) {
-        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = c;
+        self.channel.send_replace(c);
     }
 }
 

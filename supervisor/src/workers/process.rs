@@ -46,9 +46,10 @@ impl WorkerProcess {
             .env(env::NAME, name)
             .env(env::SUPERVISOR_PID, std::process::id().to_string())
             .env(env::CONFIG, config)
+            .env(env::LOG_FORMAT, "plain")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         #[cfg(target_os = "linux")]
@@ -64,6 +65,9 @@ impl WorkerProcess {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(relay_log(stderr));
+        }
         Ok(WorkerProcess {
             _lifeline: child.stdin.take(),
             stdout: child.stdout.take(),
@@ -137,6 +141,29 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         // kill_on_drop kills the leader; the group kill also takes any grandchildren.
         self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Re-emits a worker's log lines (`LEVEL worker{worker=… pid=…}: message…`, as the runtime
+/// writes them when supervised) through the supervisor's own logging, so they reach its
+/// log file too. Ends when the worker closes stderr (it exited).
+async fn relay_log(stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_start();
+        let (level, rest) = match line.split_once(' ') {
+            Some((l, r)) if matches!(l, "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE") => {
+                (l, r.trim_start())
+            }
+            _ => ("INFO", line),
+        };
+        match level {
+            "ERROR" => tracing::error!(target: "worker", "{rest}"),
+            "WARN" => tracing::warn!(target: "worker", "{rest}"),
+            "DEBUG" => tracing::debug!(target: "worker", "{rest}"),
+            "TRACE" => tracing::trace!(target: "worker", "{rest}"),
+            _ => tracing::info!(target: "worker", "{rest}"),
+        }
     }
 }
 

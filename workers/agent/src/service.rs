@@ -9,10 +9,10 @@ use switchboard_proto::CONTRACT_VERSION;
 use switchboard_proto::v1::agent_runner_server::{AgentRunner, AgentRunnerServer};
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
-    AbortReply, AbortRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
-    ModelInfo, ModelsReply, ModelsRequest, RunAborted, RunEvent, RunFailed, RunFinished,
-    RunRequest, RunStarted, SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent,
-    run_event,
+    AbortReply, AbortRequest, AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest,
+    HelloReply, HelloRequest, ModelInfo, ModelsReply, ModelsRequest, RunAborted, RunEvent,
+    RunFailed, RunFinished, RunRequest, RunStarted, SendReply, SendRequest, ShutdownReply,
+    ShutdownRequest, WorkerEvent, run_event,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -110,6 +110,10 @@ impl Worker for Agent {
         Err(Status::unimplemented(
             "the agent worker does not deliver messages",
         ))
+    }
+
+    async fn ack(&self, _: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
+        Ok(Response::new(AckReply {}))
     }
 
     async fn shutdown(

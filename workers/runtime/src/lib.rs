@@ -97,12 +97,20 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::env::var(env::LOG_FORMAT).is_ok_and(|f| f == "plain") {
+        // Supervised: the supervisor adds the time and the worker's name.
+        builder
+            .without_time()
+            .with_ansi(false)
+            .with_level(true)
+            .init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// Runs a worker: `body` gets the context and returns when the worker is done.

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_proto::CONTRACT_VERSION;
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
-    EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest, SendReply, SendRequest,
-    ShutdownReply, ShutdownRequest, WorkerEvent,
+    AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
+    SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -84,8 +84,13 @@ impl Worker for Scripted {
             }
             other => Ok(Response::new(SendReply {
                 provider_message_id: format!("m-{}", other.trim_start_matches("echo:")),
+                ..Default::default()
             })),
         }
+    }
+
+    async fn ack(&self, _: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
+        Ok(Response::new(AckReply {}))
     }
 
     async fn shutdown(
