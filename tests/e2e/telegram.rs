@@ -492,3 +492,44 @@ async fn a_refused_bot_token_is_reported_and_never_retried() {
     assert_eq!(tg.with(|s| s.unauthorized_calls), 1);
     assert!(!gw.log().contains("wrong-token-zz"));
 }
+
+#[tokio::test]
+async fn an_unreachable_api_is_reported_as_backoff_with_the_error_and_no_restarts() {
+    // A port nothing listens on: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(
+        state.path().join("config.json5"),
+        format!(r#"{{ channels: {{ telegram: {{ botToken: "{BOT_TOKEN}", apiUrl: "http://127.0.0.1:{port}" }} }} }}"#),
+    )
+    .unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        extra: vec!["--worker-health-interval-ms".into(), "100".into()],
+        ..Default::default()
+    });
+    let mut op = operator(&gw).await;
+    let w = wait_provider_state(&mut op, "backoff").await;
+    let detail = w["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("getMe") && detail.contains("cannot connect"),
+        "{w}"
+    );
+    assert!(
+        !detail.contains(BOT_TOKEN),
+        "the token leaked into health: {detail}"
+    );
+    assert_eq!(w["restarts"], 0, "the worker backs off itself: {w}");
+    // A send meanwhile is accepted and queued, not lost.
+    let r = op
+        .request(
+            "send",
+            json!({"to": "42", "message": "later", "idempotencyKey": "bo-1"}),
+        )
+        .await;
+    assert_eq!(r["error"]["details"]["status"], "queued", "{r}");
+    assert_eq!(r["error"]["retryable"], true);
+    assert!(!gw.log().contains(BOT_TOKEN));
+}
