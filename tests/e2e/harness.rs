@@ -483,3 +483,32 @@ impl NetNs {
         )
     }
 }
+
+/// Runs a stand-in server on a free loopback port, on a thread and runtime of its own
+/// (the tests' runtimes are single-threaded and block while they wait on the gateway).
+/// Returns the port and a handle that stops the server when dropped.
+pub fn serve_on_thread<F, Fut>(serve: F) -> (u16, tokio::sync::oneshot::Sender<()>)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = serve(listener) => {}
+            }
+        });
+    });
+    (port_rx.recv().expect("stand-in port"), stop_tx)
+}

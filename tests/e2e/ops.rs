@@ -364,18 +364,22 @@ fn install_writes_the_user_unit_and_uninstall_removes_it() {
     let home = tempfile::tempdir().unwrap();
     let home_s = home.path().to_str().unwrap();
     let state = home.path().join("st");
-    let out = switchboard(
-        &[
-            "gateway",
-            "install",
-            "--no-start",
-            "--manager",
-            "systemd",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        &[("HOME", home_s)],
-    );
+    let state_s = state.to_str().unwrap();
+    let install = || {
+        switchboard(
+            &[
+                "gateway",
+                "install",
+                "--no-start",
+                "--manager",
+                "systemd",
+                "--state-dir",
+                state_s,
+            ],
+            &[("HOME", home_s)],
+        )
+    };
+    let out = install();
     assert!(out.status.success(), "{}", text(&out));
     let unit = home.path().join(".config/systemd/user/switchboard.service");
     let written = std::fs::read_to_string(&unit).unwrap();
@@ -387,34 +391,11 @@ fn install_writes_the_user_unit_and_uninstall_removes_it() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("config.json5"), "{ gateway: { bind: 'moon' } }").unwrap();
     std::fs::remove_file(&unit).unwrap();
-    let out = switchboard(
-        &[
-            "gateway",
-            "install",
-            "--no-start",
-            "--manager",
-            "systemd",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        &[("HOME", home_s)],
-    );
+    let out = install();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!unit.exists());
     std::fs::remove_file(state.join("config.json5")).unwrap();
-    let out = switchboard(
-        &[
-            "gateway",
-            "install",
-            "--no-start",
-            "--manager",
-            "systemd",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        &[("HOME", home_s)],
-    );
-    assert!(out.status.success());
+    assert!(install().status.success());
     let out = switchboard(
         &["gateway", "uninstall", "--no-start", "--manager", "systemd"],
         &[("HOME", home_s)],

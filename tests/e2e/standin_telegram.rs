@@ -85,24 +85,8 @@ impl Telegram {
             ..State::default()
         }));
         let changed = Arc::new(Notify::new());
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (s, n) = (Arc::clone(&state), Arc::clone(&changed));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-                tokio::select! {
-                    _ = stop_rx => {}
-                    _ = serve(listener, s, n) => {}
-                }
-            });
-        });
-        let port = port_rx.recv().expect("stand-in port");
+        let (port, stop_tx) = crate::harness::serve_on_thread(move |l| serve(l, s, n));
         Telegram {
             url: format!("http://127.0.0.1:{port}"),
             state,

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_proto::CONTRACT_VERSION;
 use switchboard_proto::v1::agent_runner_server::{AgentRunner, AgentRunnerServer};
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
@@ -59,14 +58,12 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 #[tonic::async_trait]
 impl Worker for Agent {
     async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            contract_version: CONTRACT_VERSION,
-            name: self.name.clone(),
-            channel: String::new(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec!["agent.run".into()],
-            pid: std::process::id(),
-        }))
+        Ok(Response::new(worker_runtime::hello_reply(
+            &self.name,
+            "",
+            env!("CARGO_PKG_VERSION"),
+            &["agent.run"],
+        )))
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {

@@ -248,6 +248,24 @@ fn watch_parent(shutdown: CancellationToken) {
 }
 
 /// Checks and prepares the socket path: short enough, and no live file in the way.
+/// The `Hello` answer every worker gives: this contract version, its name and channel
+/// (empty for the agent runner), its version and capabilities, its pid.
+pub fn hello_reply(
+    name: &str,
+    channel: &str,
+    version: &str,
+    capabilities: &[&str],
+) -> switchboard_proto::v1::HelloReply {
+    switchboard_proto::v1::HelloReply {
+        contract_version: switchboard_proto::CONTRACT_VERSION,
+        name: name.to_owned(),
+        channel: channel.to_owned(),
+        version: version.to_owned(),
+        capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+        pid: std::process::id(),
+    }
+}
+
 pub fn prepare_socket_path(path: &Path) -> Result<(), RuntimeError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchboard_proto::CONTRACT_VERSION;
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
     AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
@@ -165,14 +164,12 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 #[tonic::async_trait]
 impl Worker for Service {
     async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            contract_version: CONTRACT_VERSION,
-            name: self.name.clone(),
-            channel: "telegram".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec!["send".into(), "events".into()],
-            pid: std::process::id(),
-        }))
+        Ok(Response::new(worker_runtime::hello_reply(
+            &self.name,
+            "telegram",
+            env!("CARGO_PKG_VERSION"),
+            &["send", "events"],
+        )))
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
