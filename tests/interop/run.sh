@@ -94,6 +94,8 @@ check "v4 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] ==
 check "v4 gateway call channels.status" "'channels' in d and 'statusIssues' in d" oc gateway call channels.status --url "$url" --token "$token" --json
 check "v4 gateway call models.list" "d['models'][0]['id'] == 'echo'" oc gateway call models.list --url "$url" --token "$token" --json
 check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$token"
+# `logs` tails the gateway's log file over logs.tail (JSON lines: meta first, then lines).
+check_text "v4 logs (logs.tail)" '"file":"[^"]*logs/switchboard.log"' oc logs --url "$url" --token "$token" --limit 5 --json
 OC_HOME="$work/oc-fresh" check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
 
 echo "== clawdbot 2026.1.24-3 CLI (protocol v3) against $url"
@@ -101,6 +103,7 @@ check "v3 gateway call health" "d['ok'] is True" cb gateway call health --url "$
 check "v3 gateway call status" "'interop v4' in d['queuedSystemEvents']" cb gateway call status --url "$url" --json
 check "v3 gateway call system-presence" "isinstance(d, list) and d[0]['reason'] == 'self'" cb gateway call system-presence --url "$url" --json
 check_text "v3 gateway health" "OK" cb gateway health --url "$url"
+check_text "v3 logs (logs.tail)" "client connected" cb logs --url "$url" --limit 5 --plain
 check "v3 gateway call agent --expect-final" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hi from clawdbot'" cb gateway call agent --params '{"message":"hi from clawdbot","idempotencyKey":"interop-cb-1"}' --expect-final --url "$url" --json
 check "v3 gateway call sessions.list" "d['count'] >= 1 and 'hasMore' not in d" cb gateway call sessions.list --url "$url" --json
 check "v3 gateway call chat.history" "d['messages'][-1]['content'][0]['text'] == '[echo] hi from clawdbot' and 'totalMessages' not in d" cb gateway call chat.history --params '{"sessionKey":"main"}' --url "$url" --json
