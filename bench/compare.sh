@@ -12,7 +12,12 @@ quick=${QUICK:-0}
 token="bench-$$-$(date +%s)"
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  # The reference's launcher re-spawns the gateway as a child: stop the listener too.
+  [ -n "${ref_pid:-}" ] && kill "$ref_pid" 2>/dev/null
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 (cd "$root" && cargo build --release --workspace --quiet)
@@ -40,7 +45,7 @@ wait_port "$ref_port" 120
 sleep 10
 wait_port "$ref_port" 60
 # The reference's launcher re-spawns the gateway as a child: measure the listener's pid.
-ref_pid=$(ss -ltnp "sport = :$ref_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+ref_pid=$(ss -ltnp "sport = :$ref_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
 [ -n "$ref_pid" ] || { echo "cannot find the reference gateway's pid" >&2; exit 1; }
 
 if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; else n=20000; hs=2000; idle=1000; fan=50; fi
@@ -55,10 +60,14 @@ for g in "reference $ref_port $ref_pid" "switchboard $sb_port $sb_pid"; do
   run "$1" "$2" "$3" --scenario handshake --count "$hs" --concurrency 10
   for c in 1 10 100; do run "$1" "$2" "$3" --scenario health --count "$n" --concurrency "$c"; done
   run "$1" "$2" "$3" --scenario pipelined --count "$n" --concurrency 10 --depth 16
+  # Latency at a load both can sustain (open loop, 100 connections, 1000 requests/s).
+  run "$1" "$2" "$3" --scenario health --count "$(( n / 4 ))" --concurrency 100 --rate 1000
   run "$1" "$2" "$3" --scenario fanout --count "$fan" --concurrency 100
   run "$1" "$2" "$3" --scenario idle --count "$idle"
 done
 echo "== switchboard only"
+# p99 at 100 connections under a load well below saturation (10 000 requests/s).
+run switchboard "$sb_port" "$sb_pid" --scenario health --count "$n" --concurrency 100 --rate 10000
 run switchboard "$sb_port" "$sb_pid" --scenario recovery --count 5
 kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
 "$bench" --label switchboard --url "ws://127.0.0.1:$sb_port" --token "$token" --scenario coldstart --count 20 \
@@ -68,8 +77,10 @@ python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def key(r):
-    extra = r.get("connections") or r.get("subscribers") or r.get("concurrency") or ""
-    return (r["scenario"], str(extra))
+    extra = str(r.get("connections") or r.get("subscribers") or r.get("concurrency") or "")
+    if "rate" in r:
+        extra += f" @{r['rate']}/s"
+    return (r["scenario"], extra)
 by = {}
 for r in rows:
     by.setdefault(key(r), {})[r["gateway"]] = r
@@ -77,7 +88,7 @@ print()
 print(f"{'scenario':<28}{'metric':<20}{'reference':>14}{'switchboard':>14}{'ratio':>10}")
 for k, g in sorted(by.items()):
     name = f"{k[0]} ({k[1]})" if k[1] else k[0]
-    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection", "first_kill_us"]:
+    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection", "first_kill_us", "server_cpu_us_per_op", "client_cpu_us_per_op"]:
         ref = g.get("reference", {}).get(metric); sb = g.get("switchboard", {}).get(metric)
         if ref is None and sb is None: continue
         ratio = ""

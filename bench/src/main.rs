@@ -58,6 +58,11 @@ struct Args {
     /// Pipeline depth (requests in flight per connection) for `pipelined`.
     #[arg(long, default_value_t = 16)]
     depth: u64,
+    /// health: send at this total rate (requests/s, spread over the connections) instead
+    /// of closed-loop, and measure each latency from the request's scheduled time, so a
+    /// stall cannot hide behind the requests it delayed (no coordinated omission).
+    #[arg(long)]
+    rate: Option<u64>,
     /// Hard time limit for the scenario, in seconds.
     #[arg(long, default_value_t = 60)]
     max_seconds: u64,
@@ -176,6 +181,27 @@ impl Report {
         }
         self.set("max_us", h.max());
     }
+    /// What the scenario counted (handshakes, requests, deliveries, …).
+    fn operations(&self) -> u64 {
+        let get = |k: &str| {
+            self.fields
+                .iter()
+                .find(|(f, _)| *f == k)
+                .and_then(|(_, v)| v.as_u64())
+        };
+        ["handshakes", "requests", "deliveries", "runs", "kills"]
+            .iter()
+            .filter_map(|k| get(k))
+            .max()
+            .or_else(|| get("connections"))
+            .unwrap_or(0)
+    }
+
+    /// Nothing was measured: every attempt failed (e.g. nothing listens at the URL).
+    fn measured_nothing(&self) -> bool {
+        self.operations() == 0
+    }
+
     fn print(&self) {
         for (k, v) in &self.fields {
             println!("  {k:<22} {v}");
@@ -240,8 +266,53 @@ async fn requests(a: Arc<Args>, pipelined: bool) -> Result<Report> {
     }
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for mut ws in conns {
+    let paced = if pipelined {
+        None
+    } else {
+        a.rate.filter(|r| *r > 0)
+    };
+    for (i, mut ws) in conns.into_iter().enumerate() {
         let a = Arc::clone(&a);
+        if let Some(rate) = paced {
+            tasks.push(tokio::spawn(async move {
+                // Each connection sends every `concurrency / rate` s, phases staggered.
+                let every = Duration::from_secs_f64(a.concurrency as f64 / rate as f64);
+                let offset = every.mul_f64(i as f64 / a.concurrency as f64);
+                let start = tokio::time::Instant::now() + offset;
+                let mut h = hist();
+                for n in 0..per_conn {
+                    let due = start + every * n as u32;
+                    if due.into_std() > deadline {
+                        break;
+                    }
+                    // The latency's origin: the scheduled time when an earlier (slow)
+                    // response made this request late, so the stall is counted; else
+                    // the moment the client's timer actually woke (tokio's timers
+                    // have 1 ms granularity: that slack is the client's, not the
+                    // gateway's).
+                    let origin = if tokio::time::Instant::now() < due {
+                        tokio::time::sleep_until(due).await;
+                        tokio::time::Instant::now()
+                    } else {
+                        due
+                    };
+                    let req = json!({"type":"req","id": n.to_string(),"method":"health"});
+                    if ws.send(Message::text(req.to_string())).await.is_err() {
+                        return h;
+                    }
+                    loop {
+                        match read_json(&mut ws).await {
+                            Ok(v) if v["type"] == "res" => break,
+                            Ok(_) => {}
+                            Err(_) => return h,
+                        }
+                    }
+                    h.record(us(origin.elapsed())).ok();
+                }
+                h
+            }));
+            continue;
+        }
         tasks.push(tokio::spawn(async move {
             let mut h = hist();
             let depth = if pipelined { a.depth.max(1) } else { 1 };
@@ -278,6 +349,8 @@ async fn requests(a: Arc<Args>, pipelined: bool) -> Result<Report> {
         &a,
         if pipelined {
             "health-pipelined"
+        } else if paced.is_some() {
+            "health-paced"
         } else {
             "health"
         },
@@ -287,9 +360,26 @@ async fn requests(a: Arc<Args>, pipelined: bool) -> Result<Report> {
     if pipelined {
         r.set("depth", a.depth);
     }
+    if let Some(rate) = paced {
+        r.set("rate", rate);
+    }
     r.set("per_second", (h.len() as f64 / secs).round());
     r.latency(&h);
     Ok(r)
+}
+
+/// CPU time (user + system) a process has used so far, in milliseconds.
+fn cpu_ms(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Some(ticks * 1000 / hz.max(1))
 }
 
 fn rss_kib(pid: i32) -> Option<u64> {
@@ -486,7 +576,9 @@ async fn main() -> Result<()> {
         "{} / {:?} / protocol {} / {}",
         a.label, a.scenario, a.protocol, a.url
     );
-    let report = match a.scenario {
+    let server_before = a.pid.and_then(|p| cpu_ms(&p.to_string()));
+    let client_before = cpu_ms("self");
+    let mut report = match a.scenario {
         Scenario::Handshake => handshake_storm(Arc::clone(&a)).await?,
         Scenario::Health => requests(Arc::clone(&a), false).await?,
         Scenario::Pipelined => requests(Arc::clone(&a), true).await?,
@@ -495,6 +587,33 @@ async fn main() -> Result<()> {
         Scenario::Coldstart => coldstart(Arc::clone(&a)).await?,
         Scenario::Recovery => recovery(Arc::clone(&a)).await?,
     };
+    // Where the CPU went: who limits the figure, the gateway or this load generator.
+    if !matches!(
+        a.scenario,
+        Scenario::Idle | Scenario::Coldstart | Scenario::Recovery
+    ) {
+        let ops = report.operations();
+        if let (Some(b), Some(after)) = (server_before, a.pid.and_then(|p| cpu_ms(&p.to_string())))
+        {
+            report.set("server_cpu_ms", after.saturating_sub(b));
+            if let Some(per_op) = (after.saturating_sub(b) * 1000).checked_div(ops) {
+                report.set("server_cpu_us_per_op", per_op);
+            }
+        }
+        if let (Some(b), Some(after)) = (client_before, cpu_ms("self")) {
+            report.set("client_cpu_ms", after.saturating_sub(b));
+            if let Some(per_op) = (after.saturating_sub(b) * 1000).checked_div(ops) {
+                report.set("client_cpu_us_per_op", per_op);
+            }
+        }
+    }
     report.print();
+    if report.measured_nothing() {
+        bail!(
+            "no {:?} succeeded against {}: is a gateway listening there, with this token?",
+            a.scenario,
+            a.url
+        );
+    }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub mod env {
 
 /// The line a worker prints on stdout once it serves.
 pub const READY_LINE: &str = "SWITCHBOARD_WORKER_READY";
+/// The line a worker prints on stdout, followed by a space and the reason, when it
+/// gives up (e.g. its session lock is held); the supervisor reports the reason.
+pub const FAILED_LINE: &str = "SWITCHBOARD_WORKER_FAILED";
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

@@ -12,14 +12,14 @@ use crate::connect::{self, ConnectParams};
 use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
-    AgentEvent, AgentParams, AgentWaitParams, ChannelsStatusParams, ChatAbortParams,
-    ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
+    AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
     DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams, LogsTailResult,
     NoParams, NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodeInvokeResultParams,
     NodePairRequestParams, NodePairVerifyParams, NodeRenameParams, OkResult, PairingCodeParams,
     PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams, SendResult,
     SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -249,6 +249,9 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/sessions.list", generate::<SessionsListParams>()),
         entry("params/logs.tail", generate::<LogsTailParams>()),
         entry("params/send", generate::<SendParams>()),
+        entry("params/web.login.start", generate::<WebLoginStartParams>()),
+        entry("params/web.login.wait", generate::<WebLoginWaitParams>()),
+        entry("params/channels.logout", generate::<ChannelsLogoutParams>()),
         entry("results/send", generate::<SendResult>()),
         entry("params/pairing.list", generate::<PairingListParams>()),
         entry("params/pairing.code", generate::<PairingCodeParams>()),

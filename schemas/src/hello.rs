@@ -68,8 +68,9 @@ pub struct ServerInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Features {
-    pub methods: Vec<String>,
-    pub events: Vec<String>,
+    // An `Arc`: the same list goes into every `hello-ok` of a generation.
+    pub methods: std::sync::Arc<Vec<String>>,
+    pub events: std::sync::Arc<Vec<String>>,
     /// v4 only: capabilities this server implements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
@@ -79,7 +80,8 @@ pub struct Features {
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     pub presence: Vec<PresenceEntry>,
-    pub health: HealthSnapshot,
+    // An `Arc`: shared with the gateway's health cache, not copied per connection.
+    pub health: std::sync::Arc<HealthSnapshot>,
     #[serde(rename = "stateVersion")]
     pub state_version: StateVersion,
     #[serde(rename = "uptimeMs")]

@@ -46,6 +46,14 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Messaging channels: their state, and linking WhatsApp by QR code.
+    #[command(after_help = ExitCode::HELP)]
+    Channels {
+        #[command(subcommand)]
+        command: ChannelsCommand,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Approve who may message the agent on a channel (DM pairing codes).
     #[command(after_help = ExitCode::HELP)]
     Pairing {
@@ -140,6 +148,29 @@ pub enum DevicesCommand {
         #[arg(long, default_value = "operator")]
         role: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCommand {
+    /// Each configured channel: running, connected, last error.
+    #[command(after_help = ExitCode::HELP)]
+    Status,
+    /// Link a channel that logs in as a device (WhatsApp): shows a QR code to scan in
+    /// WhatsApp → Linked Devices, and waits until it is linked.
+    #[command(after_help = ExitCode::HELP)]
+    Login {
+        /// The channel (whatsapp).
+        channel: String,
+        /// Drop the current session and link anew.
+        #[arg(long)]
+        force: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Unlink the channel and delete its stored session.
+    #[command(after_help = ExitCode::HELP)]
+    Logout { channel: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -448,6 +479,10 @@ fn call_gateway(conn: ConnArgs, method: &str, params: Value) -> ExitCode {
                 print_devices(&payload);
             } else if method == "pairing.list" {
                 print_pairing(&payload);
+            } else if method == "channels.status" {
+                print_channels(&payload);
+            } else if method == "channels.logout" {
+                println!("{}", payload["message"].as_str().unwrap_or("logged out"));
             } else if method == "pairing.approve" {
                 let a = &payload["approved"];
                 println!(
@@ -532,6 +567,109 @@ fn print_devices(list: &Value) {
                 .unwrap_or("?"),
             d["roles"],
         );
+    }
+}
+
+fn print_channels(status: &Value) {
+    let order = status["channelOrder"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if order.is_empty() {
+        println!(
+            "no channels configured (see channels.telegram / channels.whatsapp in config.json5)"
+        );
+    }
+    for c in order {
+        let name = c.as_str().unwrap_or("?");
+        let s = &status["channels"][name];
+        println!(
+            "{:<10} {:<14} {}",
+            name,
+            s["state"].as_str().unwrap_or("?"),
+            s["lastError"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// `channels login`: QR codes until one is scanned (the code rotates; each is shown).
+fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout: u64) -> ExitCode {
+    if channel != "whatsapp" {
+        eprintln!("error: only whatsapp links by QR code; {channel} is configured in config.json5");
+        return ExitCode::Config;
+    }
+    let t = target(conn);
+    let Some(rt) = runtime() else {
+        return ExitCode::Failure;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout.max(5));
+    let result: Result<Result<String, String>, crate::client::ClientError> = rt.block_on(async {
+        let mut c = connect(&t).await?;
+        c.set_timeout(Duration::from_secs(330));
+        let mut last_qr = String::new();
+        let mut force = force;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(Err("gave up waiting for the QR code to be scanned".to_owned()));
+            }
+            let start = c
+                .call(
+                    "web.login.start",
+                    json!({"force": force, "timeoutMs": left.min(Duration::from_secs(30)).as_millis() as u64}),
+                )
+                .await?;
+            force = false;
+            let message = start["message"].as_str().unwrap_or("").to_owned();
+            if start["linkedAs"].is_string() {
+                return Ok(Ok(message));
+            }
+            match start["qrCode"].as_str() {
+                Some(qr) if qr != last_qr => {
+                    if t.json {
+                        println!("{}", json!({"qrCode": qr, "qrDataUrl": start["qrDataUrl"], "message": message}));
+                    } else {
+                        println!("{}", crate::qr::terminal(qr).unwrap_or_default());
+                        println!("{message} (the code changes every ~20 s; this command keeps up)");
+                    }
+                    last_qr = qr.to_owned();
+                }
+                Some(_) => {}
+                None => return Ok(Err(message)),
+            }
+            let valid = start["qrValidMs"].as_u64().unwrap_or(20_000).max(1_000);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let wait_ms = (valid as u128).min(left.as_millis()).max(1_000) as u64;
+            let w = c.call("web.login.wait", json!({"timeoutMs": wait_ms})).await?;
+            let message = w["message"].as_str().unwrap_or("").to_owned();
+            if w["connected"] == true {
+                return Ok(Ok(message));
+            }
+            if !message.starts_with("Still waiting") {
+                return Ok(Err(message));
+            }
+        }
+    });
+    match result {
+        Ok(Ok(message)) => {
+            if t.json {
+                println!("{}", json!({"linked": true, "message": message}));
+            } else {
+                println!("{message}");
+            }
+            ExitCode::Ok
+        }
+        Ok(Err(message)) => {
+            if t.json {
+                println!("{}", json!({"linked": false, "message": message}));
+            }
+            eprintln!("error: {message}");
+            ExitCode::Unreachable
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::Unreachable
+        }
     }
 }
 
@@ -1086,6 +1224,17 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             call_gateway(conn, method, params)
         }
+        Command::Channels { command, conn } => match command {
+            ChannelsCommand::Status => call_gateway(conn, "channels.status", json!({})),
+            ChannelsCommand::Login {
+                channel,
+                force,
+                timeout,
+            } => channels_login(conn, &channel.to_ascii_lowercase(), force, timeout),
+            ChannelsCommand::Logout { channel } => {
+                call_gateway(conn, "channels.logout", json!({ "channel": channel }))
+            }
+        },
         Command::Pairing { command, conn } => {
             let (method, params) = match command {
                 PairingCommand::List { channel } => ("pairing.list", json!({ "channel": channel })),

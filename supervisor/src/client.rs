@@ -41,6 +41,8 @@ pub struct Client {
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     next: u64,
+    /// How long to wait for the gateway's next frame.
+    timeout: Duration,
 }
 
 impl Client {
@@ -68,7 +70,11 @@ impl Client {
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let mut c = Client { ws, next: 0 };
+        let mut c = Client {
+            ws,
+            next: 0,
+            timeout: TIMEOUT,
+        };
         // The challenge comes first; a token-only CLI does not sign it.
         c.read().await?;
         let mut params = json!({
@@ -95,7 +101,7 @@ impl Client {
 
     async fn read(&mut self) -> Result<Value, ClientError> {
         loop {
-            let msg = tokio::time::timeout(TIMEOUT, self.ws.next())
+            let msg = tokio::time::timeout(self.timeout, self.ws.next())
                 .await
                 .map_err(|_| ClientError::Timeout)?;
             match msg {
@@ -132,6 +138,11 @@ impl Client {
                 return Ok(v);
             }
         }
+    }
+
+    /// Waits up to `t` for answers from now on (for calls that take long by design).
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
     }
 
     /// Calls `method`; the payload, or the error the gateway gave.

@@ -623,7 +623,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
 fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
     let version = a.version;
     let l = limits(version);
-    let health = gw.health_cache().snapshot.clone();
+    let health = Arc::clone(&gw.health_cache().snapshot);
     let state_dir = gw.config.state_dir.display().to_string();
     HelloOk {
         kind: "hello-ok".into(),
@@ -638,7 +638,7 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
         },
         features: Features {
             methods: methods::advertised(version),
-            events: methods::EVENTS.iter().map(|s| s.to_string()).collect(),
+            events: methods::events(),
             capabilities: None,
         },
         snapshot: Snapshot {

@@ -43,7 +43,7 @@ const SYSTEM_EVENTS_MAX: usize = 20;
 
 /// The encoded health snapshot and when it was taken.
 pub struct HealthCache {
-    pub snapshot: HealthSnapshot,
+    pub snapshot: Arc<HealthSnapshot>,
     pub encoded: Arc<str>,
     /// The snapshot minus its timestamps, to tell a real change from a refresh.
     fingerprint: String,
@@ -150,7 +150,7 @@ impl Gateway {
             health: Mutex::new(Arc::new(HealthCache {
                 encoded: Arc::from("{}"),
                 fingerprint: String::new(),
-                snapshot: placeholder,
+                snapshot: Arc::new(placeholder),
             })),
             health_dirty: Notify::new(),
             system_events: Mutex::new(VecDeque::new()),
@@ -418,7 +418,7 @@ impl Gateway {
         snapshot.duration_ms = t0.elapsed().as_millis() as u64;
         let encoded: Arc<str> = Arc::from(serde_json::to_string(&snapshot).unwrap_or_default());
         let cache = Arc::new(HealthCache {
-            snapshot,
+            snapshot: Arc::new(snapshot),
             encoded,
             fingerprint,
         });

@@ -9,11 +9,12 @@ use std::time::Duration;
 use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
-    AgentParams, AgentWaitParams, ChatAbortParams, ChatAbortResult, ChatHistoryParams,
-    DeviceTokenRevokeParams, DeviceTokenRotateParams, LogsTailParams, LogsTailResult,
-    NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams, NodeRenameParams,
-    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
-    SessionsListParams, SystemEventParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    AgentParams, AgentWaitParams, ChannelsLogoutParams, ChatAbortParams, ChatAbortResult,
+    ChatHistoryParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, LogsTailParams,
+    LogsTailResult, NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams,
+    NodeRenameParams, PairingCodeParams, PairingListParams, PairingRequestParams,
+    PairingRevokeParams, SendParams, SessionsListParams, SystemEventParams, WebLoginStartParams,
+    WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -204,6 +205,24 @@ pub const TABLE: &[MethodSpec] = &[
         advertised: BOTH,
     },
     MethodSpec {
+        name: "web.login.start",
+        access: Access::Admin,
+        params: "params/web.login.start",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "web.login.wait",
+        access: Access::Admin,
+        params: "params/web.login.wait",
+        advertised: BOTH,
+    },
+    MethodSpec {
+        name: "channels.logout",
+        access: Access::Admin,
+        params: "params/channels.logout",
+        advertised: BOTH,
+    },
+    MethodSpec {
         name: "pairing.list",
         access: Access::Pairing,
         params: "params/pairing.list",
@@ -301,12 +320,30 @@ pub fn lookup(name: &str, version: ProtocolVersion) -> Option<&'static MethodSpe
         .filter(|m| m.advertised.is_empty() || m.advertised.contains(&version))
 }
 
-pub fn advertised(version: ProtocolVersion) -> Vec<String> {
-    TABLE
-        .iter()
-        .filter(|m| m.advertised.contains(&version))
-        .map(|m| m.name.to_owned())
-        .collect()
+/// The methods `hello-ok` lists for `version` (built once, shared by every handshake).
+pub fn advertised(version: ProtocolVersion) -> std::sync::Arc<Vec<String>> {
+    static LISTS: std::sync::OnceLock<[std::sync::Arc<Vec<String>>; 2]> =
+        std::sync::OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        [V3, V4].map(|v| {
+            std::sync::Arc::new(
+                TABLE
+                    .iter()
+                    .filter(|m| m.advertised.contains(&v))
+                    .map(|m| m.name.to_owned())
+                    .collect(),
+            )
+        })
+    });
+    std::sync::Arc::clone(&lists[usize::from(version == V4)])
+}
+
+/// The events `hello-ok` lists (built once).
+pub fn events() -> std::sync::Arc<Vec<String>> {
+    static LIST: std::sync::OnceLock<std::sync::Arc<Vec<String>>> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(
+        LIST.get_or_init(|| std::sync::Arc::new(EVENTS.iter().map(|s| s.to_string()).collect())),
+    )
 }
 
 /// A handler's answer: a JSON value, a payload already encoded, or a whole response
@@ -317,6 +354,28 @@ pub enum Reply {
     Frame(String),
     /// The handler answers later itself (through the hub).
     Deferred,
+}
+
+/// Runs a slow handler off the connection's read loop (its other requests are not held
+/// up) and sends its answer when it is ready.
+fn deferred(
+    gw: &Arc<Gateway>,
+    conn: &Arc<ConnHandle>,
+    request_id: &str,
+    work: impl std::future::Future<Output = Result<Value, RpcError>> + Send + 'static,
+) -> Reply {
+    let (gw, conn, id) = (Arc::clone(gw), Arc::clone(conn), request_id.to_owned());
+    tokio::spawn(async move {
+        let frame = match work.await {
+            Ok(v) => crate::protocol::frame::ok(&id, &v),
+            Err(e) => {
+                gw.metrics.error(e.code);
+                crate::protocol::frame::err(&id, &e)
+            }
+        };
+        gw.hub.send_direct(&conn, frame);
+    });
+    Reply::Deferred
 }
 
 /// Runs the handler of an authorized, validated request.
@@ -369,6 +428,27 @@ pub async fn dispatch(
                 Some(v) => Reply::Json(v),
                 None => Reply::Deferred,
             })
+        }
+        "web.login.start" => {
+            let p: WebLoginStartParams = parse(method.name, params)?;
+            let g = Arc::clone(gw);
+            Ok(deferred(gw, conn, request_id, async move {
+                crate::linking::start(&g, p.force == Some(true), p.timeout_ms).await
+            }))
+        }
+        "web.login.wait" => {
+            let p: WebLoginWaitParams = parse(method.name, params)?;
+            let g = Arc::clone(gw);
+            Ok(deferred(gw, conn, request_id, async move {
+                crate::linking::wait(&g, p.timeout_ms).await
+            }))
+        }
+        "channels.logout" => {
+            let p: ChannelsLogoutParams = parse(method.name, params)?;
+            let g = Arc::clone(gw);
+            Ok(deferred(gw, conn, request_id, async move {
+                crate::linking::logout(&g, &p.channel, p.account_id.as_deref()).await
+            }))
         }
         "pairing.list" => {
             let p: PairingListParams = parse(method.name, params)?;

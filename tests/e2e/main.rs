@@ -15,4 +15,5 @@ mod standin_telegram;
 mod telegram;
 mod tls;
 mod v4;
+mod whatsapp;
 mod workers;

@@ -229,7 +229,15 @@ channel_file!(
 
 channel_file!(
     /// `channels.whatsapp`.
-    WhatsAppFile {}
+    WhatsAppFile {
+        /// Where the session (credentials, lock) lives; default `<state-dir>/whatsapp`.
+        session_dir: Option<PathBuf>,
+        /// The WhatsApp Web socket URL; only for tests and relays.
+        server_url: Option<String>,
+        /// Pin the WhatsApp Web client version `[primary, secondary, tertiary]` instead
+        /// of asking WhatsApp for the latest; only for tests and relays.
+        client_version: Option<[u32; 3]>,
+    }
 );
 
 #[derive(Debug, Deserialize)]

@@ -785,10 +785,27 @@ impl Resolver<'_> {
             return;
         }
         let policy = self.policy("whatsapp", w.policy());
+        let session_dir = w
+            .session_dir
+            .clone()
+            .unwrap_or_else(|| self.cfg.state_dir.join("whatsapp"));
+        let mut config = json!({ "sessionDir": session_dir });
+        if let Some(url) = &w.server_url {
+            if !url.starts_with("ws://") && !url.starts_with("wss://") {
+                self.problem(
+                    "channels.whatsapp.serverUrl",
+                    format!("{url:?} is not a ws:// or wss:// URL"),
+                );
+            }
+            config["serverUrl"] = json!(url);
+        }
+        if let Some(v) = w.client_version {
+            config["clientVersion"] = json!(v);
+        }
         self.cfg.workers.push(WorkerSpec {
             name: "whatsapp".into(),
             program: worker_dir(self.env).join("switchboard-worker-whatsapp"),
-            config: json!({}),
+            config,
             enabled: true,
         });
         self.cfg.channels.push(policy);

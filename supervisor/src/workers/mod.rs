@@ -463,9 +463,8 @@ async fn run_once(
             !matches!(status.and_then(|s| s.code()), Some(c) if NON_RESTARTABLE_EXITS.contains(&c));
         return Outcome::Exited {
             reason: match e {
-                SpawnError::ExitedEarly(_) => {
-                    format!("exited before it was ready ({})", describe_exit(status))
-                }
+                // The worker's own reason, when it printed one.
+                SpawnError::ExitedEarly(why) => format!("exited before it was ready ({why})"),
                 other => other.to_string(),
             },
             restartable,

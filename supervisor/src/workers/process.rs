@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use switchboard_proto::{READY_LINE, env};
+use switchboard_proto::{FAILED_LINE, READY_LINE, env};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -88,11 +88,16 @@ impl WorkerProcess {
             return Ok(());
         };
         let mut lines = BufReader::new(stdout).lines();
+        let mut reason = None;
         let wait_line = async {
             loop {
                 match lines.next_line().await {
                     Ok(Some(l)) if l.trim() == READY_LINE => return true,
-                    Ok(Some(_)) => continue,
+                    Ok(Some(l)) => {
+                        if let Some(r) = l.strip_prefix(FAILED_LINE) {
+                            reason = Some(r.trim().to_owned());
+                        }
+                    }
                     _ => return false,
                 }
             }
@@ -104,7 +109,11 @@ impl WorkerProcess {
             }
             Ok(false) => {
                 let status = self.wait().await;
-                Err(SpawnError::ExitedEarly(describe_exit(status.ok())))
+                let exit = describe_exit(status.ok());
+                Err(SpawnError::ExitedEarly(match reason {
+                    Some(r) => format!("{exit}: {r}"),
+                    None => exit,
+                }))
             }
             Err(_) => Err(SpawnError::NotReady(deadline)),
         }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use switchboard_proto::{READY_LINE, env};
+use switchboard_proto::{FAILED_LINE, READY_LINE, env};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -152,6 +152,11 @@ where
                 }
                 Err(e) => {
                     tracing::error!("{e}");
+                    // The reason, for the supervisor's health report (one line).
+                    let reason = e.to_string().replace('\n', " ");
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{FAILED_LINE} {reason}");
+                    let _ = out.flush();
                     ExitCode::from(e.exit_code())
                 }
             }

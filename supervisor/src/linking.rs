@@ -1,0 +1,120 @@
+//! Linking a device-based channel (WhatsApp) by QR code, and logging it out:
+//! `web.login.start`, `web.login.wait` and `channels.logout`, in the reference's shapes,
+//! carried out by the channel's worker over the `Linker` service.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_proto::v1::linker_client::LinkerClient;
+use switchboard_proto::v1::{LoginStartRequest, LoginWaitRequest, LogoutRequest};
+
+use crate::gateway::Gateway;
+use crate::protocol::error::RpcError;
+
+/// The channel whose worker links by QR code.
+const WEB_LOGIN_CHANNEL: &str = "whatsapp";
+/// Extra time for the gRPC call beyond what the worker itself waits.
+const SLACK: Duration = Duration::from_secs(5);
+
+fn linker(
+    gw: &Gateway,
+    channel: &str,
+) -> Result<LinkerClient<tonic::transport::Channel>, RpcError> {
+    if gw.config.channel(channel).is_none() {
+        return Err(RpcError::invalid_request(
+            "web login provider is not available",
+        ));
+    }
+    let workers = gw.workers();
+    let ch = workers.channel(channel).map_err(|e| {
+        let why = workers
+            .health_of(channel)
+            .ok()
+            .and_then(|w| w.last_exit)
+            .map(|r| format!(" (last exit: {r})"))
+            .unwrap_or_default();
+        RpcError::unavailable(format!("{e}{why}"))
+    })?;
+    Ok(LinkerClient::new(ch))
+}
+
+fn failed(s: &tonic::Status) -> RpcError {
+    RpcError::unavailable(format!("the whatsapp worker failed: {}", s.message()))
+}
+
+/// `web.login.start`: `{qrDataUrl?, message}` (the reference's), plus `qrCode` (the raw
+/// text, for terminals) and `linkedAs`.
+pub async fn start(gw: &Gateway, force: bool, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
+    let mut client = linker(gw, WEB_LOGIN_CHANNEL)?;
+    let wait = Duration::from_millis(timeout_ms.unwrap_or(30_000).clamp(1_000, 300_000));
+    let reply = tokio::time::timeout(
+        wait + SLACK,
+        client.login_start(LoginStartRequest {
+            force,
+            timeout_ms: wait.as_millis() as u64,
+        }),
+    )
+    .await
+    .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
+    .map_err(|s| failed(&s))?
+    .into_inner();
+    let mut out = json!({"message": reply.message});
+    if !reply.qr_code.is_empty() {
+        if let Some(url) = crate::qr::data_url(&reply.qr_code) {
+            out["qrDataUrl"] = json!(url);
+        }
+        out["qrCode"] = json!(reply.qr_code);
+        out["qrValidMs"] = json!(reply.qr_valid_ms);
+    }
+    if !reply.linked_as.is_empty() {
+        out["linkedAs"] = json!(reply.linked_as);
+    }
+    Ok(out)
+}
+
+/// `web.login.wait`: `{connected, message}`.
+pub async fn wait(gw: &Gateway, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
+    let mut client = linker(gw, WEB_LOGIN_CHANNEL)?;
+    let wait = Duration::from_millis(timeout_ms.unwrap_or(120_000).clamp(1_000, 600_000));
+    let reply = tokio::time::timeout(
+        wait + SLACK,
+        client.login_wait(LoginWaitRequest {
+            timeout_ms: wait.as_millis() as u64,
+        }),
+    )
+    .await
+    .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
+    .map_err(|s| failed(&s))?
+    .into_inner();
+    if reply.connected {
+        gw.health_changed();
+    }
+    Ok(json!({"connected": reply.connected, "message": reply.message}))
+}
+
+/// `channels.logout`: `{channel, accountId, cleared, loggedOut, message}`.
+pub async fn logout(gw: &Gateway, channel: &str, account: Option<&str>) -> Result<Value, RpcError> {
+    let channel = channel.trim().to_ascii_lowercase();
+    if gw.config.channel(&channel).is_none() {
+        return Err(RpcError::invalid_request("invalid channels.logout channel"));
+    }
+    if channel != WEB_LOGIN_CHANNEL {
+        return Err(RpcError::invalid_request(format!(
+            "channel {channel} does not support logout"
+        )));
+    }
+    let mut client = linker(gw, &channel)?;
+    let reply = tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {}))
+        .await
+        .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
+        .map_err(|s| failed(&s))?
+        .into_inner();
+    gw.health_changed();
+    Ok(json!({
+        "channel": channel,
+        "accountId": account.map(str::trim).filter(|a| !a.is_empty()).unwrap_or("default"),
+        "cleared": reply.was_linked,
+        "loggedOut": reply.was_linked,
+        "message": reply.message,
+    }))
+}
