@@ -13,13 +13,14 @@ use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
-    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ClosedNoParams, DeviceTokenRevokeParams,
-    DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams, LogsTailResult,
-    NoParams, NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodeInvokeResultParams,
-    NodePairRequestParams, NodePairVerifyParams, NodeRenameParams, OkResult, PairingCodeParams,
-    PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams, SendResult,
-    SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ClosedNoParams,
+    DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams,
+    LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeInvokeParams,
+    NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams, NodeRenameParams,
+    OkResult, PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams,
+    SendParams, SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
+    TickEvent, WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult,
+    WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -258,6 +259,7 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/pairing.revoke", generate::<PairingRevokeParams>()),
         entry("results/logs.tail", generate::<LogsTailResult>()),
         entry("params/chat.history", generate::<ChatHistoryParams>()),
+        entry("params/chat.send", generate::<ChatSendParams>()),
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
         entry("params/models.list", generate::<ClosedNoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),

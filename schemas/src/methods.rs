@@ -380,7 +380,136 @@ pub struct ChatHistoryParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u64>,
+    /// Switchboard: only messages older than the one with this `id` (paging back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub before: Option<u64>,
 }
+
+/// `chat.send` params: the v3 fields, and v4's optional ones (accepted; those without an
+/// effect here are ignored). `message` is at most [`CHAT_MESSAGE_MAX`] characters.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSendParams {
+    #[serde(rename = "sessionKey")]
+    #[schemars(length(min = 1, max = 256))]
+    pub session_key: String,
+    #[schemars(length(min = 1, max = 100000))]
+    pub message: String,
+    #[serde(rename = "idempotencyKey")]
+    #[schemars(length(min = 1))]
+    pub idempotency_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<Value>>,
+    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    #[serde(rename = "sessionId", default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Value>,
+    #[serde(
+        rename = "workContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub work_context: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Value>,
+    #[serde(rename = "fastMode", default, skip_serializing_if = "Option::is_none")]
+    pub fast_mode: Option<Value>,
+    #[serde(
+        rename = "fastAutoOnSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fast_auto_on_seconds: Option<u64>,
+    #[serde(rename = "queueMode", default, skip_serializing_if = "Option::is_none")]
+    pub queue_mode: Option<String>,
+    #[serde(
+        rename = "originatingChannel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub originating_channel: Option<String>,
+    #[serde(
+        rename = "originatingTo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub originating_to: Option<String>,
+    #[serde(
+        rename = "originatingAccountId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub originating_account_id: Option<String>,
+    #[serde(
+        rename = "originatingThreadId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub originating_thread_id: Option<String>,
+    #[serde(rename = "replyToId", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_id: Option<String>,
+    #[serde(
+        rename = "toolBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tool_bindings: Option<Value>,
+    #[serde(
+        rename = "systemInputProvenance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub system_input_provenance: Option<Value>,
+    #[serde(
+        rename = "systemProvenanceReceipt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub system_provenance_receipt: Option<String>,
+    #[serde(
+        rename = "suppressCommandInterpretation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub suppress_command_interpretation: Option<bool>,
+    #[serde(
+        rename = "expectedLeafEntryId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_leaf_entry_id: Option<Value>,
+    #[serde(
+        rename = "expectedSessionRoutingContract",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_session_routing_contract: Option<String>,
+    #[serde(
+        rename = "expectedPermissionMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_permission_mode: Option<Value>,
+    #[serde(
+        rename = "expectedToolOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_tool_overrides: Option<Value>,
+}
+
+/// The longest `chat.send` message, in characters.
+pub const CHAT_MESSAGE_MAX: usize = 100_000;
 
 /// `channels.status` params.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -594,6 +723,17 @@ pub struct ChatAbortParams {
     #[serde(rename = "runId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub run_id: Option<String>,
+    /// v4.
+    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    /// v4 (accepted, no effect: there are no side runs here).
+    #[serde(
+        rename = "preserveSideRuns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub preserve_side_runs: Option<bool>,
 }
 
 /// `chat.abort` result.

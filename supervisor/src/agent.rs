@@ -208,6 +208,87 @@ pub async fn start(
     Ok(Admission::Accepted(ack))
 }
 
+/// `chat.send`: `/stop` aborts the session's runs; a known key answers from the record
+/// (`in_flight` while running, the stored result after); a new key is recorded, then
+/// acknowledged `{runId, status:"started"}`, and the run streams `chat` events.
+pub async fn chat_send(
+    gw: &Arc<Gateway>,
+    p: switchboard_schemas::methods::ChatSendParams,
+) -> Result<Admission, RpcError> {
+    let session_key = canonical_session_key(Some(&p.session_key), p.agent_id.as_deref());
+    if is_stop_command(&p.message) {
+        let run_ids = gw.runs.abort(&session_key, None);
+        return Ok(Admission::Accepted(
+            json!({"ok": true, "aborted": !run_ids.is_empty(), "runIds": run_ids}),
+        ));
+    }
+    if p.attachments.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(RpcError::invalid_request(
+            "attachments are not supported yet: send the text only",
+        ));
+    }
+    let run_id = p.idempotency_key.clone();
+    let key = format!("chat:{run_id}");
+    let chat_replay = |existing: Record| match existing {
+        Record::Accepted { .. } => Admission::Replay {
+            ok: true,
+            payload: json!({"runId": run_id, "status": "in_flight"}),
+            error: None,
+        },
+        Record::Final { ok, payload, error } => Admission::Replay { ok, payload, error },
+    };
+    if let Some(existing) = gw.idempotency.get(&key).await.map_err(db_err)? {
+        return Ok(chat_replay(existing));
+    }
+    let channel = wait_for_worker(gw).await?;
+    let ack = json!({"runId": run_id, "status": "started"});
+    if let Some(existing) = gw
+        .idempotency
+        .claim(&key, "chat.send", &Record::Accepted { ack: ack.clone() })
+        .await
+        .map_err(db_err)?
+    {
+        return Ok(chat_replay(existing));
+    }
+    let mut params = json!({
+        "message": p.message,
+        "idempotencyKey": run_id,
+        "sessionKey": session_key,
+    });
+    if let Some(ms) = p.timeout_ms.filter(|t| *t > 0) {
+        params["timeout"] = json!(ms.div_ceil(1000));
+    }
+    let params: AgentParams = serde_json::from_value(params)
+        .map_err(|e| RpcError::invalid_request(format!("invalid chat.send params: {e}")))?;
+    let (done, _) = watch::channel(None);
+    let run = Arc::new(Run {
+        run_id: run_id.clone(),
+        session_key,
+        cancel: CancellationToken::new(),
+        done,
+    });
+    gw.runs.insert(Arc::clone(&run));
+    let task = RunTask {
+        gw: Arc::clone(gw),
+        origin: Origin::Chat,
+        run,
+        key: Some(key),
+        params,
+        channel,
+        started_at: now_ms(),
+    };
+    tokio::spawn(task.run());
+    Ok(Admission::Accepted(ack))
+}
+
+/// `/stop` (the reference's stop command) in a chat message.
+fn is_stop_command(message: &str) -> bool {
+    matches!(
+        message.trim().to_ascii_lowercase().as_str(),
+        "/stop" | "/abort"
+    )
+}
+
 /// Runs the agent on a message that came in through a channel and waits for the end.
 /// `run_id` is derived from the inbound message, so a run resumed after a restart keeps
 /// its identity (and its user message is not stored twice).
@@ -321,6 +402,8 @@ enum Origin {
     },
     /// An inbound message from a channel: the result goes back to the router.
     Inbound { done: oneshot::Sender<RunResult> },
+    /// A `chat.send`: the answer is the `chat` events; nothing more is sent.
+    Chat,
 }
 
 /// How a run ended, with its reply text.
@@ -449,6 +532,26 @@ impl RunTask {
         }
         let run_id = self.run.run_id.clone();
         let (record, ok, payload, err) = match status {
+            // `chat.send`'s stored answer is the reference's `{runId, status}`.
+            _ if matches!(self.origin, Origin::Chat) => {
+                let mut payload = json!({"runId": run_id, "status": status});
+                let err = error.clone().map(|e| {
+                    payload["summary"] = json!(e);
+                    RpcError::unavailable(e)
+                });
+                (
+                    Record::Final {
+                        ok: err.is_none(),
+                        payload: payload.clone(),
+                        error: err
+                            .as_ref()
+                            .and_then(|e| serde_json::to_value(e.to_shape()).ok()),
+                    },
+                    err.is_none(),
+                    payload,
+                    err,
+                )
+            }
             "error" => {
                 let summary = error.clone().unwrap_or_default();
                 let payload = json!({"runId": run_id, "status": "error", "summary": summary});
@@ -516,6 +619,7 @@ impl RunTask {
                     error,
                 });
             }
+            Origin::Chat => {}
         }
         self.gw.health_changed();
         tracing::info!(run = %run_id, status, "agent run finished");
@@ -678,10 +782,11 @@ pub async fn finish_orphans(gw: &Gateway) {
         }
     };
     for (key, method) in orphans {
-        if method != "agent" {
-            continue;
-        }
-        let run_id = key.trim_start_matches("agent:").to_owned();
+        let run_id = match method.as_str() {
+            "agent" => key.trim_start_matches("agent:").to_owned(),
+            "chat.send" => key.trim_start_matches("chat:").to_owned(),
+            _ => continue,
+        };
         let summary = "the gateway restarted during this run; it did not finish";
         let payload = json!({"runId": run_id, "status": "error", "summary": summary});
         let record = Record::Final {

@@ -240,6 +240,34 @@ pub async fn serve<S: AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// The WebChat page: one file, everything inline.
+const WEBCHAT: &str = include_str!("../webchat/index.html");
+
+/// The page's Content-Security-Policy: only its own inline script and style (by hash),
+/// only connections to this gateway, no frames, no other origins.
+fn webchat_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let inline = |open: &str, close: &str| {
+            let start = WEBCHAT.find(open).map(|i| i + open.len()).unwrap_or(0);
+            let end = WEBCHAT[start..].find(close).map(|i| start + i).unwrap_or(start);
+            let digest = Sha256::digest(&WEBCHAT.as_bytes()[start..end]);
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        };
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            inline("<script>", "</script>"),
+            inline("<style>", "</style>")
+        )
+    })
+}
+
 async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
     if head.method != "GET" && head.method != "HEAD" {
         let mut r = Response::text(405, "only GET and HEAD are served here\n");
@@ -247,6 +275,16 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
         return r;
     }
     match head.path.as_str() {
+        "/" | "/chat" | "/index.html" => Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: WEBCHAT.as_bytes().to_vec(),
+            extra_headers: vec![
+                ("Content-Security-Policy", webchat_csp().to_owned()),
+                ("Referrer-Policy", "no-referrer".into()),
+                ("X-Frame-Options", "DENY".into()),
+            ],
+        },
         "/healthz" => Response::json(
             200,
             &serde_json::json!({"ok": true, "version": crate::gateway::VERSION, "uptimeMs": gw.uptime_ms()}),
@@ -270,7 +308,7 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
         }
         _ => Response::text(
             404,
-            "Switchboard gateway: connect a WebSocket client to this address\n",
+            "not found: the WebChat page is at /, metrics at /metrics; WebSocket clients connect to any path\n",
         ),
     }
 }

@@ -10,11 +10,11 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use switchboard_schemas::methods::{
     AgentParams, AgentWaitParams, ChannelsLogoutParams, ChatAbortParams, ChatAbortResult,
-    ChatHistoryParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, LogsTailParams,
-    LogsTailResult, NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams,
-    NodeRenameParams, PairingCodeParams, PairingListParams, PairingRequestParams,
-    PairingRevokeParams, SendParams, SessionsListParams, SystemEventParams, WebLoginStartParams,
-    WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    ChatHistoryParams, ChatSendParams, DeviceTokenRevokeParams, DeviceTokenRotateParams,
+    LogsTailParams, LogsTailResult, NodeDescribeParams, NodeEventParams, NodeInvokeParams,
+    NodePairVerifyParams, NodeRenameParams, PairingCodeParams, PairingListParams,
+    PairingRequestParams, PairingRevokeParams, SendParams, SessionsListParams, SystemEventParams,
+    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 use crate::access::Access;
@@ -259,6 +259,12 @@ pub const TABLE: &[MethodSpec] = &[
         advertised: BOTH,
     },
     MethodSpec {
+        name: "chat.send",
+        access: Access::Write,
+        params: "params/chat.send",
+        advertised: BOTH,
+    },
+    MethodSpec {
         name: "chat.abort",
         access: Access::Write,
         params: "params/chat.abort",
@@ -300,6 +306,8 @@ pub const TABLE: &[MethodSpec] = &[
 /// Events Switchboard emits, as listed in `hello-ok.features.events`.
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
+    "agent",
+    "chat",
     "device.pair.requested",
     "device.pair.resolved",
     "node.invoke.request",
@@ -403,9 +411,20 @@ pub async fn dispatch(
             let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
             Ok(Reply::Json(agent::wait(gw, &p.run_id, timeout).await))
         }
+        "chat.send" => {
+            let p: ChatSendParams = parse(method.name, params)?;
+            match agent::chat_send(gw, p).await? {
+                agent::Admission::Accepted(ack) => Ok(Reply::Json(ack)),
+                agent::Admission::Replay { ok: true, payload, .. } => Ok(Reply::Json(payload)),
+                agent::Admission::Replay { payload, error, .. } => Ok(Reply::Frame(
+                    json!({"type": "res", "id": request_id, "ok": false, "payload": payload, "error": error})
+                        .to_string(),
+                )),
+            }
+        }
         "chat.abort" => {
             let p: ChatAbortParams = parse(method.name, params)?;
-            let key = agent::canonical_session_key(Some(&p.session_key), None);
+            let key = agent::canonical_session_key(Some(&p.session_key), p.agent_id.as_deref());
             let run_ids = gw.runs.abort(&key, p.run_id.as_deref());
             Ok(Reply::Json(to_value(&ChatAbortResult {
                 ok: true,

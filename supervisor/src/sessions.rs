@@ -105,20 +105,41 @@ pub async fn history(
 ) -> Result<Value, RpcError> {
     let key = canonical_session_key(Some(&p.session_key), None);
     let limit = p.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
-    let (total, mut rows) = {
+    let before = p.before.map(|b| b as i64);
+    let (total, older, mut rows) = {
         let key = key.clone();
         gw.db
             .call(move |c| {
-                let total: i64 = c.query_row("SELECT COUNT(*) FROM messages WHERE session_key = ?1", [&key], |r| r.get(0))?;
+                let total: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE session_key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )?;
                 let mut stmt = c.prepare_cached(
-                    "SELECT role, content, created_at FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2",
+                    "SELECT id, role, content, created_at FROM messages
+                     WHERE session_key = ?1 AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?2",
                 )?;
                 let rows = stmt
-                    .query_map(params![key, limit as i64], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    .query_map(params![key, limit as i64, before], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((total as u64, rows))
+                // Whether anything older than the oldest returned remains (paging on).
+                let oldest = rows.last().map(|r| r.0);
+                let older: bool = match oldest {
+                    Some(o) => c.query_row(
+                        "SELECT EXISTS(SELECT 1 FROM messages WHERE session_key = ?1 AND id < ?2)",
+                        params![key, o],
+                        |r| r.get(0),
+                    )?,
+                    None => false,
+                };
+                Ok((total as u64, older, rows))
             })
             .await
             .map_err(db_error)?
@@ -126,21 +147,20 @@ pub async fn history(
     // Newest first from the query; keep the newest that fit, then put them in order.
     let mut bytes = 0usize;
     let mut kept = Vec::new();
-    for (role, content, ts) in rows.drain(..) {
+    let mut cut = false;
+    for (id, role, content, ts) in rows.drain(..) {
         bytes += content.len() + 64;
         if bytes > HISTORY_MAX_BYTES && !kept.is_empty() {
+            cut = true;
             break;
         }
-        kept.push(
-            json!({"role": role, "content": [{"type": "text", "text": content}], "timestamp": ts}),
-        );
+        kept.push(json!({"role": role, "content": [{"type": "text", "text": content}], "timestamp": ts, "id": id}));
     }
     kept.reverse();
-    let returned = kept.len() as u64;
     let mut out = json!({"sessionKey": p.session_key, "messages": kept});
     if version == ProtocolVersion::V4 {
         out["pendingInputs"] = json!({"items": [], "total": 0});
-        out["hasMore"] = json!(returned < total);
+        out["hasMore"] = json!(older || cut);
         out["totalMessages"] = json!(total);
         out["defaults"] = model_defaults(gw);
     }

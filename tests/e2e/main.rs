@@ -4,6 +4,7 @@
 mod harness;
 
 mod bench;
+mod browser;
 mod core;
 mod devices;
 mod lifecycle;
@@ -15,5 +16,6 @@ mod standin_telegram;
 mod telegram;
 mod tls;
 mod v4;
+mod webchat;
 mod whatsapp;
 mod workers;

@@ -44,6 +44,7 @@ const SPEC: &[(&str, &str)] = &[
     ("pairing.revoke", "operator.pairing"),
     ("agent", "operator.write"),
     ("agent.wait", "operator.write"),
+    ("chat.send", "operator.write"),
     ("chat.abort", "operator.write"),
     ("workers.list", "operator.admin"),
     ("workers.restart", "operator.admin"),
