@@ -49,8 +49,31 @@ pub struct Outcome {
 pub struct Run {
     pub run_id: String,
     pub session_key: String,
+    pub started_at: u64,
+    /// The reply so far (v4 `chat.history`'s `inFlightRun`).
+    partial: Mutex<String>,
     cancel: CancellationToken,
     done: watch::Sender<Option<Outcome>>,
+}
+
+impl Run {
+    fn new(run_id: &str, session_key: String) -> Arc<Run> {
+        Arc::new(Run {
+            run_id: run_id.to_owned(),
+            session_key,
+            started_at: now_ms(),
+            partial: Mutex::new(String::new()),
+            cancel: CancellationToken::new(),
+            done: watch::channel(None).0,
+        })
+    }
+
+    pub fn partial(&self) -> String {
+        self.partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +104,17 @@ impl Runs {
             let excess = f.len() - FINISHED_KEPT;
             f.drain(..excess);
         }
+    }
+
+    /// Runs going on in a session.
+    pub fn live_in(&self, session_key: &str) -> Vec<Arc<Run>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.session_key == session_key)
+            .cloned()
+            .collect()
     }
 
     /// Runs still going.
@@ -171,6 +205,9 @@ pub async fn start(
     if let Some(existing) = gw.idempotency.get(&key).await.map_err(db_err)? {
         return Ok(replay(conn.version, &run_id, existing));
     }
+    if let Some(list) = &p.attachments {
+        check_attachments(list)?;
+    }
     let channel = wait_for_worker(gw).await?;
     let accepted_at = now_ms();
     let ack = json!({"runId": run_id, "status": "accepted", "acceptedAt": accepted_at});
@@ -184,13 +221,7 @@ pub async fn start(
         return Ok(replay(conn.version, &run_id, existing));
     }
     let session_key = canonical_session_key(p.session_key.as_deref(), p.agent_id.as_deref());
-    let (done, _) = watch::channel(None);
-    let run = Arc::new(Run {
-        run_id: run_id.clone(),
-        session_key,
-        cancel: CancellationToken::new(),
-        done,
-    });
+    let run = Run::new(&run_id, session_key);
     gw.runs.insert(Arc::clone(&run));
     let task = RunTask {
         gw: Arc::clone(gw),
@@ -222,10 +253,8 @@ pub async fn chat_send(
             json!({"ok": true, "aborted": !run_ids.is_empty(), "runIds": run_ids}),
         ));
     }
-    if p.attachments.as_ref().is_some_and(|a| !a.is_empty()) {
-        return Err(RpcError::invalid_request(
-            "attachments are not supported yet: send the text only",
-        ));
+    if let Some(list) = &p.attachments {
+        check_attachments(list)?;
     }
     let run_id = p.idempotency_key.clone();
     let key = format!("chat:{run_id}");
@@ -255,18 +284,15 @@ pub async fn chat_send(
         "idempotencyKey": run_id,
         "sessionKey": session_key,
     });
+    if let Some(list) = p.attachments.filter(|l| !l.is_empty()) {
+        params["attachments"] = json!(list);
+    }
     if let Some(ms) = p.timeout_ms.filter(|t| *t > 0) {
         params["timeout"] = json!(ms.div_ceil(1000));
     }
     let params: AgentParams = serde_json::from_value(params)
         .map_err(|e| RpcError::invalid_request(format!("invalid chat.send params: {e}")))?;
-    let (done, _) = watch::channel(None);
-    let run = Arc::new(Run {
-        run_id: run_id.clone(),
-        session_key,
-        cancel: CancellationToken::new(),
-        done,
-    });
+    let run = Run::new(&run_id, session_key);
     gw.runs.insert(Arc::clone(&run));
     let task = RunTask {
         gw: Arc::clone(gw),
@@ -279,6 +305,72 @@ pub async fn chat_send(
     };
     tokio::spawn(task.run());
     Ok(Admission::Accepted(ack))
+}
+
+/// Attachments in all (decoded), as `hello-ok.policy.attachments` announces on v4.
+pub const ATTACHMENTS_MAX_BYTES: u64 = 5_000_000;
+
+/// One attachment: `{type?, mimeType?, fileName?, content: <base64>}` (the reference's).
+fn decode_attachment(a: &Value) -> Result<(String, String, Vec<u8>), RpcError> {
+    use base64::Engine;
+    let content = a["content"].as_str().ok_or_else(|| {
+        RpcError::invalid_request("invalid attachment: content must be a base64 string")
+    })?;
+    let b64 = content
+        .split_once(";base64,")
+        .map(|x| x.1)
+        .unwrap_or(content);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim()))
+        .map_err(|_| RpcError::invalid_request("invalid attachment: content is not base64"))?;
+    let name = a["fileName"].as_str().unwrap_or("attachment").to_owned();
+    let mime = a["mimeType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    Ok((name, mime, bytes))
+}
+
+/// Refuses attachments that are malformed or too large, before anything is recorded.
+fn check_attachments(list: &[Value]) -> Result<(), RpcError> {
+    let mut total = 0u64;
+    for a in list {
+        total += decode_attachment(a)?.2.len() as u64;
+    }
+    if total > ATTACHMENTS_MAX_BYTES {
+        return Err(RpcError::invalid_request(format!(
+            "attachments too large: {total} bytes, at most {ATTACHMENTS_MAX_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// What the agent is told of attachments: text files in full, other files by name (the
+/// backends here read text only).
+fn describe_attachments(list: &[Value]) -> String {
+    let mut out = String::new();
+    for a in list {
+        let Ok((name, mime, bytes)) = decode_attachment(a) else {
+            continue;
+        };
+        let texty = mime.starts_with("text/")
+            || matches!(
+                mime.as_str(),
+                "application/json" | "application/xml" | "application/yaml" | "application/x-yaml"
+            );
+        match std::str::from_utf8(&bytes) {
+            Ok(text) if texty => out.push_str(&format!(
+                "\n\n[attachment {name} ({mime}, {} bytes)]\n{text}",
+                bytes.len()
+            )),
+            _ => out.push_str(&format!(
+                "\n\n[attachment {name} ({mime}, {} bytes): not shown; only text attachments reach the agent]",
+                bytes.len()
+            )),
+        }
+    }
+    out
 }
 
 /// `/stop` (the reference's stop command) in a chat message.
@@ -307,13 +399,7 @@ pub async fn run_inbound(
         "extraSystemPrompt": extra_system_prompt,
     }))
     .map_err(|e| RpcError::unavailable(format!("cannot build the run: {e}")))?;
-    let (done, _) = watch::channel(None);
-    let run = Arc::new(Run {
-        run_id: run_id.to_owned(),
-        session_key: session_key.to_owned(),
-        cancel: CancellationToken::new(),
-        done,
-    });
+    let run = Run::new(run_id, session_key.to_owned());
     gw.runs.insert(Arc::clone(&run));
     let (tx, rx) = oneshot::channel();
     let task = RunTask {
@@ -429,6 +515,7 @@ struct RunTask {
 /// Per-run event numbering and the reply so far.
 struct Emitter {
     gw: Arc<Gateway>,
+    run: Arc<Run>,
     run_id: String,
     session_key: String,
     agent_seq: u64,
@@ -470,6 +557,11 @@ impl Emitter {
 
     fn delta(&mut self, delta: &str) {
         self.text.push_str(delta);
+        self.run
+            .partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_str(delta);
         self.agent("assistant", json!({"text": self.text, "delta": delta}));
         let message = self.message();
         let delta = delta.to_owned();
@@ -487,6 +579,7 @@ impl RunTask {
         let session_key = self.run.session_key.clone();
         let mut em = Emitter {
             gw: Arc::clone(&self.gw),
+            run: Arc::clone(&self.run),
             run_id: self.run.run_id.clone(),
             session_key: session_key.clone(),
             agent_seq: 0,
@@ -628,7 +721,12 @@ impl RunTask {
     /// Streams the run; `Ok(stop_reason)` or `Err(message)`.
     async fn drive(&self, em: &mut Emitter) -> Result<String, String> {
         let session_key = self.run.session_key.clone();
-        let user_text = self.params.message.clone();
+        let user_text = match &self.params.attachments {
+            Some(list) if !list.is_empty() => {
+                format!("{}{}", self.params.message, describe_attachments(list))
+            }
+            _ => self.params.message.clone(),
+        };
         let run_id = self.run.run_id.clone();
         let history = {
             let session_key = session_key.clone();

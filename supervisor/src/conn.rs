@@ -678,7 +678,11 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
             max_payload: l.max_payload as u64,
             max_buffered_bytes: l.max_buffered_bytes as u64,
             tick_interval_ms: gw.config.tick_interval.as_millis() as u64,
-            attachments: None,
+            // v4 clients size uploads by this; chat.send/agent enforce it.
+            attachments: (version == V4).then_some(switchboard_schemas::hello::AttachmentPolicy {
+                max_bytes: crate::agent::ATTACHMENTS_MAX_BYTES,
+                max_image_bytes: crate::agent::ATTACHMENTS_MAX_BYTES,
+            }),
         },
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 use switchboard_proto::v1::ModelsRequest;
 use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
@@ -106,7 +106,7 @@ pub async fn history(
     let key = canonical_session_key(Some(&p.session_key), None);
     let limit = p.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
     let before = p.before.map(|b| b as i64);
-    let (total, older, mut rows) = {
+    let (total, older, updated_at, mut rows) = {
         let key = key.clone();
         gw.db
             .call(move |c| {
@@ -139,7 +139,14 @@ pub async fn history(
                     )?,
                     None => false,
                 };
-                Ok((total as u64, older, rows))
+                let updated: Option<i64> = c
+                    .query_row(
+                        "SELECT updated_at FROM sessions WHERE key = ?1",
+                        [&key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok((total as u64, older, updated, rows))
             })
             .await
             .map_err(db_error)?
@@ -162,6 +169,24 @@ pub async fn history(
         out["pendingInputs"] = json!({"items": [], "total": 0});
         out["hasMore"] = json!(older || cut);
         out["totalMessages"] = json!(total);
+        let live = gw.runs.live_in(&key);
+        let agent_id = key
+            .split(':')
+            .nth(1)
+            .unwrap_or(crate::gateway::DEFAULT_AGENT_ID);
+        out["sessionInfo"] = json!({
+            "key": key,
+            "kind": if key.contains(":group:") { "group" } else { "direct" },
+            "agentId": agent_id,
+            "isMain": key == format!("agent:{agent_id}:main"),
+            "updatedAt": updated_at,
+            "hasActiveRun": !live.is_empty(),
+            "activeRunIds": live.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(),
+        });
+        if let Some(run) = live.first() {
+            out["inFlightRun"] =
+                json!({"runId": run.run_id, "text": run.partial(), "startedAt": run.started_at});
+        }
         out["defaults"] = model_defaults(gw);
     }
     Ok(out)

@@ -111,6 +111,11 @@ async fn hello_ok_v4_always_carries_auth_and_v4_policy_rule_8() {
     );
     assert_eq!(hello["policy"]["maxPayload"], 26214400);
     assert_eq!(hello["policy"]["maxBufferedBytes"], 52428800);
+    assert_eq!(
+        hello["policy"]["attachments"],
+        json!({"maxBytes": 5000000, "maxImageBytes": 5000000}),
+        "v4 announces its attachment limits"
+    );
     assert!(hello["server"]["bootId"].is_string());
     assert!(
         hello["server"].get("host").is_none(),

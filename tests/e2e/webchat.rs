@@ -402,6 +402,45 @@ async fn chat_send_acks_then_streams_and_its_key_is_never_run_twice() {
         }
     }
     assert_eq!(paged, all);
+    // v4 history says which session it is and whether a run is going on.
+    let h = v4
+        .request("chat.history", json!({"sessionKey": "main", "limit": 1}))
+        .await;
+    let info = &h["payload"]["sessionInfo"];
+    assert_eq!(info["key"], "agent:main:main");
+    assert_eq!(info["isMain"], true);
+    assert_eq!(info["hasActiveRun"], false, "{info}");
+    // A text attachment reaches the agent; an oversized one is refused before anything.
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    v4.request(
+        "chat.send",
+        json!({"sessionKey": "att", "message": "read this", "idempotencyKey": "cs-5",
+               "attachments": [{"type": "file", "mimeType": "text/plain", "fileName": "notes.txt", "content": b64(b"hello notes")}]}),
+    )
+    .await;
+    let fin = loop {
+        let ev = v4.event("chat").await;
+        if ev["payload"]["runId"] == "cs-5" && ev["payload"]["state"] == "final" {
+            break ev;
+        }
+    };
+    assert_eq!(
+        fin["payload"]["message"]["content"][0]["text"],
+        "[echo] read this\n\n[attachment notes.txt (text/plain, 11 bytes)]\nhello notes"
+    );
+    let big = b64(&vec![b'x'; 5_000_001]);
+    let r = v4
+        .request(
+            "chat.send",
+            json!({"sessionKey": "att", "message": "big", "idempotencyKey": "cs-6",
+                   "attachments": [{"mimeType": "text/plain", "content": big}]}),
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "attachments too large: 5000001 bytes, at most 5000000"
+    );
     // Too long is refused by the schema, naming the field.
     let long = "x".repeat(100_001);
     let r = v4
