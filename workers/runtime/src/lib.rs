@@ -30,6 +30,8 @@ const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 const DRAIN: Duration = Duration::from_millis(500);
 
 /// Worker exit codes the supervisor understands.
+pub mod events;
+
 pub mod exit {
     /// Ordinary failure: restart with backoff.
     pub const FAILURE: u8 = 1;

@@ -18,7 +18,6 @@ mod poll;
 mod send;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,12 +25,9 @@ use serde::Deserialize;
 use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
     AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
-    SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent,
+    SendReply, SendRequest, ShutdownReply, ShutdownRequest,
 };
 use teloxide_core::Bot;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use worker_runtime::{RuntimeError, WorkerContext};
@@ -69,10 +65,8 @@ pub struct Shared {
     pub state: Mutex<ProviderState>,
     /// `@username` of the bot, once `getMe` answered.
     pub username: Mutex<Option<String>>,
-    /// The current `Events` subscriber (the supervisor), if any.
-    pub subscriber: watch::Sender<Option<mpsc::Sender<Result<WorkerEvent, Status>>>>,
-    /// The highest event id the supervisor acknowledged.
-    pub acked: watch::Sender<u64>,
+    /// The `Events` stream to the supervisor and its acknowledgements.
+    pub events: worker_runtime::events::EventHub,
     pub poll_timeout: u32,
     pub shutdown: CancellationToken,
 }
@@ -128,8 +122,6 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), TelegramError> {
         .build()
         .map_err(|e| TelegramError::Config(format!("http client: {e}")))?;
     let bot = Bot::with_client(cfg.bot_token, client).set_api_url(api);
-    let (subscriber, _) = watch::channel(None);
-    let (acked, _) = watch::channel(0);
     let shared = Arc::new(Shared {
         bot,
         state: Mutex::new(ProviderState {
@@ -138,8 +130,7 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), TelegramError> {
             restartable: true,
         }),
         username: Mutex::new(None),
-        subscriber,
-        acked,
+        events: Default::default(),
         poll_timeout: cfg.poll_timeout_seconds,
         shutdown: ctx.shutdown.clone(),
     });
@@ -158,8 +149,6 @@ struct Service {
     name: String,
     shared: Arc<Shared>,
 }
-
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Worker for Service {
@@ -192,28 +181,18 @@ impl Worker for Service {
         }))
     }
 
-    type EventsStream = Boxed<WorkerEvent>;
+    type EventsStream = worker_runtime::events::EventStream;
 
     async fn events(
         &self,
         _: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let (tx, rx) = mpsc::channel(256);
-        // A new subscriber replaces the old one; the poller re-sends what was not acked.
-        self.shared.subscriber.send_replace(Some(tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // A new subscriber replaces the old one; unacknowledged events come again.
+        Ok(Response::new(self.shared.events.subscribe()))
     }
 
     async fn ack(&self, req: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
-        let id = req.into_inner().event_id;
-        self.shared.acked.send_if_modified(|a| {
-            if id > *a {
-                *a = id;
-                true
-            } else {
-                false
-            }
-        });
+        self.shared.events.ack(req.into_inner().event_id);
         Ok(Response::new(AckReply {}))
     }
 

@@ -185,20 +185,10 @@ pub async fn run(shared: Arc<Shared>) {
     shared.set_state("polling", "", true);
 
     let mut offset: Option<u32> = None;
-    let mut subscriber_rx = shared.subscriber.subscribe();
     loop {
         // Nothing is polled while no supervisor listens: updates stay with Telegram.
-        let tx = loop {
-            let current = subscriber_rx.borrow_and_update().clone();
-            match current {
-                Some(tx) if !tx.is_closed() => break tx,
-                _ => {
-                    tokio::select! {
-                        _ = shared.shutdown.cancelled() => return,
-                        changed = subscriber_rx.changed() => if changed.is_err() { return },
-                    }
-                }
-            }
+        let Some(tx) = shared.events.listener(&shared.shutdown).await else {
+            return;
         };
         let mut request = shared
             .bot
@@ -257,23 +247,17 @@ pub async fn run(shared: Arc<Shared>) {
         if !delivered {
             continue; // the supervisor went away: poll the same offset again later
         }
-        if last_event > 0 {
-            let mut acked = shared.acked.subscribe();
-            let waited = tokio::time::timeout(ACK_WAIT, async {
-                tokio::select! {
-                    r = acked.wait_for(|a| *a >= last_event) => r.is_ok(),
-                    _ = tx.closed() => false,
-                    _ = shared.shutdown.cancelled() => false,
-                }
-            })
-            .await;
-            if !matches!(waited, Ok(true)) {
-                tracing::warn!(
-                    update = last_event,
-                    "the supervisor did not acknowledge; asking Telegram again"
-                );
-                continue;
-            }
+        if last_event > 0
+            && !shared
+                .events
+                .acked(last_event, &tx, ACK_WAIT, &shared.shutdown)
+                .await
+        {
+            tracing::warn!(
+                update = last_event,
+                "the supervisor did not acknowledge; asking Telegram again"
+            );
+            continue;
         }
         offset = Some(last + 1);
     }

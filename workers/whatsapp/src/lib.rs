@@ -16,7 +16,6 @@ pub mod mapping;
 pub mod session;
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +25,8 @@ use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
 use switchboard_proto::v1::{
     AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
     LoginStartReply, LoginStartRequest, LoginWaitReply, LoginWaitRequest, LogoutReply,
-    LogoutRequest, SendReply, SendRequest, ShutdownReply, ShutdownRequest, WorkerEvent,
+    LogoutRequest, SendReply, SendRequest, ShutdownReply, ShutdownRequest,
 };
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use worker_runtime::{RuntimeError, WorkerContext};
 
@@ -108,8 +104,6 @@ struct Service {
     session: Arc<Session>,
 }
 
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
 #[tonic::async_trait]
 impl Worker for Service {
     async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
@@ -131,26 +125,18 @@ impl Worker for Service {
         }))
     }
 
-    type EventsStream = Boxed<WorkerEvent>;
+    type EventsStream = worker_runtime::events::EventStream;
 
     async fn events(
         &self,
         _: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let (tx, rx) = mpsc::channel(256);
-        self.session.subscriber.send_replace(Some(tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // A new subscriber replaces the old one; unacknowledged events come again.
+        Ok(Response::new(self.session.events.subscribe()))
     }
 
     async fn ack(&self, req: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
-        let id = req.into_inner().event_id;
-        self.session.acked.send_if_modified(|a| {
-            let newer = id > *a;
-            if newer {
-                *a = id;
-            }
-            newer
-        });
+        self.session.events.ack(req.into_inner().event_id);
         Ok(Response::new(AckReply {}))
     }
 

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use switchboard_proto::v1::{
     LoginStartReply, LoginWaitReply, LogoutReply, SendReply, WorkerEvent, worker_event,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::prelude::{Bot, BotHandle, Client, Event, EventKind, SqliteStore};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
@@ -85,8 +84,8 @@ pub struct Session {
     inner: Mutex<Inner>,
     /// Bumped on every change a waiter may care about.
     changed: watch::Sender<u64>,
-    pub subscriber: watch::Sender<Option<mpsc::Sender<Result<WorkerEvent, Status>>>>,
-    pub acked: watch::Sender<u64>,
+    /// The `Events` stream to the supervisor and its acknowledgements.
+    pub events: worker_runtime::events::EventHub,
     next_event: AtomicU64,
     pub shutdown: CancellationToken,
 }
@@ -105,8 +104,7 @@ impl Session {
                 cleanup: None,
             }),
             changed: watch::channel(0).0,
-            subscriber: watch::channel(None).0,
-            acked: watch::channel(0).0,
+            events: Default::default(),
             next_event: AtomicU64::new(1),
             shutdown,
         })
@@ -697,7 +695,7 @@ impl Session {
         if events.is_empty() {
             return Ok(());
         }
-        let Some(tx) = self.subscriber.borrow().clone().filter(|t| !t.is_closed()) else {
+        let Some(tx) = self.events.current() else {
             return Err(
                 "no supervisor is listening; WhatsApp will deliver the messages again".into(),
             );
@@ -714,13 +712,13 @@ impl Session {
                 .map_err(|_| "the supervisor went away".to_owned())?;
             last = id;
         }
-        let mut acked = self.acked.subscribe();
-        match tokio::time::timeout(ACK_WAIT, acked.wait_for(|a| *a >= last)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(
+        if self.events.acked(last, &tx, ACK_WAIT, &self.shutdown).await {
+            Ok(())
+        } else {
+            Err(
                 "the supervisor did not confirm in time; WhatsApp will deliver the messages again"
                     .into(),
-            ),
+            )
         }
     }
 }
