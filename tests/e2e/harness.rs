@@ -247,6 +247,38 @@ pub enum Next {
 }
 
 impl Client {
+    /// This worker's row of `workers.list` (`null` when there is none).
+    pub async fn worker(&mut self, name: &str) -> Value {
+        let r = self.request("workers.list", json!({})).await;
+        assert_eq!(r["ok"], true, "{r}");
+        r["payload"]["workers"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls `workers.list` until `pred` holds for worker `name`; `what` names the
+    /// condition in the failure message.
+    pub async fn wait_worker(
+        &mut self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let w = self.worker(name).await;
+            if pred(&w) {
+                return w;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for worker {name} to be {what}: {w}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn open(url: &str) -> Client {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
 use crate::standin_telegram::{BOT_TOKEN, Fail, Telegram};
@@ -37,33 +37,6 @@ async fn operator(gw: &Gateway) -> Client {
     Client::connect(&gw.url(), v3_params(Some(TOKEN))).await.0
 }
 
-async fn worker_state(c: &mut Client, name: &str) -> Value {
-    let list = c.request("workers.list", json!({})).await;
-    list["payload"]["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Waits until the telegram worker reports `state` as its provider state.
-async fn wait_provider_state(c: &mut Client, state: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let w = worker_state(c, "telegram").await;
-        if w["providerState"] == state {
-            return w;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "telegram never became {state}: {w}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -86,7 +59,8 @@ async fn an_allowed_sender_gets_the_agents_reply_and_operators_see_the_conversat
     let tg = Telegram::start();
     let gw = gateway(&tg, "allowFrom: [42]", BOT_TOKEN);
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     tg.push_photo(42); // no text: skipped, never a crash
     let msg_id = tg.push_dm(42, "Alice", "hello bot");
     tg.wait_for("the reply", |s| s.sent.iter().any(|m| m.chat_id == "42"));
@@ -133,7 +107,8 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     let tg = Telegram::start();
     let gw = gateway(&tg, "", BOT_TOKEN);
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     tg.push_dm(77, "Bob", "hi there");
     tg.wait_for("the pairing reply", |s| {
         s.sent.iter().any(|m| m.chat_id == "77")
@@ -203,7 +178,8 @@ async fn allowlist_drops_strangers_and_groups_answer_only_when_mentioned() {
         BOT_TOKEN,
     );
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     tg.push_dm(66, "Mallory", "let me in");
     tg.push_group(-100500, 9, "Carol", "chatting among ourselves", false);
     tg.push_group(-100500, 9, "Carol", "ping", true);
@@ -236,7 +212,8 @@ async fn send_delivers_exactly_once_and_a_repeated_key_sends_nothing() {
     let tg = Telegram::start();
     let gw = gateway(&tg, "", BOT_TOKEN);
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     let params =
         json!({"to": "42", "message": "hello from the operator", "idempotencyKey": "send-1"});
     let r = op.request("send", params.clone()).await;
@@ -294,7 +271,8 @@ async fn permanent_errors_fail_at_once_and_rate_limits_are_honoured() {
     let tg = Telegram::start();
     let gw = gateway(&tg, "", BOT_TOKEN);
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     tg.with(|s| s.fail_next.push_back(Fail::ChatNotFound));
     let r = op
         .request(
@@ -366,7 +344,9 @@ async fn a_killed_worker_delivers_the_queued_sends_exactly_once_after_its_restar
     let gw = gateway(&tg, "", BOT_TOKEN);
     let mut op = operator(&gw).await;
     let (mut bystander, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
-    let before = wait_provider_state(&mut op, "polling").await;
+    let before = op
+        .wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     // The first attempt is rate limited, so the sends are queued when the worker dies.
     tg.with(|s| s.fail_next.push_back(Fail::RetryAfter(4)));
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
@@ -407,7 +387,7 @@ async fn a_killed_worker_delivers_the_queued_sends_exactly_once_after_its_restar
         vec!["one", "two", "three"],
         "each exactly once, in order"
     );
-    let after = worker_state(&mut op, "telegram").await;
+    let after = op.worker("telegram").await;
     assert_ne!(after["pid"], before["pid"]);
     assert!(after["restarts"].as_u64().unwrap() >= 1);
     // The supervisor and its other clients never noticed.
@@ -427,7 +407,8 @@ async fn a_gateway_killed_with_pending_deliveries_makes_them_after_its_restart()
     };
     let gw = Gateway::start_with(opts());
     let mut op = operator(&gw).await;
-    wait_provider_state(&mut op, "polling").await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
     // Rate limited for 3 s: the row is pending (not in flight) when the gateway dies,
     // and the wait Telegram asked for is honoured across the restart.
     tg.with(|s| s.fail_next.push_back(Fail::RetryAfter(3)));
@@ -459,11 +440,15 @@ async fn a_refused_bot_token_is_reported_and_never_retried() {
     let tg = Telegram::start();
     let gw = gateway(&tg, "", "999:wrong-token-zz");
     let mut op = operator(&gw).await;
-    let w = wait_provider_state(&mut op, "unauthorized").await;
+    let w = op
+        .wait_worker("telegram", "unauthorized", |w| {
+            w["providerState"] == "unauthorized"
+        })
+        .await;
     assert!(w["detail"].as_str().unwrap().contains("botToken"), "{w}");
     // Many health checks later (every 100 ms): still one call, no restarts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let w = worker_state(&mut op, "telegram").await;
+    let w = op.worker("telegram").await;
     assert_eq!(w["restarts"], 0, "{w}");
     assert_eq!(w["state"], "running");
     assert_eq!(
@@ -511,7 +496,9 @@ async fn an_unreachable_api_is_reported_as_backoff_with_the_error_and_no_restart
         ..Default::default()
     });
     let mut op = operator(&gw).await;
-    let w = wait_provider_state(&mut op, "backoff").await;
+    let w = op
+        .wait_worker("telegram", "backoff", |w| w["providerState"] == "backoff")
+        .await;
     let detail = w["detail"].as_str().unwrap();
     assert!(
         detail.contains("getMe") && detail.contains("cannot connect"),

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -66,33 +66,6 @@ fn gateway_with(config: &str) -> Gateway {
     })
 }
 
-async fn worker(c: &mut Client, name: &str) -> Value {
-    let list = c.request("workers.list", json!({})).await;
-    list["payload"]["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Waits until the whatsapp worker satisfies `cond`.
-async fn wait_worker(c: &mut Client, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let w = worker(c, "whatsapp").await;
-        if cond(&w) {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "whatsapp worker never {what}: {w}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn operator(gw: &Gateway) -> Client {
     Client::connect(&gw.url(), v3_params(Some(TOKEN))).await.0
 }
@@ -109,13 +82,17 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
     let cfg = config(&session, &server);
     let a = gateway_with(&cfg);
     let mut op_a = operator(&a).await;
-    let holder = wait_worker(&mut op_a, "ran", |w| w["providerState"] == "logged_out").await;
+    let holder = op_a
+        .wait_worker("whatsapp", "ran", |w| w["providerState"] == "logged_out")
+        .await;
     let holder_pid = holder["pid"].as_i64().unwrap();
     // A second gateway (its own state directory) configured for the same session: its
     // WhatsApp worker fails at once, naming the holder, and is not restarted.
     let b = gateway_with(&cfg);
     let mut op_b = operator(&b).await;
-    let refused = wait_worker(&mut op_b, "failed", |w| w["state"] == "failed").await;
+    let refused = op_b
+        .wait_worker("whatsapp", "failed", |w| w["state"] == "failed")
+        .await;
     let why = refused["lastExit"].as_str().unwrap();
     assert!(
         why.contains(&format!(
@@ -152,13 +129,14 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let back = wait_worker(&mut op_a, "came back", |w| {
-        w["state"] == "running" && w["pid"] != holder_pid && w["providerState"] == "logged_out"
-    })
-    .await;
+    let back = op_a
+        .wait_worker("whatsapp", "came back", |w| {
+            w["state"] == "running" && w["pid"] != holder_pid && w["providerState"] == "logged_out"
+        })
+        .await;
     assert_eq!(back["restarts"], 1);
     // The refused gateway still has not restarted its worker (no storm)…
-    assert_eq!(worker(&mut op_b, "whatsapp").await["restarts"], 0);
+    assert_eq!(op_b.worker("whatsapp").await["restarts"], 0);
     // …and once the first gateway is gone (SIGKILL: its worker dies with it), an
     // operator starts it.
     let new_holder = back["pid"].as_i64().unwrap();
@@ -172,7 +150,7 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
         .request("workers.start", json!({"name": "whatsapp"}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    wait_worker(&mut op_b, "took the lock", |w| {
+    op_b.wait_worker("whatsapp", "took the lock", |w| {
         w["state"] == "running" && w["providerState"] == "logged_out"
     })
     .await;
@@ -184,7 +162,11 @@ async fn an_unlinked_whatsapp_stays_idle_and_says_how_to_link() {
     let server = DeadServer::start();
     let gw = gateway_with(&config(&dir.path().join("wa"), &server));
     let mut op = operator(&gw).await;
-    let w = wait_worker(&mut op, "reported", |w| w["providerState"] == "logged_out").await;
+    let w = op
+        .wait_worker("whatsapp", "reported", |w| {
+            w["providerState"] == "logged_out"
+        })
+        .await;
     assert!(
         w["detail"]
             .as_str()
@@ -229,7 +211,7 @@ async fn an_unlinked_whatsapp_stays_idle_and_says_how_to_link() {
     // Many health checks later: not one connection attempt, no restart.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(server.attempts().is_empty(), "an unlinked worker connected");
-    assert_eq!(worker(&mut op, "whatsapp").await["restarts"], 0);
+    assert_eq!(op.worker("whatsapp").await["restarts"], 0);
     let r = op
         .request("channels.logout", json!({"channel": "telegram"}))
         .await;
@@ -243,7 +225,10 @@ async fn linking_against_an_unreachable_server_backs_off_and_reports_it() {
     let server = DeadServer::start();
     let gw = gateway_with(&config(&session, &server));
     let mut op = operator(&gw).await;
-    wait_worker(&mut op, "started", |w| w["providerState"] == "logged_out").await;
+    op.wait_worker("whatsapp", "started", |w| {
+        w["providerState"] == "logged_out"
+    })
+    .await;
     let started = Instant::now();
     let r = op
         .request("web.login.start", json!({"timeoutMs": 6000}))
@@ -257,7 +242,11 @@ async fn linking_against_an_unreachable_server_backs_off_and_reports_it() {
         "{r}"
     );
     assert!(r["payload"].get("qrDataUrl").is_none());
-    let w = wait_worker(&mut op, "backed off", |w| w["providerState"] == "backoff").await;
+    let w = op
+        .wait_worker("whatsapp", "backed off", |w| {
+            w["providerState"] == "backoff"
+        })
+        .await;
     assert!(
         w["detail"]
             .as_str()
@@ -321,7 +310,11 @@ async fn linking_against_an_unreachable_server_backs_off_and_reports_it() {
         .request("channels.logout", json!({"channel": "whatsapp"}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    let w = wait_worker(&mut op, "went idle", |w| w["providerState"] == "logged_out").await;
+    let w = op
+        .wait_worker("whatsapp", "went idle", |w| {
+            w["providerState"] == "logged_out"
+        })
+        .await;
     assert_eq!(w["restarts"], 0);
     let after = server.attempts().len();
     tokio::time::sleep(Duration::from_millis(2500)).await;

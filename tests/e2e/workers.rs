@@ -25,44 +25,6 @@ async fn admin(gw: &Gateway) -> Client {
     Client::connect(&gw.url(), v3_params(Some(TOKEN))).await.0
 }
 
-async fn workers(c: &mut Client) -> Vec<Value> {
-    let r = c.request("workers.list", json!({})).await;
-    assert_eq!(r["ok"], true, "{r}");
-    r["payload"]["workers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn worker(c: &mut Client, name: &str) -> Value {
-    workers(c)
-        .await
-        .into_iter()
-        .find(|w| w["name"] == name)
-        .unwrap_or_else(|| panic!("no worker {name}"))
-}
-
-/// Polls `workers.list` until `pred` holds for `name`.
-async fn wait_worker(
-    c: &mut Client,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let w = worker(c, name).await;
-        if pred(&w) {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {name} to be {what}: {w}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn alive(pid: u64) -> bool {
     // A zombie is dead for our purposes (its parent is gone and init reaps it).
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -362,15 +324,20 @@ async fn a_killed_worker_is_restarted_and_everything_else_keeps_serving() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let agent = wait_worker(&mut c, "agent", "running", |w| w["state"] == "running").await;
-    let t1 = wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    let agent = c
+        .wait_worker("agent", "running", |w| w["state"] == "running")
+        .await;
+    let t1 = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
     let pid = agent["pid"].as_u64().unwrap();
     let killed_at = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-    let back = wait_worker(&mut c, "agent", "running again", |w| {
-        w["state"] == "running" && w["pid"].as_u64() != Some(pid)
-    })
-    .await;
+    let back = c
+        .wait_worker("agent", "running again", |w| {
+            w["state"] == "running" && w["pid"].as_u64() != Some(pid)
+        })
+        .await;
     eprintln!(
         "agent worker serving again {} ms after kill -9",
         killed_at.elapsed().as_millis()
@@ -378,7 +345,7 @@ async fn a_killed_worker_is_restarted_and_everything_else_keeps_serving() {
     assert_eq!(back["restarts"], 1);
     assert_eq!(back["lastExit"], "killed by SIGKILL");
     // The other worker was not touched.
-    let t1_now = worker(&mut c, "t1").await;
+    let t1_now = c.worker("t1").await;
     assert_eq!(t1_now["pid"], t1["pid"]);
     assert_eq!(t1_now["restarts"], 0);
     // Health shows it, and the agent answers again.
@@ -401,7 +368,9 @@ async fn a_worker_dying_mid_run_ends_the_run_with_an_error() {
         vec![("SWITCHBOARD_AGENT_ECHO_DELAY_MS", "300".into())],
     ));
     let mut c = admin(&gw).await;
-    let agent = wait_worker(&mut c, "agent", "running", |w| w["state"] == "running").await;
+    let agent = c
+        .wait_worker("agent", "running", |w| w["state"] == "running")
+        .await;
     c.send_json(&json!({"type":"req","id":"a","method":"agent","params":{"message":"a b c d e f g h","idempotencyKey":"mid-1"}}))
         .await;
     c.response("a").await;
@@ -444,7 +413,9 @@ async fn a_hung_worker_is_killed_and_restarted() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let before = wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    let before = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
     // Tell the worker, over its own gRPC socket, to stop answering health checks.
     let socket = gw.state.path().join("sockets/t1.sock");
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
@@ -459,10 +430,11 @@ async fn a_hung_worker_is_killed_and_restarted() {
         })
         .await
         .expect("send hang");
-    let after = wait_worker(&mut c, "t1", "restarted", |w| {
-        w["state"] == "running" && w["pid"] != before["pid"]
-    })
-    .await;
+    let after = c
+        .wait_worker("t1", "restarted", |w| {
+            w["state"] == "running" && w["pid"] != before["pid"]
+        })
+        .await;
     assert_eq!(after["lastExit"], "hung: 3 health checks missed; killed");
     assert_eq!(after["restarts"], 1);
 }
@@ -482,7 +454,9 @@ async fn restart_intensity_reached_means_failed_until_an_operator_starts_it() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let failed = wait_worker(&mut c, "t1", "failed", |w| w["state"] == "failed").await;
+    let failed = c
+        .wait_worker("t1", "failed", |w| w["state"] == "failed")
+        .await;
     assert_eq!(failed["restarts"], 5, "{failed}");
     assert!(
         failed["lastExit"]
@@ -492,12 +466,13 @@ async fn restart_intensity_reached_means_failed_until_an_operator_starts_it() {
         "{failed}"
     );
     // It stays failed: no restart storm.
-    let still = worker(&mut c, "t1").await;
+    let still = c.worker("t1").await;
     assert_eq!(still["state"], "failed");
     std::fs::remove_file(flag.path()).unwrap();
     let r = c.request("workers.start", json!({"name": "t1"})).await;
     assert_eq!(r["ok"], true, "{r}");
-    wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    c.wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
 }
 
 #[tokio::test]
@@ -511,7 +486,9 @@ async fn a_worker_speaking_another_contract_version_is_refused() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let w = wait_worker(&mut c, "t1", "failed", |w| w["state"] == "failed").await;
+    let w = c
+        .wait_worker("t1", "failed", |w| w["state"] == "failed")
+        .await;
     let why = w["lastExit"].as_str().unwrap();
     assert!(
         why.contains("speaks contract version 999, this supervisor speaks 1"),
@@ -531,7 +508,9 @@ async fn a_config_error_exit_is_not_restarted() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let w = wait_worker(&mut c, "t1", "failed", |w| w["state"] == "failed").await;
+    let w = c
+        .wait_worker("t1", "failed", |w| w["state"] == "failed")
+        .await;
     assert_eq!(w["restarts"], 0);
     assert!(
         w["lastExit"].as_str().unwrap().contains("exit code 3"),
@@ -546,8 +525,11 @@ async fn workers_are_controlled_one_at_a_time_from_the_cli() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let agent = wait_worker(&mut c, "agent", "running", |w| w["state"] == "running").await;
-    wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    let agent = c
+        .wait_worker("agent", "running", |w| w["state"] == "running")
+        .await;
+    c.wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
     let cli = |args: &[&str]| {
         std::process::Command::new(bin("switchboard"))
             .args(args)
@@ -563,7 +545,8 @@ async fn workers_are_controlled_one_at_a_time_from_the_cli() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    wait_worker(&mut c, "t1", "stopped", |w| w["state"] == "stopped").await;
+    c.wait_worker("t1", "stopped", |w| w["state"] == "stopped")
+        .await;
     let out = cli(&["workers", "list", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = v["workers"]
@@ -574,14 +557,15 @@ async fn workers_are_controlled_one_at_a_time_from_the_cli() {
         .collect();
     assert_eq!(names, vec!["agent", "t1"]);
     assert!(cli(&["workers", "start", "t1"]).status.success());
-    wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    c.wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
     assert!(cli(&["workers", "restart", "t1"]).status.success());
-    wait_worker(&mut c, "t1", "restarted", |w| {
+    c.wait_worker("t1", "restarted", |w| {
         w["state"] == "running" && w["restarts"] == 1
     })
     .await;
     // The agent worker never moved.
-    assert_eq!(worker(&mut c, "agent").await["pid"], agent["pid"]);
+    assert_eq!(c.worker("agent").await["pid"], agent["pid"]);
     let out = cli(&["workers", "stop", "nope"]);
     assert_eq!(out.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown worker: nope"));
@@ -599,8 +583,12 @@ async fn a_supervisor_killed_with_sigkill_leaves_no_worker_behind() {
         vec![],
     ));
     let mut c = admin(&gw).await;
-    let a = wait_worker(&mut c, "agent", "running", |w| w["state"] == "running").await;
-    let t = wait_worker(&mut c, "t1", "running", |w| w["state"] == "running").await;
+    let a = c
+        .wait_worker("agent", "running", |w| w["state"] == "running")
+        .await;
+    let t = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
     let pids = [a["pid"].as_u64().unwrap(), t["pid"].as_u64().unwrap()];
     gw.signal(Signal::SIGKILL);
     gw.wait_exit();
