@@ -208,8 +208,12 @@ async fn an_unlinked_whatsapp_stays_idle_and_says_how_to_link() {
             .contains("WhatsApp is not linked"),
         "{send}"
     );
-    // Many health checks later: not one connection attempt, no restart.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A second of health probes later: not one connection attempt, no restart.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let h = op.request("health", json!({"probe": true})).await;
+        assert_eq!(h["payload"]["channels"]["whatsapp"]["state"], "logged_out");
+    }
     assert!(server.attempts().is_empty(), "an unlinked worker connected");
     assert_eq!(op.worker("whatsapp").await["restarts"], 0);
     let r = op

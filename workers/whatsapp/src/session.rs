@@ -442,22 +442,7 @@ impl Session {
             timeout
         };
         if force {
-            let (bot, client) = {
-                let mut i = self.lock();
-                (i.bot.take(), i.client.take())
-            };
-            if let Some(c) = client
-                && c.pn().is_some()
-            {
-                let _ = tokio::time::timeout(Duration::from_secs(10), c.logout()).await;
-            }
-            self.stop(bot).await;
-            self.delete_session();
-            self.update(|i| {
-                i.phase = Phase::NotLinked;
-                i.qr = None;
-                i.attempt = Attempt::None;
-            });
+            self.unlink().await;
         }
         {
             let i = self.lock();
@@ -594,22 +579,21 @@ impl Session {
         }
     }
 
-    /// `Logout`: unlink at WhatsApp (if we can reach it) and delete the session.
-    pub async fn logout(&self) -> LogoutReply {
-        self.settle().await;
-        let (bot, client, phase) = {
+    /// Tells WhatsApp to forget this device (when a linked client can reach it within
+    /// 10 s), stops the client, deletes the session and leaves the phase `NotLinked`.
+    /// False when WhatsApp could not be told in time.
+    async fn unlink(&self) -> bool {
+        let (bot, client) = {
             let mut i = self.lock();
-            (i.bot.take(), i.client.take(), i.phase.clone())
+            (i.bot.take(), i.client.take())
         };
-        let was_linked = phase == Phase::Linked;
-        let mut message = "Logged out of WhatsApp; the session was deleted.".to_owned();
+        let mut told = true;
         if let Some(c) = client
             && c.pn().is_some()
-            && tokio::time::timeout(Duration::from_secs(10), c.logout())
-                .await
-                .is_err()
         {
-            message = "The session was deleted here, but WhatsApp could not be told; remove the device in WhatsApp → Linked Devices.".into();
+            told = tokio::time::timeout(Duration::from_secs(10), c.logout())
+                .await
+                .is_ok();
         }
         self.stop(bot).await;
         self.delete_session();
@@ -617,11 +601,24 @@ impl Session {
             i.phase = Phase::NotLinked;
             i.qr = None;
             i.attempt = Attempt::None;
-            i.note = None;
         });
-        if !was_linked {
-            message = "WhatsApp was not linked; nothing to log out.".into();
+        told
+    }
+
+    /// `Logout`: unlink at WhatsApp (if we can reach it) and delete the session.
+    pub async fn logout(&self) -> LogoutReply {
+        self.settle().await;
+        let was_linked = self.lock().phase == Phase::Linked;
+        let told = self.unlink().await;
+        self.update(|i| i.note = None);
+        let message = if !was_linked {
+            "WhatsApp was not linked; nothing to log out."
+        } else if told {
+            "Logged out of WhatsApp; the session was deleted."
+        } else {
+            "The session was deleted here, but WhatsApp could not be told; remove the device in WhatsApp → Linked Devices."
         }
+        .to_owned();
         tracing::info!(was_linked, "WhatsApp logout");
         LogoutReply {
             was_linked,
