@@ -396,6 +396,20 @@ impl Client {
     }
 }
 
+/// The first text block of every message in a `chat.history` payload, in order.
+pub fn message_texts(history: &Value) -> Vec<&str> {
+    history["messages"]
+        .as_array()
+        .expect("chat.history payload without messages")
+        .iter()
+        .map(|m| {
+            m["content"][0]["text"]
+                .as_str()
+                .expect("message without text")
+        })
+        .collect()
+}
+
 pub fn v3_params(token: Option<&str>) -> Value {
     let mut p = json!({
         "minProtocol": 3, "maxProtocol": 3,

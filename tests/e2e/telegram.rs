@@ -83,12 +83,7 @@ async fn an_allowed_sender_gets_the_agents_reply_and_operators_see_the_conversat
             json!({"sessionKey": "agent:main:telegram:dm:42"}),
         )
         .await;
-    let texts: Vec<&str> = h["payload"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"][0]["text"].as_str().unwrap())
-        .collect();
+    let texts = message_texts(&h["payload"]);
     assert_eq!(texts, vec!["hello bot", "[echo] hello bot"]);
     let status = op.request("channels.status", json!({})).await;
     assert_eq!(

@@ -433,12 +433,7 @@ async fn session_and_channel_methods_answer_in_each_generations_shape_rule_10() 
         .request("chat.history", json!({"sessionKey": "main"}))
         .await["payload"]
         .clone();
-    let texts: Vec<&str> = h3["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"][0]["text"].as_str().unwrap())
-        .collect();
+    let texts = message_texts(&h3);
     assert_eq!(texts, vec!["remember me", "[echo] remember me"]);
     assert!(h3.get("totalMessages").is_none());
     let h4 = v4

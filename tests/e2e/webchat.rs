@@ -92,12 +92,7 @@ async fn a_browser_chats_sees_the_reply_stream_and_finds_it_again_after_a_reload
     let h = op
         .request("chat.history", json!({"sessionKey": "agent:main:main"}))
         .await;
-    let texts: Vec<&str> = h["payload"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"][0]["text"].as_str().unwrap())
-        .collect();
+    let texts = message_texts(&h["payload"]);
     assert_eq!(
         texts,
         vec!["hello from the browser one two three four five", full]
