@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Gateway;
 use crate::config::{ConfigError, GatewayConfig};
-use crate::db::{Db, DbError};
-use crate::exit::ExitCode;
-use crate::gateway::Gateway;
-use crate::hub::Broadcast;
+use crate::events::hub::Broadcast;
+use crate::ops::exit::ExitCode;
 use crate::protocol::validate::{SchemaError, Validators};
-use crate::state_dir::{StateDir, StateDirError};
+use crate::state::db::{Db, DbError};
+use crate::state::state_dir::{StateDir, StateDirError};
 
 /// How long clients get to receive `shutdown` and close before we go on anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -47,9 +47,9 @@ pub enum RunError {
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error(transparent)]
-    Devices(#[from] crate::devices::DevicesError),
+    Devices(#[from] crate::auth::device_pairing::DevicesError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::net::tls::TlsError),
     #[error("another gateway instance is already listening on ws://{0}")]
     PortInUse(String),
     #[error("failed to bind gateway socket on ws://{addr}: {source}")]
@@ -119,8 +119,9 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
 
     let tls = match &config.tls {
         Some(files) => {
-            crate::tls::ensure_certificate(&files.cert, &files.key)?;
-            let (server_config, fingerprint) = crate::tls::server_config(&files.cert, &files.key)?;
+            crate::net::tls::ensure_certificate(&files.cert, &files.key)?;
+            let (server_config, fingerprint) =
+                crate::net::tls::server_config(&files.cert, &files.key)?;
             tracing::info!(fingerprint = %fingerprint, "TLS on (clients pin this SHA-256 fingerprint)");
             Some(tokio_rustls::TlsAcceptor::from(server_config))
         }
@@ -130,8 +131,8 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     let shutdown = CancellationToken::new();
     let specs = config.workers.clone();
     let timing = config.worker_timing;
-    let devices = crate::devices::Devices::open(db.clone(), state.path()).await?;
-    let node_pairing = crate::node_pairing::NodePairing::open(db.clone()).await?;
+    let devices = crate::auth::device_pairing::Devices::open(db.clone(), state.path()).await?;
+    let node_pairing = crate::auth::node_pairing::NodePairing::open(db.clone()).await?;
     let gw = Gateway::new(
         config,
         port,
@@ -186,10 +187,13 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
         Err(e) => tracing::error!(error = %e, "cannot recover the outbox"),
     }
     for channel in gw.config.channels.iter().map(|c| c.channel.clone()) {
-        tasks.spawn(crate::outbox::dispatch(Arc::clone(&gw), channel.clone()));
-        tasks.spawn(crate::inbound::listen(Arc::clone(&gw), channel));
+        tasks.spawn(crate::channels::outbox::dispatch(
+            Arc::clone(&gw),
+            channel.clone(),
+        ));
+        tasks.spawn(crate::channels::inbound::listen(Arc::clone(&gw), channel));
     }
-    crate::inbound::resume(&gw).await;
+    crate::channels::inbound::resume(&gw).await;
     tasks.spawn(Arc::clone(&gw).run_ticker());
     tasks.spawn(Arc::clone(&gw).run_health_refresher());
     for (ip, listener) in listeners {
@@ -211,14 +215,14 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     tracing::info!(state_dir = %state.path().display(), "state directory locked");
     let runtime_file = state.path().join(RUNTIME_FILE);
     write_runtime_file(&runtime_file, &gw, scheme);
-    let notifier = crate::sd_notify::Notifier::from_env();
+    let notifier = crate::ops::sd_notify::Notifier::from_env();
     if let Some(n) = &notifier {
         n.send(&format!(
             "READY=1\nMAINPID={}\nSTATUS=serving on {scheme}://127.0.0.1:{port}",
             std::process::id()
         ));
     }
-    if let Some(every) = crate::sd_notify::watchdog_interval() {
+    if let Some(every) = crate::ops::sd_notify::watchdog_interval() {
         tasks.spawn(watchdog(every, shutdown.clone()));
     }
 
@@ -239,7 +243,7 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
             if let Some(n) = &notifier {
                 n.send(&format!(
                     "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=restarting",
-                    crate::sd_notify::monotonic_usec()
+                    crate::ops::sd_notify::monotonic_usec()
                 ));
             }
         }
@@ -264,7 +268,7 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
 /// Pings systemd's watchdog from the runtime: if the runtime stalls, the pings stop and
 /// systemd restarts the gateway.
 async fn watchdog(every: Duration, shutdown: CancellationToken) {
-    let Some(n) = crate::sd_notify::Notifier::from_env() else {
+    let Some(n) = crate::ops::sd_notify::Notifier::from_env() else {
         return;
     };
     let mut tick = tokio::time::interval(every);
@@ -284,7 +288,7 @@ fn write_runtime_file(path: &std::path::Path, gw: &Gateway, scheme: &str) {
         "bind": gw.config.bind.describe(),
         "url": format!("{scheme}://127.0.0.1:{}", gw.port),
         "startedAtMs": crate::clock::now_ms().saturating_sub(gw.uptime_ms()),
-        "version": crate::gateway::VERSION,
+        "version": crate::app::VERSION,
         "configFile": gw.config.config_file,
         "logFile": gw.config.logging.file,
     });
@@ -322,10 +326,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => match &tls {
                     Some(acceptor) => {
-                        tokio::spawn(crate::conn::serve_tls(Arc::clone(&gw), tcp, peer, acceptor.clone()));
+                        tokio::spawn(crate::net::conn::serve_tls(Arc::clone(&gw), tcp, peer, acceptor.clone()));
                     }
                     None => {
-                        tokio::spawn(crate::conn::serve_tcp(Arc::clone(&gw), tcp, peer));
+                        tokio::spawn(crate::net::conn::serve_tcp(Arc::clone(&gw), tcp, peer));
                     }
                 },
                 Err(e) => {

@@ -534,7 +534,7 @@ impl Resolver<'_> {
                 }
             }
             let (cert, key) =
-                crate::tls::paths(&self.cfg.state_dir, cert.as_deref(), key.as_deref());
+                crate::net::tls::paths(&self.cfg.state_dir, cert.as_deref(), key.as_deref());
             self.cfg.tls = Some(TlsFiles { cert, key });
         }
         let handshake = self.flags.handshake_timeout_ms.or(g.handshake_timeout_ms);

@@ -21,15 +21,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Runs;
-use crate::auth_limit::AuthLimiter;
+use crate::auth::device_pairing::Devices;
+use crate::auth::rate_limit::AuthLimiter;
 use crate::clock::now_ms;
 use crate::config::GatewayConfig;
-use crate::db::Db;
-use crate::devices::Devices;
-use crate::hub::{Broadcast, Hub};
-use crate::idempotency::Idempotency;
-use crate::presence::{self, Presence};
+use crate::events::hub::{Broadcast, Hub};
+use crate::events::presence::{self, Presence};
 use crate::protocol::validate::Validators;
+use crate::state::db::Db;
+use crate::state::idempotency::Idempotency;
 use crate::workers::Workers;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -67,11 +67,11 @@ pub struct Gateway {
     pub idempotency: Idempotency,
     pub devices: Devices,
     pub nodes: crate::nodes::Nodes,
-    pub node_pairing: crate::node_pairing::NodePairing,
+    pub node_pairing: crate::auth::node_pairing::NodePairing,
     pub runs: Runs,
-    pub outbox: crate::outbox::Outbox,
-    pub chat_locks: crate::inbound::ChatLocks,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub outbox: crate::channels::outbox::Outbox,
+    pub chat_locks: crate::channels::inbound::ChatLocks,
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
@@ -96,7 +96,7 @@ impl Gateway {
         port: u16,
         db: Db,
         devices: Devices,
-        node_pairing: crate::node_pairing::NodePairing,
+        node_pairing: crate::auth::node_pairing::NodePairing,
         validators: Validators,
         shutdown: CancellationToken,
     ) -> Arc<Gateway> {
@@ -140,7 +140,7 @@ impl Gateway {
             nodes: crate::nodes::Nodes::default(),
             node_pairing,
             runs: Runs::default(),
-            outbox: crate::outbox::Outbox::new(db.clone()),
+            outbox: crate::channels::outbox::Outbox::new(db.clone()),
             chat_locks: Default::default(),
             metrics: Arc::default(),
             workers: OnceLock::new(),
@@ -161,7 +161,7 @@ impl Gateway {
 
     /// `/metrics` text for one scrape.
     pub async fn render_metrics(&self) -> String {
-        crate::metrics::render(self).await
+        crate::ops::metrics::render(self).await
     }
 
     /// Gauges read from the database at scrape time (name, help, samples).
@@ -172,7 +172,7 @@ impl Gateway {
             .iter()
             .map(|c| {
                 (
-                    format!("channel=\"{}\"", crate::metrics::label(&c.channel)),
+                    format!("channel=\"{}\"", crate::ops::metrics::label(&c.channel)),
                     0,
                 )
             })
@@ -180,7 +180,7 @@ impl Gateway {
         match self.outbox.backlog().await {
             Ok(rows) => {
                 for (channel, n) in rows {
-                    let key = format!("channel=\"{}\"", crate::metrics::label(&channel));
+                    let key = format!("channel=\"{}\"", crate::ops::metrics::label(&channel));
                     match backlog.iter_mut().find(|(k, _)| *k == key) {
                         Some(slot) => slot.1 = n,
                         None => backlog.push((key, n)),

@@ -20,17 +20,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::access;
-use crate::budget::{Budget, BudgetStream};
+use crate::app::{DEFAULT_AGENT_ID, Gateway, VERSION};
+use crate::auth::access;
+use crate::auth::handshake::{self, Accepted, HandshakeCtx, Peer};
 use crate::clock::now_ms;
-use crate::gateway::{DEFAULT_AGENT_ID, Gateway, VERSION};
-use crate::handshake::{self, Accepted, HandshakeCtx, Peer};
-use crate::http::{self, Prefixed};
-use crate::hub::{Broadcast, ConnHandle, NewConn, Outbound};
-use crate::methods::{self, Reply};
+use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound};
+use crate::net::budget::{Budget, BudgetStream};
+use crate::net::http::{self, Prefixed};
 use crate::protocol::error::RpcError;
 use crate::protocol::validate::Report;
 use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
+use crate::rpc::{self, Reply};
 
 /// Any byte stream a client can arrive on: plain TCP or TLS.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -487,7 +487,7 @@ async fn write_loop<S: Transport>(
     mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     handle: Arc<ConnHandle>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
 ) {
     let cut = handle.cut_token();
     loop {
@@ -566,7 +566,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     }
     let id = parsed["id"].as_str().unwrap_or_default();
     let method = parsed["method"].as_str().unwrap_or_default();
-    let spec = methods::lookup(method, version);
+    let spec = rpc::lookup(method, version);
     if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
         respond_err(gw, conn, id, &e);
         if version == V4 && e.is_unauthorized_role() {
@@ -600,7 +600,7 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         gw.metrics.request(spec.name, started.elapsed());
         return;
     }
-    let text = match Box::pin(methods::dispatch(gw, conn, id, spec, params)).await {
+    let text = match Box::pin(rpc::dispatch(gw, conn, id, spec, params)).await {
         Ok(Reply::Json(v)) => frame::ok(id, &v),
         Ok(Reply::Encoded(payload)) => {
             let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
@@ -637,8 +637,8 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
             conn_id: conn_id.to_owned(),
         },
         features: Features {
-            methods: methods::advertised(version),
-            events: methods::events(),
+            methods: rpc::advertised(version),
+            events: rpc::events(),
             capabilities: None,
         },
         snapshot: Snapshot {

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::gateway::VERSION;
+use crate::app::VERSION;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -59,7 +59,8 @@ impl Client {
         };
         let connector = match pin {
             Some(pin) if url.starts_with("wss://") => Some(tokio_tungstenite::Connector::Rustls(
-                crate::tls::pinned_client_config(pin).map_err(|e| unreachable(e.to_string()))?,
+                crate::net::tls::pinned_client_config(pin)
+                    .map_err(|e| unreachable(e.to_string()))?,
             )),
             Some(_) => return Err(unreachable("--tls-fingerprint needs a wss:// URL".into())),
             None => None,

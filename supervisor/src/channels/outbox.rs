@@ -29,9 +29,9 @@ use switchboard_proto::v1::SendRequest;
 use switchboard_proto::v1::worker_client::WorkerClient;
 use tokio::sync::{Notify, watch};
 
+use crate::app::Gateway;
 use crate::clock::now_ms;
-use crate::db::{Db, DbError};
-use crate::gateway::Gateway;
+use crate::state::db::{Db, DbError};
 
 /// How long one `Send` to a worker may take.
 const SEND_DEADLINE: Duration = Duration::from_secs(60);
@@ -482,7 +482,7 @@ async fn deliver(gw: &Gateway, channel: &str, ch: tonic::transport::Channel, due
                         params![seq, mid, now],
                     )?;
                     if let Some(key) = session {
-                        crate::sessions::append_in(&tx, &key, "assistant", &text, None, now)?;
+                        crate::rpc::sessions::append_in(&tx, &key, "assistant", &text, None, now)?;
                     }
                 }
                 Verdict::Failed => {

@@ -11,8 +11,8 @@ use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::{ChatHistoryParams, SessionsListParams};
 
 use crate::agent::{AGENT_WORKER, canonical_session_key};
+use crate::app::Gateway;
 use crate::clock::now_ms;
-use crate::gateway::Gateway;
 use crate::protocol::error::RpcError;
 
 /// `chat.history` answers are kept under this many bytes of messages (the reference's
@@ -21,7 +21,7 @@ const HISTORY_MAX_BYTES: usize = 6 * 1024 * 1024;
 const HISTORY_DEFAULT_LIMIT: u64 = 200;
 const SESSIONS_DEFAULT_LIMIT: u64 = 100;
 
-fn db_error(e: crate::db::DbError) -> RpcError {
+fn db_error(e: crate::state::db::DbError) -> RpcError {
     tracing::error!(error = %e, "database read failed");
     RpcError::unavailable("the gateway's database is unavailable; retry later")
 }
@@ -173,7 +173,7 @@ pub async fn history(
         let agent_id = key
             .split(':')
             .nth(1)
-            .unwrap_or(crate::gateway::DEFAULT_AGENT_ID);
+            .unwrap_or(crate::app::DEFAULT_AGENT_ID);
         out["sessionInfo"] = json!({
             "key": key,
             "kind": if key.contains(":group:") { "group" } else { "direct" },
@@ -271,7 +271,7 @@ pub fn append_in(
     let agent_id = session_key
         .strip_prefix("agent:")
         .and_then(|r| r.split(':').next())
-        .unwrap_or(crate::gateway::DEFAULT_AGENT_ID);
+        .unwrap_or(crate::app::DEFAULT_AGENT_ID);
     tx.execute(
         "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",

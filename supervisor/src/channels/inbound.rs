@@ -22,12 +22,12 @@ use rusqlite::{OptionalExtension, params};
 use switchboard_proto::v1::worker_client::WorkerClient;
 use switchboard_proto::v1::{AckRequest, EventsRequest, InboundMessage, WorkerEvent, worker_event};
 
+use crate::app::{DEFAULT_AGENT_ID, Gateway};
+use crate::channels::outbox::{self, NewDelivery};
+use crate::channels::sender_pairing::{self, Requested};
 use crate::clock::now_ms;
 use crate::config::{ChannelConfig, DmPolicy, GroupPolicy};
-use crate::db::DbError;
-use crate::dm_pairing::{self, Requested};
-use crate::gateway::{DEFAULT_AGENT_ID, Gateway};
-use crate::outbox::{self, NewDelivery};
+use crate::state::db::DbError;
 
 /// What to do with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +361,7 @@ pub async fn process(gw: Arc<Gateway>, id: i64) {
         .await;
         return;
     };
-    let paired = dm_pairing::is_allowed(&gw.db, &m.channel, &m.sender_id)
+    let paired = sender_pairing::is_allowed(&gw.db, &m.channel, &m.sender_id)
         .await
         .unwrap_or(false);
     let facts = Facts {
@@ -388,21 +388,21 @@ pub async fn process(gw: Arc<Gateway>, id: i64) {
 }
 
 async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
-    let sender = dm_pairing::Sender {
+    let sender = sender_pairing::Sender {
         channel: m.channel.clone(),
         sender_id: m.sender_id.clone(),
         chat_id: m.chat_id.clone(),
         name: m.sender_name.clone(),
         username: m.sender_username.clone(),
     };
-    match dm_pairing::request(&gw.db, sender).await {
+    match sender_pairing::request(&gw.db, sender).await {
         Ok(Requested::New(code)) => {
             tracing::info!(channel = %m.channel, sender = %m.sender_id, "pairing requested (see `switchboard pairing list`)");
             let d = NewDelivery {
                 channel: m.channel.clone(),
                 account_id: m.account_id.clone(),
                 target: m.chat_id.clone(),
-                text: dm_pairing::request_text(&m.channel, &m.sender_id, &code),
+                text: sender_pairing::request_text(&m.channel, &m.sender_id, &code),
                 source: "pairing",
                 key: Some(format!("pairing:{}:{}:{code}", m.channel, m.sender_id)),
                 session_key: None,
@@ -422,7 +422,7 @@ async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
             .await
         }
         Ok(Requested::Full) => {
-            tracing::warn!(channel = %m.channel, sender = %m.sender_id, "pairing request ignored: {} are pending already", dm_pairing::MAX_PENDING);
+            tracing::warn!(channel = %m.channel, sender = %m.sender_id, "pairing request ignored: {} are pending already", sender_pairing::MAX_PENDING);
             set_state(
                 gw,
                 id,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::methods::TABLE;
+use crate::rpc::TABLE;
 use switchboard_schemas::frames::ErrorCode;
 
 /// Histogram bucket upper bounds, in seconds.
@@ -238,7 +238,7 @@ impl Exposition {
 }
 
 /// One scrape: the counters, then the gauges read live from the gateway.
-pub async fn render(gw: &crate::gateway::Gateway) -> String {
+pub async fn render(gw: &crate::app::Gateway) -> String {
     let mut out = Exposition::default();
     gw.metrics.render_into(&mut out);
     let conns = gw.hub.snapshot();
@@ -316,7 +316,7 @@ pub async fn render(gw: &crate::gateway::Gateway) -> String {
     out.gauge(
         "switchboard_build_info",
         "Always 1; the labels carry the version.",
-        &[(format!("version=\"{}\"", crate::gateway::VERSION), 1)],
+        &[(format!("version=\"{}\"", crate::app::VERSION), 1)],
     );
     out.text
 }

@@ -2,6 +2,8 @@
 //! params are validated against, and which protocol generations advertise it. The
 //! connection loop consults this one table before any handler runs.
 
+pub mod sessions;
+
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -17,14 +19,13 @@ use switchboard_schemas::methods::{
     WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
-use crate::access::Access;
 use crate::agent;
+use crate::app::Gateway;
+use crate::auth::access::Access;
 use crate::clock::now_ms;
-use crate::gateway::Gateway;
-use crate::hub::Broadcast;
-use crate::hub::ConnHandle;
+use crate::events::hub::Broadcast;
+use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
-use crate::sessions;
 use crate::workers::Control;
 
 pub struct MethodSpec {
@@ -443,36 +444,38 @@ pub async fn dispatch(
         "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
         "send" => {
             let p: SendParams = parse(method.name, params)?;
-            Ok(match crate::send::send(gw, conn, request_id, p).await? {
-                Some(v) => Reply::Json(v),
-                None => Reply::Deferred,
-            })
+            Ok(
+                match crate::channels::send::send(gw, conn, request_id, p).await? {
+                    Some(v) => Reply::Json(v),
+                    None => Reply::Deferred,
+                },
+            )
         }
         "web.login.start" => {
             let p: WebLoginStartParams = parse(method.name, params)?;
             let g = Arc::clone(gw);
             Ok(deferred(gw, conn, request_id, async move {
-                crate::linking::start(&g, p.force == Some(true), p.timeout_ms).await
+                crate::channels::linking::start(&g, p.force == Some(true), p.timeout_ms).await
             }))
         }
         "web.login.wait" => {
             let p: WebLoginWaitParams = parse(method.name, params)?;
             let g = Arc::clone(gw);
             Ok(deferred(gw, conn, request_id, async move {
-                crate::linking::wait(&g, p.timeout_ms).await
+                crate::channels::linking::wait(&g, p.timeout_ms).await
             }))
         }
         "channels.logout" => {
             let p: ChannelsLogoutParams = parse(method.name, params)?;
             let g = Arc::clone(gw);
             Ok(deferred(gw, conn, request_id, async move {
-                crate::linking::logout(&g, &p.channel, p.account_id.as_deref()).await
+                crate::channels::linking::logout(&g, &p.channel, p.account_id.as_deref()).await
             }))
         }
         "pairing.list" => {
             let p: PairingListParams = parse(method.name, params)?;
             let channel = p.channel.map(|c| c.trim().to_ascii_lowercase());
-            crate::dm_pairing::list(&gw.db, channel)
+            crate::channels::sender_pairing::list(&gw.db, channel)
                 .await
                 .map(Reply::Json)
                 .map_err(store_err)
@@ -480,7 +483,7 @@ pub async fn dispatch(
         "pairing.approve" => {
             let p: PairingCodeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let Some(a) = crate::dm_pairing::approve(&gw.db, &channel, &p.code)
+            let Some(a) = crate::channels::sender_pairing::approve(&gw.db, &channel, &p.code)
                 .await
                 .map_err(store_err)?
             else {
@@ -492,11 +495,11 @@ pub async fn dispatch(
             tracing::info!(channel = %a.channel, sender = %a.id, "sender approved by pairing");
             let mut notified = false;
             if p.notify == Some(true) && gw.config.channel(&channel).is_some() {
-                let d = crate::outbox::NewDelivery {
+                let d = crate::channels::outbox::NewDelivery {
                     channel: channel.clone(),
                     account_id: "default".into(),
                     target: a.chat_id.clone(),
-                    text: crate::dm_pairing::APPROVED_TEXT.into(),
+                    text: crate::channels::sender_pairing::APPROVED_TEXT.into(),
                     source: "notice",
                     key: Some(format!("approved:{channel}:{}:{}", a.id, now_ms())),
                     session_key: None,
@@ -508,7 +511,7 @@ pub async fn dispatch(
         "pairing.reject" => {
             let p: PairingCodeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let found = crate::dm_pairing::reject(&gw.db, &channel, &p.code)
+            let found = crate::channels::sender_pairing::reject(&gw.db, &channel, &p.code)
                 .await
                 .map_err(store_err)?;
             if !found {
@@ -522,7 +525,7 @@ pub async fn dispatch(
         "pairing.revoke" => {
             let p: PairingRevokeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let found = crate::dm_pairing::revoke(&gw.db, &channel, &p.id)
+            let found = crate::channels::sender_pairing::revoke(&gw.db, &channel, &p.id)
                 .await
                 .map_err(store_err)?;
             if !found {
@@ -544,7 +547,7 @@ pub async fn dispatch(
                     .request(&params)
                     .await
                     .map_err(|e| match e {
-                        crate::node_pairing::NodePairingError::Db(e) => store_err(e),
+                        crate::auth::node_pairing::NodePairingError::Db(e) => store_err(e),
                         other => RpcError::invalid_request(other.to_string()),
                     })?;
             if created {
@@ -635,15 +638,15 @@ pub async fn dispatch(
             let p: NodeInvokeParams = parse(method.name, params)?;
             let key = format!("node.invoke:{}", p.idempotency_key);
             match gw.idempotency.get(&key).await.map_err(store_err)? {
-                Some(crate::idempotency::Record::Final {
+                Some(crate::state::idempotency::Record::Final {
                     ok: true, payload, ..
                 }) => return Ok(Reply::Json(payload)),
-                Some(crate::idempotency::Record::Final { payload, error, .. }) => {
+                Some(crate::state::idempotency::Record::Final { payload, error, .. }) => {
                     return Ok(Reply::Frame(
                         json!({"type": "res", "id": request_id, "ok": false, "payload": payload, "error": error}).to_string(),
                     ));
                 }
-                Some(crate::idempotency::Record::Accepted { .. }) => {
+                Some(crate::state::idempotency::Record::Accepted { .. }) => {
                     let mut e = RpcError::unavailable(
                         "an invoke with this idempotencyKey is still in flight",
                     );
@@ -656,7 +659,7 @@ pub async fn dispatch(
                 .claim(
                     &key,
                     "node.invoke",
-                    &crate::idempotency::Record::Accepted { ack: json!({}) },
+                    &crate::state::idempotency::Record::Accepted { ack: json!({}) },
                 )
                 .await
                 .map_err(store_err)?;
@@ -673,12 +676,12 @@ pub async fn dispatch(
                 )
                 .await;
             let record = match &result {
-                Ok(v) => crate::idempotency::Record::Final {
+                Ok(v) => crate::state::idempotency::Record::Final {
                     ok: true,
                     payload: v.clone(),
                     error: None,
                 },
-                Err(e) => crate::idempotency::Record::Final {
+                Err(e) => crate::state::idempotency::Record::Final {
                     ok: false,
                     payload: Value::Null,
                     error: serde_json::to_value(e.to_shape()).ok(),
@@ -795,7 +798,7 @@ pub async fn dispatch(
             let probe = params.get("probe").and_then(Value::as_bool) == Some(true);
             let cached = gw.health_cache();
             let fresh = crate::clock::now_ms().saturating_sub(cached.snapshot.ts)
-                < crate::gateway::HEALTH_CACHE_MS;
+                < crate::app::HEALTH_CACHE_MS;
             if !probe && fresh {
                 return Ok(Reply::Encoded(Arc::clone(&cached.encoded)));
             }
@@ -828,7 +831,7 @@ pub async fn dispatch(
 
 /// `logs.tail`: a slice of the gateway's own log file.
 async fn logs_tail(gw: &Gateway, p: LogsTailParams) -> Result<Value, RpcError> {
-    use crate::logging::{TAIL_DEFAULT_BYTES, TAIL_DEFAULT_LIMIT};
+    use crate::ops::logging::{TAIL_DEFAULT_BYTES, TAIL_DEFAULT_LIMIT};
     let Some(path) = gw.config.logging.file.clone() else {
         return Err(RpcError::unavailable(
             "this gateway writes no log file (logging.file is false)",
@@ -838,8 +841,10 @@ async fn logs_tail(gw: &Gateway, p: LogsTailParams) -> Result<Value, RpcError> {
     let max_bytes = p.max_bytes.unwrap_or(TAIL_DEFAULT_BYTES);
     let read = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || crate::logging::tail(&path, p.cursor, limit, max_bytes))
-            .await
+        tokio::task::spawn_blocking(move || {
+            crate::ops::logging::tail(&path, p.cursor, limit, max_bytes)
+        })
+        .await
     };
     match read {
         Ok(Ok(t)) => Ok(to_value(&LogsTailResult {
@@ -891,7 +896,7 @@ fn node_list(gw: &Gateway) -> Value {
     json!({"ts": now_ms(), "nodes": nodes})
 }
 
-fn store_err(e: crate::db::DbError) -> RpcError {
+fn store_err(e: crate::state::db::DbError) -> RpcError {
     tracing::error!(error = %e, "device store failed");
     RpcError::unavailable("the gateway's database is unavailable; retry later")
 }

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::clock::now_ms;
-use crate::db::{Db, DbError};
+use crate::state::db::{Db, DbError};
 
 pub const CODE_LENGTH: usize = 8;
 pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";

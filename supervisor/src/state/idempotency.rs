@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use crate::clock::now_ms;
-use crate::db::{Db, DbError};
+use crate::state::db::{Db, DbError};
 
 pub const TTL_MS: u64 = 24 * 60 * 60 * 1000;
 

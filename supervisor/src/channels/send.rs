@@ -16,9 +16,9 @@ use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::{SendParams, SendResult};
 
 use crate::agent::canonical_session_key;
-use crate::gateway::Gateway;
-use crate::hub::ConnHandle;
-use crate::outbox::{NewDelivery, Outcome};
+use crate::app::Gateway;
+use crate::channels::outbox::{NewDelivery, Outcome};
+use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
 
@@ -99,7 +99,7 @@ pub async fn send(
         .filter(|k| !k.is_empty())
     {
         Some(k) => canonical_session_key(Some(k), None),
-        None => crate::inbound::session_key(&channel, &to, to.starts_with('-')),
+        None => crate::channels::inbound::session_key(&channel, &to, to.starts_with('-')),
     };
     let row = gw
         .outbox

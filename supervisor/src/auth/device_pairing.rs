@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::device_identity::encode_b64url;
 use crate::clock::now_ms;
-use crate::db::{Db, DbError};
-use crate::device::encode_b64url;
+use crate::state::db::{Db, DbError};
 
 /// Pending requests expire after this long (protocol: 5 minutes).
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::device_pairing::{MAX_PENDING, PENDING_TTL_MS};
 use crate::clock::now_ms;
-use crate::db::{Db, DbError};
-use crate::devices::{MAX_PENDING, PENDING_TTL_MS};
+use crate::state::db::{Db, DbError};
 
 #[derive(Default)]
 struct State {
@@ -38,7 +38,7 @@ fn new_token() -> String {
     let mut bytes = [0u8; 32];
     bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    crate::device::encode_b64url(&bytes)
+    crate::auth::device_identity::encode_b64url(&bytes)
 }
 
 #[derive(Debug, thiserror::Error)]

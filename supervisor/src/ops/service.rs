@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The unit shipped in `deploy/systemd/`.
-pub const SYSTEMD_TEMPLATE: &str = include_str!("../../deploy/systemd/switchboard.service");
+pub const SYSTEMD_TEMPLATE: &str = include_str!("../../../deploy/systemd/switchboard.service");
 /// The agent shipped in `deploy/launchd/`.
 pub const LAUNCHD_TEMPLATE: &str =
-    include_str!("../../deploy/launchd/ai.switchboard.gateway.plist");
+    include_str!("../../../deploy/launchd/ai.switchboard.gateway.plist");
 pub const SYSTEMD_UNIT: &str = "switchboard.service";
 pub const LAUNCHD_LABEL: &str = "ai.switchboard.gateway";
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 /// Largest request head accepted (browsers send a few KiB at most).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -241,7 +241,7 @@ pub async fn serve<S: AsyncWrite + Unpin>(
 }
 
 /// The WebChat page: one file, everything inline.
-const WEBCHAT: &str = include_str!("../webchat/index.html");
+const WEBCHAT: &str = include_str!("../../webchat/index.html");
 
 /// The page's Content-Security-Policy: only its own inline script and style (by hash),
 /// only connections to this gateway, no frames, no other origins.
@@ -287,7 +287,7 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
         },
         "/healthz" => Response::json(
             200,
-            &serde_json::json!({"ok": true, "version": crate::gateway::VERSION, "uptimeMs": gw.uptime_ms()}),
+            &serde_json::json!({"ok": true, "version": crate::app::VERSION, "uptimeMs": gw.uptime_ms()}),
         ),
         "/metrics" if gw.config.metrics => {
             if !local && !authorized(gw, head) {

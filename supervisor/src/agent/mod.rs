@@ -19,12 +19,12 @@ use switchboard_schemas::methods::AgentParams;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{DEFAULT_AGENT_ID, Gateway};
 use crate::clock::now_ms;
-use crate::gateway::{DEFAULT_AGENT_ID, Gateway};
-use crate::hub::{Broadcast, ConnHandle};
-use crate::idempotency::Record;
+use crate::events::hub::{Broadcast, ConnHandle};
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
+use crate::state::idempotency::Record;
 
 /// Name of the agent runner worker.
 pub const AGENT_WORKER: &str = "agent";
@@ -434,7 +434,7 @@ fn replay(version: ProtocolVersion, run_id: &str, existing: Record) -> Admission
     }
 }
 
-fn db_err(e: crate::db::DbError) -> RpcError {
+fn db_err(e: crate::state::db::DbError) -> RpcError {
     tracing::error!(error = %e, "idempotency store failed");
     RpcError::unavailable("the gateway's database is unavailable; retry later")
 }
@@ -750,7 +750,7 @@ impl RunTask {
                         })?
                         .collect::<Result<Vec<_>, _>>()?
                     };
-                    crate::sessions::append_in(
+                    crate::rpc::sessions::append_in(
                         &tx,
                         &session_key,
                         "user",
@@ -851,7 +851,7 @@ impl RunTask {
                 .db
                 .call(move |c| {
                     let tx = c.transaction()?;
-                    crate::sessions::append_in(
+                    crate::rpc::sessions::append_in(
                         &tx,
                         &session_key,
                         "assistant",

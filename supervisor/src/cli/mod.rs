@@ -1,14 +1,16 @@
 //! The `switchboard` command line: `main.rs` parses it, [`run`] carries it out.
 
+pub mod client;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::{Client, Credentials};
+use crate::cli::client::{Client, Credentials};
 use crate::config::{self, Flags, PASSWORD_ENV, ProcessEnv, TOKEN_ENV};
-use crate::exit::ExitCode;
+use crate::ops::exit::ExitCode;
 use crate::secret::Secret;
 
 #[derive(Debug, Parser)]
@@ -456,8 +458,14 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-async fn connect(t: &Target) -> Result<Client, crate::client::ClientError> {
-    Client::connect(&t.url, &t.auth, t.pin.as_deref(), &[crate::access::ADMIN]).await
+async fn connect(t: &Target) -> Result<Client, crate::cli::client::ClientError> {
+    Client::connect(
+        &t.url,
+        &t.auth,
+        t.pin.as_deref(),
+        &[crate::auth::access::ADMIN],
+    )
+    .await
 }
 
 fn print_json(v: &Value) {
@@ -603,7 +611,7 @@ fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout: u64) -> E
         return ExitCode::Failure;
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(timeout.max(5));
-    let result: Result<Result<String, String>, crate::client::ClientError> = rt.block_on(async {
+    let result: Result<Result<String, String>, crate::cli::client::ClientError> = rt.block_on(async {
         let mut c = connect(&t).await?;
         c.set_timeout(Duration::from_secs(330));
         let mut last_qr = String::new();
@@ -629,7 +637,7 @@ fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout: u64) -> E
                     if t.json {
                         println!("{}", json!({"qrCode": qr, "qrDataUrl": start["qrDataUrl"], "message": message}));
                     } else {
-                        println!("{}", crate::qr::terminal(qr).unwrap_or_default());
+                        println!("{}", crate::channels::qr::terminal(qr).unwrap_or_default());
                         println!("{message} (the code changes every ~20 s; this command keeps up)");
                     }
                     last_qr = qr.to_owned();
@@ -711,19 +719,19 @@ fn fingerprint(args: FingerprintArgs) -> ExitCode {
             return ExitCode::Config;
         }
     };
-    let (cert, key) = crate::tls::paths(
+    let (cert, key) = crate::net::tls::paths(
         &state_dir,
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
     );
-    let result = crate::tls::ensure_certificate(&cert, &key)
-        .and_then(|_| crate::tls::file_fingerprint(&cert));
+    let result = crate::net::tls::ensure_certificate(&cert, &key)
+        .and_then(|_| crate::net::tls::file_fingerprint(&cert));
     match result {
         Ok(fp) => {
             if args.json {
                 println!(
                     "{}",
-                    json!({"sha256": crate::tls::normalize_fingerprint(&fp), "fingerprint256": fp, "certificate": cert})
+                    json!({"sha256": crate::net::tls::normalize_fingerprint(&fp), "fingerprint256": fp, "certificate": cert})
                 );
             } else {
                 println!("{fp}");
@@ -829,7 +837,7 @@ fn gateway_status(args: LocalArgs) -> ExitCode {
         let mut c = connect(&t2).await?;
         let workers = c.call("workers.list", json!({})).await?;
         let health = c.call("health", json!({})).await?;
-        Ok::<_, crate::client::ClientError>((workers, health))
+        Ok::<_, crate::cli::client::ClientError>((workers, health))
     });
     match status {
         Ok((workers, health)) => {
@@ -937,7 +945,7 @@ fn gateway_restart(args: LocalArgs) -> ExitCode {
 }
 
 fn install_command(args: InstallArgs, uninstall: bool) -> ExitCode {
-    use crate::service::{self, Manager, Program};
+    use crate::ops::service::{self, Manager, Program};
     let m = match args.manager {
         Some(ManagerArg::Systemd) => Manager::Systemd,
         Some(ManagerArg::Launchd) => Manager::Launchd,
@@ -1055,13 +1063,13 @@ fn logs(args: LogsArgs) -> ExitCode {
             }
         }
     };
-    let limit = args.lines.clamp(1, crate::logging::TAIL_MAX_LIMIT);
+    let limit = args.lines.clamp(1, crate::ops::logging::TAIL_MAX_LIMIT);
     let mut cursor: Option<u64> = None;
     loop {
         let slice = match remote.as_mut() {
             Some(c) => {
                 let mut params =
-                    json!({"limit": limit, "maxBytes": crate::logging::TAIL_MAX_BYTES});
+                    json!({"limit": limit, "maxBytes": crate::ops::logging::TAIL_MAX_BYTES});
                 if let Some(cur) = cursor {
                     params["cursor"] = json!(cur);
                 }
@@ -1078,7 +1086,12 @@ fn logs(args: LogsArgs) -> ExitCode {
                     eprintln!("error: no log file is configured");
                     return ExitCode::Config;
                 };
-                match crate::logging::tail(path, cursor, limit, crate::logging::TAIL_MAX_BYTES) {
+                match crate::ops::logging::tail(
+                    path,
+                    cursor,
+                    limit,
+                    crate::ops::logging::TAIL_MAX_BYTES,
+                ) {
                     Ok(t) => Some(TailView {
                         cursor: t.cursor,
                         lines: t.lines,
@@ -1141,12 +1154,12 @@ fn gateway_run(args: RunArgs) -> ExitCode {
     let config = match config::resolve(&args.flags(), &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
-            crate::logging::init_stderr("info");
+            crate::ops::logging::init_stderr("info");
             tracing::error!("{e}");
             return ExitCode::Config;
         }
     };
-    if let Some(warning) = crate::logging::init(&config.logging) {
+    if let Some(warning) = crate::ops::logging::init(&config.logging) {
         tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -1188,7 +1201,7 @@ fn gateway_run(args: RunArgs) -> ExitCode {
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    crate::tls::provider();
+    crate::net::tls::provider();
     match cli.command {
         Command::Gateway { command } => match command {
             GatewayCommand::Run(args) => gateway_run(args),

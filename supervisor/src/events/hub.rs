@@ -21,7 +21,7 @@ use switchboard_schemas::frames::StateVersion;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, Grant, Role};
+use crate::auth::access::{self, Grant, Role};
 use crate::protocol::frame::EventTemplate;
 
 /// Frames a connection's queue holds at most (besides the byte bound).

@@ -14,11 +14,11 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 use switchboard_schemas::connect::ConnectParams;
 use switchboard_schemas::frames::ErrorCode;
 
-use crate::access::{self, Grant, Role};
-use crate::auth_limit::{AuthLimiter, Gate};
+use crate::auth::access::{self, Grant, Role};
+use crate::auth::device_identity::{self, PayloadVersion, SignedFields};
+use crate::auth::device_pairing::{Claim, Devices, PairStatus, TokenInfo};
+use crate::auth::rate_limit::{AuthLimiter, Gate};
 use crate::config::AuthConfig;
-use crate::device::{self, PayloadVersion, SignedFields};
-use crate::devices::{Claim, Devices, PairStatus, TokenInfo};
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
 use crate::protocol::truncate_close_reason;
@@ -274,8 +274,8 @@ pub async fn decide(ctx: &HandshakeCtx<'_>, text: &str) -> Result<Accepted, Reje
     let mut events = Vec::new();
     let mut device_token = None;
     if let (Some(dev_id), Some(dev)) = (&device_id, &params.device) {
-        let public_key = device::raw_public_key(&dev.public_key)
-            .map(|k| device::encode_b64url(&k))
+        let public_key = device_identity::raw_public_key(&dev.public_key)
+            .map(|k| device_identity::encode_b64url(&k))
             .unwrap_or_default();
         let claim = Claim {
             device_id: dev_id.clone(),
@@ -390,8 +390,8 @@ fn verify_device(
             json!({"code": code, "reason": reason}),
         )
     };
-    let raw = device::raw_public_key(&dev.public_key);
-    let derived = raw.as_ref().map(device::device_id);
+    let raw = device_identity::raw_public_key(&dev.public_key);
+    let derived = raw.as_ref().map(device_identity::device_id);
     if derived.as_deref() != Some(dev.id.as_str()) {
         return Err(fail(
             "device identity mismatch",
@@ -463,9 +463,9 @@ fn verify_device(
         (V4, _) => &[PayloadVersion::V3, PayloadVersion::V2],
     };
     let raw = raw.expect("derived id matched, so the key decoded");
-    let ok = layouts
-        .iter()
-        .any(|l| device::verify(&raw, &device::payload(*l, &fields), &dev.signature));
+    let ok = layouts.iter().any(|l| {
+        device_identity::verify(&raw, &device_identity::payload(*l, &fields), &dev.signature)
+    });
     if !ok {
         return Err(fail(
             "device signature invalid",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::hub::{Broadcast, ConnHandle, Hub};
+use crate::events::hub::{Broadcast, ConnHandle, Hub};
 use crate::protocol::error::RpcError;
 
 const CANVAS: &[&str] = &[

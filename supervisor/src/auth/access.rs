@@ -1,5 +1,5 @@
 //! Who may call what: roles, scopes, and the one authorization check that runs before
-//! every dispatch. The method table (`methods::TABLE`) names each method's [`Access`];
+//! every dispatch. The method table (`rpc::TABLE`) names each method's [`Access`];
 //! nothing is checked ad hoc in a handler.
 
 use switchboard_schemas::ProtocolVersion;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchboard_proto::v1::linker_client::LinkerClient;
 use switchboard_proto::v1::{LoginStartRequest, LoginWaitRequest, LogoutRequest};
 
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 use crate::protocol::error::RpcError;
 
 /// The channel whose worker links by QR code.
@@ -60,7 +60,7 @@ pub async fn start(gw: &Gateway, force: bool, timeout_ms: Option<u64>) -> Result
     .into_inner();
     let mut out = json!({"message": reply.message});
     if !reply.qr_code.is_empty() {
-        if let Some(url) = crate::qr::data_url(&reply.qr_code) {
+        if let Some(url) = crate::channels::qr::data_url(&reply.qr_code) {
             out["qrDataUrl"] = json!(url);
         }
         out["qrCode"] = json!(reply.qr_code);

@@ -1,0 +1,9 @@
+//! Messaging channels: inbound messages, routing policy, the durable outbox, `send`,
+//! linking by QR code, and approval of senders by pairing code.
+
+pub mod inbound;
+pub mod linking;
+pub mod outbox;
+pub mod qr;
+pub mod send;
+pub mod sender_pairing;

@@ -1,0 +1,7 @@
+//! Bytes in and out of sockets: one connection's life, the HTTP side of the port, TLS, and
+//! the read budget before the handshake.
+
+pub mod budget;
+pub mod conn;
+pub mod http;
+pub mod tls;

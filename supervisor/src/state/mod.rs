@@ -1,0 +1,6 @@
+//! Durable state: the SQLite database, the state directory and its lock, and the
+//! idempotency records of side effects.
+
+pub mod db;
+pub mod idempotency;
+pub mod state_dir;
