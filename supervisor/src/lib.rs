@@ -1,6 +1,9 @@
 //! Switchboard's supervisor: the gateway daemon (WebSocket API, auth, event bus, durable
 //! state) and its command line. See ARCHITECTURE.md for the map.
 
+/// This build's version, as `hello-ok.server.version` and `/healthz` report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod agent;
 pub mod app;
 pub mod auth;

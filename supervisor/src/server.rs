@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Gateway;
+use crate::app::App;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::events::hub::Broadcast;
 use crate::ops::exit::ExitCode;
@@ -133,18 +133,19 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     let timing = config.worker_timing;
     let devices = crate::auth::device_pairing::Devices::open(db.clone(), state.path()).await?;
     let node_pairing = crate::auth::node_pairing::NodePairing::open(db.clone()).await?;
-    let gw = Gateway::new(
+    let app = App::new(
         config,
         port,
         db,
         devices,
         node_pairing,
         validators,
+        std::sync::Arc::new(crate::app::metrics::Metrics::new(crate::rpc::method_names())),
         shutdown.clone(),
     )
     .await;
-    crate::agent::finish_orphans(&gw).await;
-    match gw.idempotency.prune().await {
+    crate::agent::finish_orphans(&app).await;
+    match app.idempotency.prune().await {
         Ok(n) if n > 0 => tracing::info!(expired = n, "pruned idempotency records"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
@@ -157,10 +158,10 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     let mut tasks = tokio::task::JoinSet::new();
     let socket_dir = state.path().join("sockets");
     create_private_dir(&socket_dir)?;
-    let weak = Arc::downgrade(&gw);
+    let weak = Arc::downgrade(&app);
     let on_change: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        if let Some(gw) = weak.upgrade() {
-            gw.health_changed();
+        if let Some(app) = weak.upgrade() {
+            app.health_changed();
         }
     });
     let workers = crate::workers::Workers::start(
@@ -171,8 +172,8 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
         shutdown.clone(),
         &mut tasks,
     );
-    gw.attach_workers(workers);
-    match gw.outbox.recover().await {
+    app.attach_workers(workers);
+    match app.outbox.recover().await {
         Ok((resumed, pruned)) => {
             if resumed > 0 {
                 tracing::warn!(
@@ -186,25 +187,25 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
         }
         Err(e) => tracing::error!(error = %e, "cannot recover the outbox"),
     }
-    for channel in gw.config.channels.iter().map(|c| c.channel.clone()) {
+    for channel in app.config.channels.iter().map(|c| c.channel.clone()) {
         tasks.spawn(crate::channels::outbox::dispatch(
-            Arc::clone(&gw),
+            Arc::clone(&app),
             channel.clone(),
         ));
-        tasks.spawn(crate::channels::inbound::listen(Arc::clone(&gw), channel));
+        tasks.spawn(crate::channels::inbound::listen(Arc::clone(&app), channel));
     }
-    crate::channels::inbound::resume(&gw).await;
-    tasks.spawn(Arc::clone(&gw).run_ticker());
-    tasks.spawn(Arc::clone(&gw).run_health_refresher());
+    crate::channels::inbound::resume(&app).await;
+    tasks.spawn(Arc::clone(&app).run_ticker());
+    tasks.spawn(Arc::clone(&app).run_health_refresher());
     for (ip, listener) in listeners {
         tracing::info!(
             pid = std::process::id(),
             "listening on {scheme}://{}",
             ws_addr(ip, port)
         );
-        tasks.spawn(accept_loop(Arc::clone(&gw), listener, tls.clone()));
+        tasks.spawn(accept_loop(Arc::clone(&app), listener, tls.clone()));
     }
-    match (&gw.config.auth.token, &gw.config.auth.password) {
+    match (&app.config.auth.token, &app.config.auth.password) {
         (None, None) => tracing::warn!(
             "no gateway token configured: serving loopback only, any local client may connect \
              (set --token or SWITCHBOARD_GATEWAY_TOKEN to require one)"
@@ -214,7 +215,7 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
     }
     tracing::info!(state_dir = %state.path().display(), "state directory locked");
     let runtime_file = state.path().join(RUNTIME_FILE);
-    write_runtime_file(&runtime_file, &gw, scheme);
+    write_runtime_file(&runtime_file, &app, scheme);
     let notifier = crate::ops::sd_notify::Notifier::from_env();
     if let Some(n) = &notifier {
         n.send(&format!(
@@ -248,7 +249,7 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
             }
         }
     }
-    drain(&gw, stopped).await;
+    drain(&app, stopped).await;
     shutdown.cancel();
     // Workers stop gracefully (Shutdown RPC, then SIGTERM, then SIGKILL); bounded.
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -281,16 +282,16 @@ async fn watchdog(every: Duration, shutdown: CancellationToken) {
 }
 
 /// What `gateway status` and the CLI read to find this gateway.
-fn write_runtime_file(path: &std::path::Path, gw: &Gateway, scheme: &str) {
+fn write_runtime_file(path: &std::path::Path, app: &App, scheme: &str) {
     let info = serde_json::json!({
         "pid": std::process::id(),
-        "port": gw.port,
-        "bind": gw.config.bind.describe(),
-        "url": format!("{scheme}://127.0.0.1:{}", gw.port),
-        "startedAtMs": crate::clock::now_ms().saturating_sub(gw.uptime_ms()),
-        "version": crate::app::VERSION,
-        "configFile": gw.config.config_file,
-        "logFile": gw.config.logging.file,
+        "port": app.port,
+        "bind": app.config.bind.describe(),
+        "url": format!("{scheme}://127.0.0.1:{}", app.port),
+        "startedAtMs": crate::clock::now_ms().saturating_sub(app.uptime_ms()),
+        "version": crate::VERSION,
+        "configFile": app.config.config_file,
+        "logFile": app.config.logging.file,
     });
     let tmp = path.with_extension("json.tmp");
     let written = std::fs::write(&tmp, info.to_string()).and_then(|()| std::fs::rename(&tmp, path));
@@ -313,23 +314,19 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
         })
 }
 
-async fn accept_loop(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
+async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         tokio::select! {
             // Draining: the listener is dropped, so new clients are refused at once and
             // retry against the restarted gateway.
-            _ = gw.draining.cancelled() => return,
+            _ = app.draining.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => match &tls {
                     Some(acceptor) => {
-                        tokio::spawn(crate::net::conn::serve_tls(Arc::clone(&gw), tcp, peer, acceptor.clone()));
+                        tokio::spawn(crate::net::conn::serve_tls(Arc::clone(&app), tcp, peer, acceptor.clone()));
                     }
                     None => {
-                        tokio::spawn(crate::net::conn::serve_tcp(Arc::clone(&gw), tcp, peer));
+                        tokio::spawn(crate::net::conn::serve_tcp(Arc::clone(&app), tcp, peer));
                     }
                 },
                 Err(e) => {
@@ -346,8 +343,8 @@ async fn accept_loop(
 /// reference's restart hint when restarting) and close them 1012, then give in-flight
 /// agent runs the grace period to finish. Accepted work is durable either way: a run
 /// still going when the grace ends is recorded as interrupted for its retry.
-async fn drain(gw: &Gateway, stopped: Stopped) {
-    gw.draining.cancel();
+async fn drain(app: &App, stopped: Stopped) {
+    app.draining.cancel();
     let payload = match stopped {
         Stopped::Exit => {
             serde_json::json!({ "reason": "gateway stopping", "restartExpectedMs": null })
@@ -357,31 +354,31 @@ async fn drain(gw: &Gateway, stopped: Stopped) {
             "restartExpectedMs": RESTART_EXPECTED_MS,
         }),
     };
-    gw.hub
+    app.hub
         .broadcast(&Broadcast::new("shutdown", &payload, None, false));
-    for conn in gw.hub.snapshot() {
+    for conn in app.hub.snapshot() {
         conn.close_after_queued(1012, "service restart");
     }
     let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    while gw.hub.counts().total > 0 && tokio::time::Instant::now() < deadline {
+    while app.hub.counts().total > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let deadline = tokio::time::Instant::now() + gw.config.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + app.config.shutdown_grace;
     let mut logged = false;
-    while gw.runs.live_count() > 0 && tokio::time::Instant::now() < deadline {
+    while app.runs.live_count() > 0 && tokio::time::Instant::now() < deadline {
         if !logged {
             tracing::info!(
-                runs = gw.runs.live_count(),
-                grace_ms = gw.config.shutdown_grace.as_millis() as u64,
+                runs = app.runs.live_count(),
+                grace_ms = app.config.shutdown_grace.as_millis() as u64,
                 "waiting for in-flight agent runs"
             );
             logged = true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if gw.runs.live_count() > 0 {
+    if app.runs.live_count() > 0 {
         tracing::warn!(
-            runs = gw.runs.live_count(),
+            runs = app.runs.live_count(),
             "agent runs still going after the grace period; they are recorded as interrupted"
         );
     }

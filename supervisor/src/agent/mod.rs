@@ -6,8 +6,7 @@
 //! before the ack is sent, and survives restarts); every accepted run ends with a final
 //! response and a terminal event, also when the worker dies mid-run.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::params;
@@ -16,18 +15,22 @@ use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
 use switchboard_proto::v1::{AbortRequest, ChatMessage, RunRequest, run_event};
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::AgentParams;
-use tokio::sync::{oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
-use crate::app::{DEFAULT_AGENT_ID, Gateway};
+pub mod runs;
+
+use crate::state::history::canonical_session_key;
+use runs::{Outcome, Run};
+
+use crate::app::App;
 use crate::clock::now_ms;
+use crate::config::AGENT_WORKER;
+use crate::config::DEFAULT_AGENT_ID;
 use crate::events::hub::{Broadcast, ConnHandle};
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
 use crate::state::idempotency::Record;
 
-/// Name of the agent runner worker.
-pub const AGENT_WORKER: &str = "agent";
 /// How long a request waits for a restarting agent worker before `UNAVAILABLE`.
 const WORKER_WAIT: Duration = Duration::from_secs(5);
 /// Prior messages sent with a run.
@@ -36,134 +39,6 @@ const HISTORY_LIMIT: i64 = 50;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// After asking the worker to abort, how long to wait for its `aborted`.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub status: &'static str,
-    pub started_at: u64,
-    pub ended_at: u64,
-    pub error: Option<String>,
-}
-
-pub struct Run {
-    pub run_id: String,
-    pub session_key: String,
-    pub started_at: u64,
-    /// The reply so far (v4 `chat.history`'s `inFlightRun`).
-    partial: Mutex<String>,
-    cancel: CancellationToken,
-    done: watch::Sender<Option<Outcome>>,
-}
-
-impl Run {
-    fn new(run_id: &str, session_key: String) -> Arc<Run> {
-        Arc::new(Run {
-            run_id: run_id.to_owned(),
-            session_key,
-            started_at: now_ms(),
-            partial: Mutex::new(String::new()),
-            cancel: CancellationToken::new(),
-            done: watch::channel(None).0,
-        })
-    }
-
-    pub fn partial(&self) -> String {
-        self.partial
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-#[derive(Default)]
-pub struct Runs {
-    live: Mutex<HashMap<String, Arc<Run>>>,
-    /// Recently finished runs, for `agent.wait` (bounded).
-    finished: Mutex<Vec<(String, Outcome)>>,
-}
-
-const FINISHED_KEPT: usize = 1000;
-
-impl Runs {
-    fn insert(&self, run: Arc<Run>) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(run.run_id.clone(), run);
-    }
-
-    fn finish(&self, run_id: &str, outcome: Outcome) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(run_id);
-        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        f.push((run_id.to_owned(), outcome));
-        if f.len() > FINISHED_KEPT {
-            let excess = f.len() - FINISHED_KEPT;
-            f.drain(..excess);
-        }
-    }
-
-    /// Runs going on in a session.
-    pub fn live_in(&self, session_key: &str) -> Vec<Arc<Run>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|r| r.session_key == session_key)
-            .cloned()
-            .collect()
-    }
-
-    /// Runs still going.
-    pub fn live_count(&self) -> usize {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    fn live(&self, run_id: &str) -> Option<Arc<Run>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(run_id)
-            .cloned()
-    }
-
-    fn finished(&self, run_id: &str) -> Option<Outcome> {
-        self.finished
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .rev()
-            .find(|(id, _)| id == run_id)
-            .map(|(_, o)| o.clone())
-    }
-
-    /// Cancels live runs of a session (all, or the one with `run_id`).
-    pub fn abort(&self, session_key: &str, run_id: Option<&str>) -> Vec<String> {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.values()
-            .filter(|r| r.session_key == session_key && run_id.is_none_or(|id| id == r.run_id))
-            .map(|r| {
-                r.cancel.cancel();
-                r.run_id.clone()
-            })
-            .collect()
-    }
-}
-
-/// `agent:<id>:<key>`: the canonical form of a session key.
-pub fn canonical_session_key(key: Option<&str>, agent_id: Option<&str>) -> String {
-    let agent = agent_id
-        .filter(|a| !a.is_empty())
-        .unwrap_or(DEFAULT_AGENT_ID);
-    match key.map(str::trim).filter(|k| !k.is_empty()) {
-        Some(k) if k.starts_with("agent:") => k.to_owned(),
-        Some(k) => format!("agent:{agent}:{k}"),
-        None => format!("agent:{agent}:main"),
-    }
-}
 
 /// What the `agent` handler answers first.
 pub enum Admission {
@@ -177,10 +52,10 @@ pub enum Admission {
     },
 }
 
-async fn wait_for_worker(gw: &Gateway) -> Result<tonic::transport::Channel, RpcError> {
+async fn wait_for_worker(app: &App) -> Result<tonic::transport::Channel, RpcError> {
     let deadline = tokio::time::Instant::now() + WORKER_WAIT;
     loop {
-        match gw.workers().channel(AGENT_WORKER) {
+        match app.workers().channel(AGENT_WORKER) {
             Ok(c) => return Ok(c),
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 let mut err = RpcError::unavailable(e.to_string());
@@ -195,23 +70,23 @@ async fn wait_for_worker(gw: &Gateway) -> Result<tonic::transport::Channel, RpcE
 
 /// The `agent` method: dedupe, ack, and start the run in the background.
 pub async fn start(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     conn: &Arc<ConnHandle>,
     request_id: &str,
     p: AgentParams,
 ) -> Result<Admission, RpcError> {
     let run_id = p.idempotency_key.clone();
     let key = format!("agent:{run_id}");
-    if let Some(existing) = gw.idempotency.get(&key).await.map_err(db_err)? {
+    if let Some(existing) = app.idempotency.get(&key).await.map_err(db_err)? {
         return Ok(replay(conn.version, &run_id, existing));
     }
     if let Some(list) = &p.attachments {
         check_attachments(list)?;
     }
-    let channel = wait_for_worker(gw).await?;
+    let channel = wait_for_worker(app).await?;
     let accepted_at = now_ms();
     let ack = json!({"runId": run_id, "status": "accepted", "acceptedAt": accepted_at});
-    if let Some(existing) = gw
+    if let Some(existing) = app
         .idempotency
         .claim(&key, "agent", &Record::Accepted { ack: ack.clone() })
         .await
@@ -222,9 +97,9 @@ pub async fn start(
     }
     let session_key = canonical_session_key(p.session_key.as_deref(), p.agent_id.as_deref());
     let run = Run::new(&run_id, session_key);
-    gw.runs.insert(Arc::clone(&run));
+    app.runs.insert(Arc::clone(&run));
     let task = RunTask {
-        gw: Arc::clone(gw),
+        app: Arc::clone(app),
         origin: Origin::Request {
             conn: Arc::clone(conn),
             request_id: request_id.to_owned(),
@@ -243,12 +118,12 @@ pub async fn start(
 /// (`in_flight` while running, the stored result after); a new key is recorded, then
 /// acknowledged `{runId, status:"started"}`, and the run streams `chat` events.
 pub async fn chat_send(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     p: switchboard_schemas::methods::ChatSendParams,
 ) -> Result<Admission, RpcError> {
     let session_key = canonical_session_key(Some(&p.session_key), p.agent_id.as_deref());
     if is_stop_command(&p.message) {
-        let run_ids = gw.runs.abort(&session_key, None);
+        let run_ids = app.runs.abort(&session_key, None);
         return Ok(Admission::Accepted(
             json!({"ok": true, "aborted": !run_ids.is_empty(), "runIds": run_ids}),
         ));
@@ -266,12 +141,12 @@ pub async fn chat_send(
         },
         Record::Final { ok, payload, error } => Admission::Replay { ok, payload, error },
     };
-    if let Some(existing) = gw.idempotency.get(&key).await.map_err(db_err)? {
+    if let Some(existing) = app.idempotency.get(&key).await.map_err(db_err)? {
         return Ok(chat_replay(existing));
     }
-    let channel = wait_for_worker(gw).await?;
+    let channel = wait_for_worker(app).await?;
     let ack = json!({"runId": run_id, "status": "started"});
-    if let Some(existing) = gw
+    if let Some(existing) = app
         .idempotency
         .claim(&key, "chat.send", &Record::Accepted { ack: ack.clone() })
         .await
@@ -293,9 +168,9 @@ pub async fn chat_send(
     let params: AgentParams = serde_json::from_value(params)
         .map_err(|e| RpcError::invalid_request(format!("invalid chat.send params: {e}")))?;
     let run = Run::new(&run_id, session_key);
-    gw.runs.insert(Arc::clone(&run));
+    app.runs.insert(Arc::clone(&run));
     let task = RunTask {
-        gw: Arc::clone(gw),
+        app: Arc::clone(app),
         origin: Origin::Chat,
         run,
         key: Some(key),
@@ -385,13 +260,13 @@ fn is_stop_command(message: &str) -> bool {
 /// `run_id` is derived from the inbound message, so a run resumed after a restart keeps
 /// its identity (and its user message is not stored twice).
 pub async fn run_inbound(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     run_id: &str,
     session_key: &str,
     message: &str,
     extra_system_prompt: Option<String>,
 ) -> Result<RunResult, RpcError> {
-    let channel = wait_for_worker(gw).await?;
+    let channel = wait_for_worker(app).await?;
     let params: AgentParams = serde_json::from_value(json!({
         "message": message,
         "idempotencyKey": run_id,
@@ -400,10 +275,10 @@ pub async fn run_inbound(
     }))
     .map_err(|e| RpcError::unavailable(format!("cannot build the run: {e}")))?;
     let run = Run::new(run_id, session_key.to_owned());
-    gw.runs.insert(Arc::clone(&run));
+    app.runs.insert(Arc::clone(&run));
     let (tx, rx) = oneshot::channel();
     let task = RunTask {
-        gw: Arc::clone(gw),
+        app: Arc::clone(app),
         origin: Origin::Inbound { done: tx },
         run,
         key: None,
@@ -440,7 +315,7 @@ fn db_err(e: crate::state::db::DbError) -> RpcError {
 }
 
 /// `agent.wait`: the run's outcome, or `timeout`.
-pub async fn wait(gw: &Gateway, run_id: &str, timeout: Duration) -> Value {
+pub async fn wait(app: &App, run_id: &str, timeout: Duration) -> Value {
     let shape = |o: &Outcome| {
         let mut v = json!({"runId": run_id, "status": o.status, "startedAt": o.started_at, "endedAt": o.ended_at});
         if let Some(e) = &o.error {
@@ -448,7 +323,7 @@ pub async fn wait(gw: &Gateway, run_id: &str, timeout: Duration) -> Value {
         }
         v
     };
-    if let Some(run) = gw.runs.live(run_id) {
+    if let Some(run) = app.runs.live(run_id) {
         let mut rx = run.done.subscribe();
         let finished = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
         if let Ok(Ok(o)) = finished
@@ -456,17 +331,17 @@ pub async fn wait(gw: &Gateway, run_id: &str, timeout: Duration) -> Value {
         {
             return shape(o);
         }
-        if let Some(o) = gw.runs.finished(run_id) {
+        if let Some(o) = app.runs.finished(run_id) {
             return shape(&o);
         }
         return json!({"runId": run_id, "status": "timeout"});
     }
-    if let Some(o) = gw.runs.finished(run_id) {
+    if let Some(o) = app.runs.finished(run_id) {
         return shape(&o);
     }
     // Finished before a restart: the durable record has the final payload.
     if let Ok(Some(Record::Final { payload, .. })) =
-        gw.idempotency.get(&format!("agent:{run_id}")).await
+        app.idempotency.get(&format!("agent:{run_id}")).await
     {
         let status = payload["status"].as_str().unwrap_or("ok").to_owned();
         let mut v = json!({"runId": run_id, "status": status});
@@ -501,7 +376,7 @@ pub struct RunResult {
 }
 
 struct RunTask {
-    gw: Arc<Gateway>,
+    app: Arc<App>,
     origin: Origin,
     run: Arc<Run>,
     /// The durable idempotency key (`agent` requests); inbound runs are deduplicated by
@@ -514,7 +389,7 @@ struct RunTask {
 
 /// Per-run event numbering and the reply so far.
 struct Emitter {
-    gw: Arc<Gateway>,
+    app: Arc<App>,
     run: Arc<Run>,
     run_id: String,
     session_key: String,
@@ -530,7 +405,7 @@ impl Emitter {
             "runId": self.run_id, "stream": stream, "data": data,
             "sessionKey": self.session_key, "seq": self.agent_seq, "ts": now_ms(),
         });
-        self.gw
+        self.app
             .hub
             .broadcast(&Broadcast::new("agent", &payload, None, false));
     }
@@ -552,7 +427,7 @@ impl Emitter {
             None,
             false,
         );
-        self.gw.hub.broadcast(&b);
+        self.app.hub.broadcast(&b);
     }
 
     fn delta(&mut self, delta: &str) {
@@ -578,7 +453,7 @@ impl RunTask {
     async fn run(self) {
         let session_key = self.run.session_key.clone();
         let mut em = Emitter {
-            gw: Arc::clone(&self.gw),
+            app: Arc::clone(&self.app),
             run: Arc::clone(&self.run),
             run_id: self.run.run_id.clone(),
             session_key: session_key.clone(),
@@ -683,7 +558,7 @@ impl RunTask {
             }
         };
         if let Some(key) = &self.key
-            && let Err(e) = self.gw.idempotency.set(key, &record).await
+            && let Err(e) = self.app.idempotency.set(key, &record).await
         {
             tracing::error!(run = %run_id, error = %e, "recording the run's final answer failed");
         }
@@ -693,8 +568,8 @@ impl RunTask {
             ended_at,
             error: error.clone(),
         };
-        self.gw.metrics.run_finished(status);
-        self.gw.runs.finish(&run_id, outcome.clone());
+        self.app.metrics.run_finished(status);
+        self.app.runs.finish(&run_id, outcome.clone());
         let _ = self.run.done.send(Some(outcome));
         match self.origin {
             Origin::Request { conn, request_id } => {
@@ -703,7 +578,7 @@ impl RunTask {
                     (false, Some(err)) => frame::err_with_payload(&request_id, &payload, err),
                     _ => frame::ok(&request_id, &payload),
                 };
-                self.gw.hub.send_direct(&conn, frame);
+                self.app.hub.send_direct(&conn, frame);
             }
             Origin::Inbound { done } => {
                 let _ = done.send(RunResult {
@@ -714,7 +589,7 @@ impl RunTask {
             }
             Origin::Chat => {}
         }
-        self.gw.health_changed();
+        self.app.health_changed();
         tracing::info!(run = %run_id, status, "agent run finished");
     }
 
@@ -731,7 +606,7 @@ impl RunTask {
         let history = {
             let session_key = session_key.clone();
             let run_id = run_id.clone();
-            self.gw
+            self.app
                 .db
                 .call(move |c| {
                     let now = now_ms() as i64;
@@ -750,7 +625,7 @@ impl RunTask {
                         })?
                         .collect::<Result<Vec<_>, _>>()?
                     };
-                    crate::rpc::sessions::append_in(
+                    crate::state::history::append_in(
                         &tx,
                         &session_key,
                         "user",
@@ -847,11 +722,11 @@ impl RunTask {
             let session_key = session_key.clone();
             let row_run_id = run_id.clone();
             if let Err(e) = self
-                .gw
+                .app
                 .db
                 .call(move |c| {
                     let tx = c.transaction()?;
-                    crate::rpc::sessions::append_in(
+                    crate::state::history::append_in(
                         &tx,
                         &session_key,
                         "assistant",
@@ -871,8 +746,8 @@ impl RunTask {
 }
 
 /// Runs accepted by a previous gateway process died with it: record their final answer.
-pub async fn finish_orphans(gw: &Gateway) {
-    let orphans = match gw.idempotency.orphaned().await {
+pub async fn finish_orphans(app: &App) {
+    let orphans = match app.idempotency.orphaned().await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "cannot scan for interrupted runs");
@@ -892,7 +767,7 @@ pub async fn finish_orphans(gw: &Gateway) {
             payload,
             error: serde_json::to_value(RpcError::unavailable(summary).to_shape()).ok(),
         };
-        if let Err(e) = gw.idempotency.set(&key, &record).await {
+        if let Err(e) = app.idempotency.set(&key, &record).await {
             tracing::error!(error = %e, "cannot close an interrupted run");
         } else {
             tracing::warn!(run = %run_id, "closed a run interrupted by the last shutdown");

@@ -1,7 +1,9 @@
 //! The supervisor's shared state: one value every connection and task holds an `Arc` to.
 //!
 //! Mutable pieces sit behind small locks never held across `.await`; the health snapshot
-//! is rebuilt by one task ([`Gateway::run_health_refresher`]) and served pre-encoded.
+//! is rebuilt by one task ([`App::run_health_refresher`]) and served pre-encoded.
+
+pub mod metrics;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +22,12 @@ use switchboard_schemas::methods::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Runs;
+use crate::VERSION;
+use crate::agent::runs::Runs;
 use crate::auth::device_pairing::Devices;
 use crate::auth::rate_limit::AuthLimiter;
 use crate::clock::now_ms;
+use crate::config::DEFAULT_AGENT_ID;
 use crate::config::GatewayConfig;
 use crate::events::hub::{Broadcast, Hub};
 use crate::events::presence::{self, Presence};
@@ -32,8 +36,6 @@ use crate::state::db::Db;
 use crate::state::idempotency::Idempotency;
 use crate::workers::Workers;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const DEFAULT_AGENT_ID: &str = "main";
 /// A health snapshot younger than this is served from the cache.
 pub const HEALTH_CACHE_MS: u64 = 60_000;
 /// Bursts of changes (e.g. a storm of connects) are coalesced into one refresh.
@@ -49,7 +51,7 @@ pub struct HealthCache {
     fingerprint: String,
 }
 
-pub struct Gateway {
+pub struct App {
     pub config: GatewayConfig,
     pub host: String,
     pub boot_id: String,
@@ -69,9 +71,9 @@ pub struct Gateway {
     pub nodes: crate::nodes::Nodes,
     pub node_pairing: crate::auth::node_pairing::NodePairing,
     pub runs: Runs,
-    pub outbox: crate::channels::outbox::Outbox,
-    pub chat_locks: crate::channels::inbound::ChatLocks,
-    pub metrics: Arc<crate::ops::metrics::Metrics>,
+    pub outbox: crate::channels::outbox_store::Outbox,
+    pub chat_locks: crate::channels::policy::ChatLocks,
+    pub metrics: Arc<metrics::Metrics>,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
@@ -90,7 +92,7 @@ fn label(channel: &str) -> String {
     }
 }
 
-impl Gateway {
+impl App {
     pub async fn new(
         config: GatewayConfig,
         port: u16,
@@ -98,8 +100,9 @@ impl Gateway {
         devices: Devices,
         node_pairing: crate::auth::node_pairing::NodePairing,
         validators: Validators,
+        metrics: Arc<metrics::Metrics>,
         shutdown: CancellationToken,
-    ) -> Arc<Gateway> {
+    ) -> Arc<App> {
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -123,7 +126,7 @@ impl Gateway {
             gateway: None,
             workers: None,
         };
-        let gw = Arc::new(Gateway {
+        let app = Arc::new(App {
             config,
             host,
             boot_id: uuid::Uuid::new_v4().to_string(),
@@ -140,9 +143,9 @@ impl Gateway {
             nodes: crate::nodes::Nodes::default(),
             node_pairing,
             runs: Runs::default(),
-            outbox: crate::channels::outbox::Outbox::new(db.clone()),
+            outbox: crate::channels::outbox_store::Outbox::new(db.clone()),
             chat_locks: Default::default(),
-            metrics: Arc::default(),
+            metrics,
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),
@@ -155,45 +158,8 @@ impl Gateway {
             health_dirty: Notify::new(),
             system_events: Mutex::new(VecDeque::new()),
         });
-        gw.refresh_health(false).await;
-        gw
-    }
-
-    /// `/metrics` text for one scrape.
-    pub async fn render_metrics(&self) -> String {
-        crate::ops::metrics::render(self).await
-    }
-
-    /// Gauges read from the database at scrape time (name, help, samples).
-    pub async fn durable_gauges(&self) -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
-        let mut backlog: Vec<(String, u64)> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| {
-                (
-                    format!("channel=\"{}\"", crate::ops::metrics::label(&c.channel)),
-                    0,
-                )
-            })
-            .collect();
-        match self.outbox.backlog().await {
-            Ok(rows) => {
-                for (channel, n) in rows {
-                    let key = format!("channel=\"{}\"", crate::ops::metrics::label(&channel));
-                    match backlog.iter_mut().find(|(k, _)| *k == key) {
-                        Some(slot) => slot.1 = n,
-                        None => backlog.push((key, n)),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
-        }
-        vec![(
-            "switchboard_outbox_backlog",
-            "Outbound messages accepted but not yet delivered, by channel.",
-            backlog,
-        )]
+        app.refresh_health(false).await;
+        app
     }
 
     /// Sets the worker manager (once, right after start-up).
@@ -203,7 +169,7 @@ impl Gateway {
 
     /// `(provider, model)` of the agent backend, from the agent worker's last health check.
     pub fn model_labels(&self) -> (Value, Value) {
-        let agent = self.workers().health_of(crate::agent::AGENT_WORKER).ok();
+        let agent = self.workers().health_of(crate::config::AGENT_WORKER).ok();
         let labels = agent.and_then(|a| a.labels).unwrap_or_default();
         let provider = labels
             .get("backend")

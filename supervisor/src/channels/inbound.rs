@@ -14,132 +14,23 @@
 //! Operators see the conversation as the run's `agent`/`chat` events and in
 //! `chat.history` of the session. Message texts are never logged at `info`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 use switchboard_proto::v1::worker_client::WorkerClient;
 use switchboard_proto::v1::{AckRequest, EventsRequest, InboundMessage, WorkerEvent, worker_event};
 
-use crate::app::{DEFAULT_AGENT_ID, Gateway};
-use crate::channels::outbox::{self, NewDelivery};
+use crate::app::App;
+use crate::channels::outbox_store::{self, NewDelivery};
+use crate::channels::policy::{Decision, Facts, decide};
 use crate::channels::sender_pairing::{self, Requested};
 use crate::clock::now_ms;
-use crate::config::{ChannelConfig, DmPolicy, GroupPolicy};
 use crate::state::db::DbError;
 
-/// What to do with a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Run the agent and reply.
-    Run,
-    /// An unknown sender under `dmPolicy: pairing`.
-    Pairing,
-    /// Not allowed; no reply.
-    Drop(&'static str),
-    /// Allowed, but not addressed to the bot (a group message without a mention).
-    Skip(&'static str),
-}
-
-/// The facts about a message the policy looks at.
-#[derive(Debug, Clone)]
-pub struct Facts<'a> {
-    pub sender_id: &'a str,
-    pub sender_username: &'a str,
-    pub chat_id: &'a str,
-    pub is_group: bool,
-    pub mentioned: bool,
-    /// Approved earlier through DM pairing.
-    pub paired: bool,
-}
-
-/// Whether `list` admits the sender: `*`, the id (also as `tg:<id>` / `telegram:<id>`),
-/// or the username (`@name` or `name`, any case).
-fn listed(list: &[String], f: &Facts<'_>) -> bool {
-    list.iter().any(|entry| {
-        let e = entry.trim();
-        let bare = e
-            .strip_prefix("tg:")
-            .or_else(|| e.strip_prefix("telegram:"))
-            .or_else(|| e.strip_prefix("whatsapp:"))
-            .unwrap_or(e);
-        e == "*"
-            || bare == f.sender_id
-            || (!f.sender_username.is_empty()
-                && bare
-                    .trim_start_matches('@')
-                    .eq_ignore_ascii_case(f.sender_username))
-    })
-}
-
-/// The routing rule, as the reference gateway defines it.
-pub fn decide(p: &ChannelConfig, f: &Facts<'_>) -> Decision {
-    if !f.is_group {
-        let allowed = f.paired || listed(&p.allow_from, f);
-        return match p.dm_policy {
-            DmPolicy::Disabled => {
-                Decision::Drop("direct messages are disabled (dmPolicy: disabled)")
-            }
-            DmPolicy::Open => Decision::Run,
-            DmPolicy::Allowlist if allowed => Decision::Run,
-            DmPolicy::Allowlist => {
-                Decision::Drop("the sender is not in allowFrom (dmPolicy: allowlist)")
-            }
-            DmPolicy::Pairing if allowed => Decision::Run,
-            DmPolicy::Pairing => Decision::Pairing,
-        };
-    }
-    let group_listed = p.groups.contains_key(f.chat_id) || p.groups.contains_key("*");
-    let senders = if p.group_allow_from.is_empty() {
-        &p.allow_from
-    } else {
-        &p.group_allow_from
-    };
-    let admitted = match p.group_policy {
-        GroupPolicy::Disabled => {
-            return Decision::Drop("group messages are disabled (groupPolicy: disabled)");
-        }
-        GroupPolicy::Open => true,
-        GroupPolicy::Allowlist => group_listed || f.paired || listed(senders, f),
-    };
-    if !admitted {
-        return Decision::Drop(
-            "neither the group nor the sender is allowed (groupPolicy: allowlist)",
-        );
-    }
-    let require_mention = p
-        .groups
-        .get(f.chat_id)
-        .and_then(|g| g.require_mention)
-        .or_else(|| p.groups.get("*").and_then(|g| g.require_mention))
-        .unwrap_or(true);
-    if require_mention && !f.mentioned {
-        return Decision::Skip("not mentioned (requireMention)");
-    }
-    Decision::Run
-}
-
-/// One chat at a time: messages of a chat are handled in order, never concurrently.
-#[derive(Default)]
-pub struct ChatLocks {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl ChatLocks {
-    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut l = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget idle chats now and then (only this map holds their lock).
-        if l.len() > 1024 {
-            l.retain(|_, m| Arc::strong_count(m) > 1);
-        }
-        Arc::clone(l.entry(key.to_owned()).or_default())
-    }
-}
-
 /// Listens to one channel worker's events for the gateway's life, through restarts.
-pub async fn listen(gw: Arc<Gateway>, channel: String) {
-    let Ok(mut worker) = gw.workers().watch(&channel) else {
+pub async fn listen(app: Arc<App>, channel: String) {
+    let Ok(mut worker) = app.workers().watch(&channel) else {
         return;
     };
     loop {
@@ -152,11 +43,11 @@ pub async fn listen(gw: Arc<Gateway>, channel: String) {
                     tracing::info!(channel, "listening for inbound messages");
                     loop {
                         let next = tokio::select! {
-                            _ = gw.shutdown.cancelled() => return,
+                            _ = app.shutdown.cancelled() => return,
                             m = stream.message() => m,
                         };
                         match next {
-                            Ok(Some(ev)) => handle(&gw, &channel, &mut client, ev).await,
+                            Ok(Some(ev)) => handle(&app, &channel, &mut client, ev).await,
                             Ok(None) | Err(_) => break,
                         }
                     }
@@ -169,7 +60,7 @@ pub async fn listen(gw: Arc<Gateway>, channel: String) {
         // The stream ended (the worker stopped or restarted): wait for a change, and
         // retry now and then in case the worker is up but its stream failed.
         tokio::select! {
-            _ = gw.shutdown.cancelled() => return,
+            _ = app.shutdown.cancelled() => return,
             _ = worker.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -177,7 +68,7 @@ pub async fn listen(gw: Arc<Gateway>, channel: String) {
 }
 
 async fn handle(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     channel: &str,
     client: &mut WorkerClient<tonic::transport::Channel>,
     ev: WorkerEvent,
@@ -185,12 +76,12 @@ async fn handle(
     match ev.event {
         Some(worker_event::Event::Message(m)) => {
             let stored = loop {
-                match receive(gw, channel, &m).await {
+                match receive(app, channel, &m).await {
                     Ok(id) => break id,
                     Err(e) => {
                         tracing::error!(channel, error = %e, "cannot store an inbound message; retrying");
                         tokio::select! {
-                            _ = gw.shutdown.cancelled() => return,
+                            _ = app.shutdown.cancelled() => return,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
@@ -208,7 +99,7 @@ async fn handle(
             }
             match stored {
                 Some(id) => {
-                    tokio::spawn(process(Arc::clone(gw), id));
+                    tokio::spawn(process(Arc::clone(app), id));
                 }
                 None => {
                     tracing::debug!(channel, message = %m.provider_message_id, "duplicate message ignored")
@@ -217,17 +108,17 @@ async fn handle(
         }
         Some(worker_event::Event::State(s)) => {
             tracing::info!(channel, state = %s.state, detail = %s.detail, "provider state");
-            gw.health_changed();
+            app.health_changed();
         }
         None => {}
     }
 }
 
 /// Stores a message; its row id, or `None` when it was already there.
-async fn receive(gw: &Gateway, channel: &str, m: &InboundMessage) -> Result<Option<i64>, DbError> {
+async fn receive(app: &App, channel: &str, m: &InboundMessage) -> Result<Option<i64>, DbError> {
     let channel = channel.to_owned();
     let m = m.clone();
-    gw.db
+    app.db
         .call(move |c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO inbound (channel, account_id, chat_id, message_id, sender_id, sender_name,
@@ -255,8 +146,8 @@ async fn receive(gw: &Gateway, channel: &str, m: &InboundMessage) -> Result<Opti
 }
 
 /// Messages a previous gateway accepted but did not finish: handled again now.
-pub async fn resume(gw: &Arc<Gateway>) {
-    let open = gw
+pub async fn resume(app: &Arc<App>) {
+    let open = app
         .db
         .call(|c| {
             let mut stmt = c.prepare(
@@ -277,7 +168,7 @@ pub async fn resume(gw: &Arc<Gateway>) {
                 );
             }
             for id in ids {
-                tokio::spawn(process(Arc::clone(gw), id));
+                tokio::spawn(process(Arc::clone(app), id));
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot read unfinished inbound messages"),
@@ -297,8 +188,8 @@ struct Stored {
     text: String,
 }
 
-async fn load(gw: &Gateway, id: i64) -> Result<Option<Stored>, DbError> {
-    gw.db
+async fn load(app: &App, id: i64) -> Result<Option<Stored>, DbError> {
+    app.db
         .call(move |c| {
             c.query_row(
                 "SELECT channel, account_id, chat_id, sender_id, sender_name, sender_username, chat_title,
@@ -324,8 +215,8 @@ async fn load(gw: &Gateway, id: i64) -> Result<Option<Stored>, DbError> {
         .await
 }
 
-async fn set_state(gw: &Gateway, id: i64, state: &'static str, outcome: Option<String>) {
-    let r = gw
+async fn set_state(app: &App, id: i64, state: &'static str, outcome: Option<String>) {
+    let r = app
         .db
         .call(move |c| {
             c.execute(
@@ -340,8 +231,8 @@ async fn set_state(gw: &Gateway, id: i64, state: &'static str, outcome: Option<S
 }
 
 /// Decides about one stored message and carries the decision out.
-pub async fn process(gw: Arc<Gateway>, id: i64) {
-    let m = match load(&gw, id).await {
+pub async fn process(app: Arc<App>, id: i64) {
+    let m = match load(&app, id).await {
         Ok(Some(m)) => m,
         Ok(None) => return,
         Err(e) => {
@@ -349,11 +240,11 @@ pub async fn process(gw: Arc<Gateway>, id: i64) {
             return;
         }
     };
-    let lock = gw.chat_locks.get(&format!("{}:{}", m.channel, m.chat_id));
+    let lock = app.chat_locks.get(&format!("{}:{}", m.channel, m.chat_id));
     let _in_order = lock.lock().await;
-    let Some(policy) = gw.config.channel(&m.channel).cloned() else {
+    let Some(policy) = app.config.channel(&m.channel).cloned() else {
         set_state(
-            &gw,
+            &app,
             id,
             "dropped",
             Some("the channel is not configured".into()),
@@ -361,7 +252,7 @@ pub async fn process(gw: Arc<Gateway>, id: i64) {
         .await;
         return;
     };
-    let paired = sender_pairing::is_allowed(&gw.db, &m.channel, &m.sender_id)
+    let paired = sender_pairing::is_allowed(&app.db, &m.channel, &m.sender_id)
         .await
         .unwrap_or(false);
     let facts = Facts {
@@ -376,18 +267,18 @@ pub async fn process(gw: Arc<Gateway>, id: i64) {
     match decision {
         Decision::Drop(why) => {
             tracing::info!(channel = %m.channel, sender = %m.sender_id, chat = %m.chat_id, "message dropped: {why}");
-            set_state(&gw, id, "dropped", Some(why.into())).await;
+            set_state(&app, id, "dropped", Some(why.into())).await;
         }
         Decision::Skip(why) => {
             tracing::debug!(channel = %m.channel, chat = %m.chat_id, "message skipped: {why}");
-            set_state(&gw, id, "skipped", Some(why.into())).await;
+            set_state(&app, id, "skipped", Some(why.into())).await;
         }
-        Decision::Pairing => pairing(&gw, id, &m).await,
-        Decision::Run => run(&gw, id, &m).await,
+        Decision::Pairing => pairing(&app, id, &m).await,
+        Decision::Run => run(&app, id, &m).await,
     }
 }
 
-async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
+async fn pairing(app: &Arc<App>, id: i64, m: &Stored) {
     let sender = sender_pairing::Sender {
         channel: m.channel.clone(),
         sender_id: m.sender_id.clone(),
@@ -395,7 +286,7 @@ async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
         name: m.sender_name.clone(),
         username: m.sender_username.clone(),
     };
-    match sender_pairing::request(&gw.db, sender).await {
+    match sender_pairing::request(&app.db, sender).await {
         Ok(Requested::New(code)) => {
             tracing::info!(channel = %m.channel, sender = %m.sender_id, "pairing requested (see `switchboard pairing list`)");
             let d = NewDelivery {
@@ -407,14 +298,14 @@ async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
                 key: Some(format!("pairing:{}:{}:{code}", m.channel, m.sender_id)),
                 session_key: None,
             };
-            if let Err(e) = gw.outbox.enqueue(d).await {
+            if let Err(e) = app.outbox.enqueue(d).await {
                 tracing::error!(error = %e, "cannot queue the pairing reply");
             }
-            set_state(gw, id, "pairing", Some("pairing code sent".into())).await;
+            set_state(app, id, "pairing", Some("pairing code sent".into())).await;
         }
         Ok(Requested::Pending) => {
             set_state(
-                gw,
+                app,
                 id,
                 "pairing",
                 Some("a pairing code is already pending".into()),
@@ -424,7 +315,7 @@ async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
         Ok(Requested::Full) => {
             tracing::warn!(channel = %m.channel, sender = %m.sender_id, "pairing request ignored: {} are pending already", sender_pairing::MAX_PENDING);
             set_state(
-                gw,
+                app,
                 id,
                 "dropped",
                 Some("too many pending pairing requests".into()),
@@ -437,18 +328,12 @@ async fn pairing(gw: &Arc<Gateway>, id: i64, m: &Stored) {
     }
 }
 
-/// The session of a chat.
-pub fn session_key(channel: &str, chat_id: &str, is_group: bool) -> String {
-    let kind = if is_group { "group" } else { "dm" };
-    format!("agent:{DEFAULT_AGENT_ID}:{channel}:{kind}:{chat_id}")
-}
-
 const FAILED_REPLY: &str =
     "⚠️ Sorry, I could not answer that just now. Please try again in a moment.";
 
-async fn run(gw: &Arc<Gateway>, id: i64, m: &Stored) {
-    set_state(gw, id, "running", None).await;
-    let session = session_key(&m.channel, &m.chat_id, m.is_group);
+async fn run(app: &Arc<App>, id: i64, m: &Stored) {
+    set_state(app, id, "running", None).await;
+    let session = crate::state::history::channel_session_key(&m.channel, &m.chat_id, m.is_group);
     let handle = if m.sender_username.is_empty() {
         String::new()
     } else {
@@ -474,13 +359,14 @@ async fn run(gw: &Arc<Gateway>, id: i64, m: &Stored) {
     let run_id = format!("in-{}-{id}", m.channel);
     let mut delay = Duration::from_secs(1);
     let result = loop {
-        match crate::agent::run_inbound(gw, &run_id, &session, &text, Some(context.clone())).await {
+        match crate::agent::run_inbound(app, &run_id, &session, &text, Some(context.clone())).await
+        {
             Ok(r) => break r,
             Err(e) => {
                 tracing::warn!(inbound = id, error = %e.message, "the agent is not available; retrying");
                 tokio::select! {
                     // Left `running`: resumed by the next gateway.
-                    _ = gw.shutdown.cancelled() => return,
+                    _ = app.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(30));
@@ -505,12 +391,12 @@ async fn run(gw: &Arc<Gateway>, id: i64, m: &Stored) {
         key: Some(format!("reply:{}:{id}", m.channel)),
         session_key: None,
     });
-    let done = gw
+    let done = app
         .db
         .call(move |c| {
             let tx = c.transaction()?;
             if let Some(d) = &delivery {
-                outbox::enqueue_in(&tx, d)?;
+                outbox_store::enqueue_in(&tx, d)?;
             }
             tx.execute(
                 "UPDATE inbound SET state = 'done', outcome = ?2 WHERE id = ?1",
@@ -520,100 +406,9 @@ async fn run(gw: &Arc<Gateway>, id: i64, m: &Stored) {
         })
         .await;
     match done {
-        Ok(()) => gw.outbox.kick(),
+        Ok(()) => app.outbox.kick(),
         Err(e) => {
             tracing::error!(inbound = id, error = %e, "cannot queue the reply (the message will be handled again)")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::GroupSettings;
-
-    fn facts<'a>(sender: &'a str, group: bool, mentioned: bool) -> Facts<'a> {
-        Facts {
-            sender_id: sender,
-            sender_username: "Alice",
-            chat_id: "-100",
-            is_group: group,
-            mentioned,
-            paired: false,
-        }
-    }
-
-    #[test]
-    fn direct_messages_follow_the_dm_policy() {
-        let mut p = ChannelConfig::defaults("telegram");
-        assert_eq!(decide(&p, &facts("1", false, false)), Decision::Pairing);
-        p.allow_from = vec!["@alice".into()];
-        assert_eq!(
-            decide(&p, &facts("1", false, false)),
-            Decision::Run,
-            "usernames match in any case"
-        );
-        p.allow_from = vec!["tg:1".into()];
-        assert_eq!(decide(&p, &facts("1", false, false)), Decision::Run);
-        p.dm_policy = DmPolicy::Allowlist;
-        assert!(matches!(
-            decide(&p, &facts("2", false, false)),
-            Decision::Drop(_)
-        ));
-        let mut paired = facts("2", false, false);
-        paired.paired = true;
-        assert_eq!(decide(&p, &paired), Decision::Run);
-        p.dm_policy = DmPolicy::Disabled;
-        assert!(matches!(decide(&p, &paired), Decision::Drop(_)));
-        p.dm_policy = DmPolicy::Open;
-        assert_eq!(decide(&p, &facts("9", false, false)), Decision::Run);
-    }
-
-    #[test]
-    fn groups_need_admission_and_a_mention_unless_configured_otherwise() {
-        let mut p = ChannelConfig::defaults("telegram");
-        assert!(
-            matches!(decide(&p, &facts("1", true, true)), Decision::Drop(_)),
-            "allowlist, nothing listed"
-        );
-        let mut paired = facts("1", true, true);
-        paired.paired = true;
-        assert_eq!(
-            decide(&p, &paired),
-            Decision::Run,
-            "a paired sender may address the bot in a group"
-        );
-        p.groups.insert("-100".into(), GroupSettings::default());
-        assert_eq!(decide(&p, &facts("7", true, true)), Decision::Run);
-        assert!(matches!(
-            decide(&p, &facts("7", true, false)),
-            Decision::Skip(_)
-        ));
-        p.groups.insert(
-            "*".into(),
-            GroupSettings {
-                require_mention: Some(false),
-            },
-        );
-        assert_eq!(
-            decide(&p, &facts("7", true, false)),
-            Decision::Run,
-            "\"*\" turns the mention rule off"
-        );
-        p.groups.insert(
-            "-100".into(),
-            GroupSettings {
-                require_mention: Some(true),
-            },
-        );
-        assert!(
-            matches!(decide(&p, &facts("7", true, false)), Decision::Skip(_)),
-            "the group's own setting wins"
-        );
-        p.group_policy = GroupPolicy::Disabled;
-        assert!(matches!(
-            decide(&p, &facts("7", true, true)),
-            Decision::Drop(_)
-        ));
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchboard_proto::v1::linker_client::LinkerClient;
 use switchboard_proto::v1::{LoginStartRequest, LoginWaitRequest, LogoutRequest};
 
-use crate::app::Gateway;
+use crate::app::App;
 use crate::protocol::error::RpcError;
 
 /// The channel whose worker links by QR code.
@@ -16,16 +16,13 @@ const WEB_LOGIN_CHANNEL: &str = "whatsapp";
 /// Extra time for the gRPC call beyond what the worker itself waits.
 const SLACK: Duration = Duration::from_secs(5);
 
-fn linker(
-    gw: &Gateway,
-    channel: &str,
-) -> Result<LinkerClient<tonic::transport::Channel>, RpcError> {
-    if gw.config.channel(channel).is_none() {
+fn linker(app: &App, channel: &str) -> Result<LinkerClient<tonic::transport::Channel>, RpcError> {
+    if app.config.channel(channel).is_none() {
         return Err(RpcError::invalid_request(
             "web login provider is not available",
         ));
     }
-    let workers = gw.workers();
+    let workers = app.workers();
     let ch = workers.channel(channel).map_err(|e| {
         let why = workers
             .health_of(channel)
@@ -44,8 +41,8 @@ fn failed(s: &tonic::Status) -> RpcError {
 
 /// `web.login.start`: `{qrDataUrl?, message}` (the reference's), plus `qrCode` (the raw
 /// text, for terminals) and `linkedAs`.
-pub async fn start(gw: &Gateway, force: bool, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
-    let mut client = linker(gw, WEB_LOGIN_CHANNEL)?;
+pub async fn start(app: &App, force: bool, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
+    let mut client = linker(app, WEB_LOGIN_CHANNEL)?;
     let wait = Duration::from_millis(timeout_ms.unwrap_or(30_000).clamp(1_000, 300_000));
     let reply = tokio::time::timeout(
         wait + SLACK,
@@ -73,8 +70,8 @@ pub async fn start(gw: &Gateway, force: bool, timeout_ms: Option<u64>) -> Result
 }
 
 /// `web.login.wait`: `{connected, message}`.
-pub async fn wait(gw: &Gateway, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
-    let mut client = linker(gw, WEB_LOGIN_CHANNEL)?;
+pub async fn wait(app: &App, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
+    let mut client = linker(app, WEB_LOGIN_CHANNEL)?;
     let wait = Duration::from_millis(timeout_ms.unwrap_or(120_000).clamp(1_000, 600_000));
     let reply = tokio::time::timeout(
         wait + SLACK,
@@ -87,15 +84,15 @@ pub async fn wait(gw: &Gateway, timeout_ms: Option<u64>) -> Result<Value, RpcErr
     .map_err(|s| failed(&s))?
     .into_inner();
     if reply.connected {
-        gw.health_changed();
+        app.health_changed();
     }
     Ok(json!({"connected": reply.connected, "message": reply.message}))
 }
 
 /// `channels.logout`: `{channel, accountId, cleared, loggedOut, message}`.
-pub async fn logout(gw: &Gateway, channel: &str, account: Option<&str>) -> Result<Value, RpcError> {
+pub async fn logout(app: &App, channel: &str, account: Option<&str>) -> Result<Value, RpcError> {
     let channel = channel.trim().to_ascii_lowercase();
-    if gw.config.channel(&channel).is_none() {
+    if app.config.channel(&channel).is_none() {
         return Err(RpcError::invalid_request("invalid channels.logout channel"));
     }
     if channel != WEB_LOGIN_CHANNEL {
@@ -103,13 +100,13 @@ pub async fn logout(gw: &Gateway, channel: &str, account: Option<&str>) -> Resul
             "channel {channel} does not support logout"
         )));
     }
-    let mut client = linker(gw, &channel)?;
+    let mut client = linker(app, &channel)?;
     let reply = tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {}))
         .await
         .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
         .map_err(|s| failed(&s))?
         .into_inner();
-    gw.health_changed();
+    app.health_changed();
     Ok(json!({
         "channel": channel,
         "accountId": account.map(str::trim).filter(|a| !a.is_empty()).unwrap_or("default"),

@@ -4,6 +4,8 @@
 pub mod inbound;
 pub mod linking;
 pub mod outbox;
+pub mod outbox_store;
+pub mod policy;
 pub mod qr;
 pub mod send;
 pub mod sender_pairing;

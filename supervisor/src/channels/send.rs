@@ -15,23 +15,23 @@ use serde_json::json;
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::{SendParams, SendResult};
 
-use crate::agent::canonical_session_key;
-use crate::app::Gateway;
-use crate::channels::outbox::{NewDelivery, Outcome};
+use crate::app::App;
+use crate::channels::outbox_store::{NewDelivery, Outcome};
 use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
+use crate::state::history::canonical_session_key;
 
 /// How long a `send` response waits for the delivery before answering "queued".
 pub const SEND_WAIT: Duration = Duration::from_secs(20);
 
 /// The channel a `send` goes to: the one named, else the only one configured.
 pub fn resolve_channel(
-    gw: &Gateway,
+    app: &App,
     version: ProtocolVersion,
     given: Option<&str>,
 ) -> Result<String, RpcError> {
-    let configured: Vec<&str> = gw
+    let configured: Vec<&str> = app
         .config
         .channels
         .iter()
@@ -67,7 +67,7 @@ pub fn resolve_channel(
 /// Enqueues; the answer is sent later on `conn` (`None`), or at once when the key was
 /// used before and its result is known (`Some`).
 pub async fn send(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     conn: &Arc<ConnHandle>,
     request_id: &str,
     p: SendParams,
@@ -77,7 +77,7 @@ pub async fn send(
             "media is not supported yet: send the text only (mediaUrl / mediaUrls)",
         ));
     }
-    let channel = resolve_channel(gw, conn.version, p.channel.as_deref())?;
+    let channel = resolve_channel(app, conn.version, p.channel.as_deref())?;
     let account_id = p
         .account_id
         .as_deref()
@@ -99,9 +99,9 @@ pub async fn send(
         .filter(|k| !k.is_empty())
     {
         Some(k) => canonical_session_key(Some(k), None),
-        None => crate::channels::inbound::session_key(&channel, &to, to.starts_with('-')),
+        None => crate::state::history::channel_session_key(&channel, &to, to.starts_with('-')),
     };
-    let row = gw
+    let row = app
         .outbox
         .enqueue(NewDelivery {
             channel: channel.clone(),
@@ -129,18 +129,18 @@ pub async fn send(
     if !row.created {
         tracing::debug!(delivery = %row.id, "send repeated while in flight: waiting for the first one");
     }
-    let (gw, conn, request_id) = (Arc::clone(gw), Arc::clone(conn), request_id.to_owned());
+    let (app, conn, request_id) = (Arc::clone(app), Arc::clone(conn), request_id.to_owned());
     tokio::spawn(async move {
-        let frame = match gw.outbox.wait(&row.id, SEND_WAIT).await {
+        let frame = match app.outbox.wait(&row.id, SEND_WAIT).await {
             Some(outcome) => match answer(&run_id, &row.channel, &row.target, &outcome) {
                 Ok(payload) => frame::ok(&request_id, &payload),
                 Err(e) => {
-                    gw.metrics.error(e.code);
+                    app.metrics.error(e.code);
                     frame::err(&request_id, &e)
                 }
             },
             None => {
-                let state = gw
+                let state = app
                     .workers()
                     .health_of(&row.channel)
                     .map(|w| w.provider_state.unwrap_or(w.state))
@@ -153,11 +153,11 @@ pub async fn send(
                 .with_details(json!({"status": "queued", "deliveryId": row.id}));
                 e.retryable = Some(true);
                 e.retry_after_ms = Some(5_000);
-                gw.metrics.error(e.code);
+                app.metrics.error(e.code);
                 frame::err(&request_id, &e)
             }
         };
-        gw.hub.send_direct(&conn, frame);
+        app.hub.send_direct(&conn, frame);
     });
     Ok(None)
 }

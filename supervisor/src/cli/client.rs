@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::app::VERSION;
+use crate::VERSION;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 

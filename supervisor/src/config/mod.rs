@@ -20,6 +20,10 @@ pub use file::{AgentBackend, DmPolicy, GroupPolicy, LogFormat};
 use crate::secret::Secret;
 use crate::workers::{Timing, WorkerSpec};
 
+/// The agent every session belongs to unless it names another (the reference's `main`).
+pub const DEFAULT_AGENT_ID: &str = "main";
+/// Name of the agent runner worker.
+pub const AGENT_WORKER: &str = "agent";
 /// Default WebSocket port, shared with the Clawdbot/OpenClaw ecosystem.
 pub const DEFAULT_PORT: u16 = 18789;
 
@@ -671,7 +675,7 @@ impl Resolver<'_> {
             cfg["echoDelayMs"] = d.into();
         }
         self.cfg.workers.push(WorkerSpec {
-            name: crate::agent::AGENT_WORKER.into(),
+            name: crate::config::AGENT_WORKER.into(),
             program: worker_dir(self.env).join("switchboard-worker-agent"),
             config: cfg,
             enabled: true,

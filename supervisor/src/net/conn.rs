@@ -20,10 +20,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::app::{DEFAULT_AGENT_ID, Gateway, VERSION};
+use crate::VERSION;
+use crate::app::App;
 use crate::auth::access;
 use crate::auth::handshake::{self, Accepted, HandshakeCtx, Peer};
 use crate::clock::now_ms;
+use crate::config::DEFAULT_AGENT_ID;
 use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound};
 use crate::net::budget::{Budget, BudgetStream};
 use crate::net::http::{self, Prefixed};
@@ -73,21 +75,21 @@ fn is_too_big(e: &WsError) -> bool {
     matches!(e, WsError::Capacity(_))
 }
 
-pub async fn serve_tcp(gw: Arc<Gateway>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+pub async fn serve_tcp(app: Arc<App>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    serve(gw, tcp, peer).await;
+    serve(app, tcp, peer).await;
 }
 
 /// A TLS connection: the TLS handshake (within the handshake timeout), then as plain.
 pub async fn serve_tls(
-    gw: Arc<Gateway>,
+    app: Arc<App>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let _ = tcp.set_nodelay(true);
-    match tokio::time::timeout(gw.config.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => serve(gw, tls, peer).await,
+    match tokio::time::timeout(app.config.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => serve(app, tls, peer).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -96,23 +98,23 @@ pub async fn serve_tls(
 /// Serves one connection. The handshake runs in a boxed future of its own and each
 /// request's handler is boxed too, so the long-lived task holds only what an idle
 /// session needs (a task's size is that of its largest state, fixed when it is spawned).
-pub async fn serve<S: Transport>(gw: Arc<Gateway>, tcp: S, peer: SocketAddr) {
-    let Some((ws, accepted)) = Box::pin(handshake_phase(&gw, tcp, peer)).await else {
+pub async fn serve<S: Transport>(app: Arc<App>, tcp: S, peer: SocketAddr) {
+    let Some((ws, accepted)) = Box::pin(handshake_phase(&app, tcp, peer)).await else {
         return;
     };
-    run_session(gw, ws, peer, accepted).await;
+    run_session(app, ws, peer, accepted).await;
 }
 
 /// Upgrade, challenge, first frame, decision. `None` when the connection was refused or
 /// went away (already closed as the protocol says).
 async fn handshake_phase<S: Transport>(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     tcp: S,
     peer: SocketAddr,
 ) -> Option<(Ws<S>, Accepted)> {
     let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
     let mut stream = BudgetStream::new(tcp, budget.clone());
-    let deadline = tokio::time::Instant::now() + gw.config.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + app.config.handshake_timeout;
     let (head, read) = match tokio::time::timeout_at(deadline, http::read_head(&mut stream)).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
@@ -125,7 +127,7 @@ async fn handshake_phase<S: Transport>(
         }
     };
     if !head.is_websocket() {
-        http::serve(gw, &head, stream, peer).await;
+        http::serve(app, &head, stream, peer).await;
         return None;
     }
     let proxied = head.is_proxied();
@@ -166,7 +168,7 @@ async fn handshake_phase<S: Transport>(
                 close_ws(ws, 1009, "").await;
                 return None;
             }
-            _ = gw.draining.cancelled() => {
+            _ = app.draining.cancelled() => {
                 close_ws(ws, 1012, "service restart").await;
                 return None;
             }
@@ -195,10 +197,10 @@ async fn handshake_phase<S: Transport>(
     }
 
     let ctx = HandshakeCtx {
-        validators: &gw.validators,
-        devices: &gw.devices,
-        auth: &gw.config.auth,
-        limiter: &gw.limiter,
+        validators: &app.validators,
+        devices: &app.devices,
+        auth: &app.config.auth,
+        limiter: &app.limiter,
         nonce: &nonce,
         peer: Peer {
             ip: peer.ip(),
@@ -208,20 +210,20 @@ async fn handshake_phase<S: Transport>(
     };
     let decided = std::time::Instant::now();
     let decision = handshake::decide(&ctx, &first).await;
-    gw.metrics.handshake_latency.observe(decided.elapsed());
-    gw.metrics.frames_in.fetch_add(1, Relaxed);
+    app.metrics.handshake_latency.observe(decided.elapsed());
+    app.metrics.frames_in.fetch_add(1, Relaxed);
     let accepted = match decision {
         Ok(a) => {
-            gw.metrics.handshakes_ok.fetch_add(1, Relaxed);
+            app.metrics.handshakes_ok.fetch_add(1, Relaxed);
             a
         }
         Err(rejected) => {
-            gw.metrics.handshakes_refused.fetch_add(1, Relaxed);
+            app.metrics.handshakes_refused.fetch_add(1, Relaxed);
             if let Some(code) = rejected.code {
-                gw.metrics.error(code);
+                app.metrics.error(code);
             }
             for (event, payload) in &rejected.events {
-                gw.hub
+                app.hub
                     .broadcast(&Broadcast::new(event, payload, None, true));
             }
             if !rejected.delay.is_zero() {
@@ -236,7 +238,7 @@ async fn handshake_phase<S: Transport>(
     };
     budget.disable();
     for (event, payload) in &accepted.events {
-        gw.hub
+        app.hub
             .broadcast(&Broadcast::new(event, payload, None, true));
     }
     Some((ws, accepted))
@@ -257,7 +259,7 @@ struct Live {
 /// Registration and `hello-ok`. Runs boxed: its large locals (the connect params, the
 /// hello) never become part of the long-lived session future.
 async fn session_setup<S: Transport>(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     ws: &mut Ws<S>,
     peer: SocketAddr,
     a: Accepted,
@@ -295,9 +297,9 @@ async fn session_setup<S: Transport>(
             online_since: Some(now_ms()),
             ..Default::default()
         };
-        gw.update_presence(|p| p.upsert(key, entry));
+        app.update_presence(|p| p.upsert(key, entry));
     }
-    let id = gw.hub.next_id();
+    let id = app.hub.next_id();
     let (handle, rx) = ConnHandle::new(
         id,
         NewConn {
@@ -312,17 +314,17 @@ async fn session_setup<S: Transport>(
             max_buffered: limits(version).max_buffered_bytes,
         },
     );
-    gw.hub.insert(Arc::clone(&handle));
+    app.hub.insert(Arc::clone(&handle));
     let node_id = if a.grant.role == access::Role::Node {
-        Some(register_node(gw, &a, &handle, peer).await)
+        Some(register_node(app, &a, &handle, peer).await)
     } else {
         None
     };
-    let hello = hello_ok(gw, &a, &conn_id);
+    let hello = hello_ok(app, &a, &conn_id);
     let hello = frame::ok(&a.request_id, &hello);
     if ws.send(Message::text(hello)).await.is_err() {
-        gw.hub.remove(id);
-        finish(gw, &handle);
+        app.hub.remove(id);
+        finish(app, &handle);
         return None;
     }
     tracing::info!(
@@ -331,7 +333,7 @@ async fn session_setup<S: Transport>(
         device = a.device_id.is_some(),
         "client connected"
     );
-    gw.health_changed();
+    app.health_changed();
     Some(Live {
         handle,
         rx,
@@ -339,13 +341,13 @@ async fn session_setup<S: Transport>(
     })
 }
 
-async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
+async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
     let version = a.version;
     let Some(Live {
         handle,
         rx,
         node_id,
-    }) = Box::pin(session_setup(&gw, &mut ws, peer, a)).await
+    }) = Box::pin(session_setup(&app, &mut ws, peer, a)).await
     else {
         return;
     };
@@ -356,7 +358,7 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
         sink,
         rx,
         Arc::clone(&handle),
-        Arc::clone(&gw.metrics),
+        Arc::clone(&app.metrics),
     ));
     let cut = handle.cut_token();
     let mut session = Session {
@@ -388,23 +390,23 @@ async fn run_session<S: Transport>(gw: Arc<Gateway>, mut ws: Ws<S>, peer: Socket
             handle.close(1009, "");
             break;
         }
-        on_text(&gw, &handle, &mut session, &text).await;
+        on_text(&app, &handle, &mut session, &text).await;
     }
     // Stop the writer unless it is already closing with a code of its own.
     handle.cut_token().cancel();
     let _ = writer.await;
-    gw.hub.remove(id);
+    app.hub.remove(id);
     if let Some(node) = &node_id {
-        gw.nodes.unregister(node, id);
+        app.nodes.unregister(node, id);
     }
-    finish(&gw, &handle);
+    finish(&app, &handle);
     tracing::info!(conn = %conn_id, "client disconnected");
 }
 
 /// Registers a node. On v4 its declared commands wait for an operator's approval (a
 /// `node.pair` request) unless they were approved before; v3 nodes have no such step.
 async fn register_node(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     a: &Accepted,
     handle: &Arc<ConnHandle>,
     peer: SocketAddr,
@@ -446,7 +448,7 @@ async fn register_node(
     };
     crate::nodes::Nodes::filter_commands(&mut info);
     if a.version == V4 && !info.declared.is_empty() {
-        let approved = gw.node_pairing.approved_commands(&id);
+        let approved = app.node_pairing.approved_commands(&id);
         if info.declared.iter().all(|c| approved.contains(c)) {
             info.approval_state = Some("approved".into());
         } else {
@@ -454,10 +456,10 @@ async fn register_node(
                 "nodeId": id, "displayName": client.display_name, "platform": client.platform,
                 "version": client.version, "commands": info.declared, "caps": info.caps,
             });
-            match gw.node_pairing.request(&request).await {
+            match app.node_pairing.request(&request).await {
                 Ok((req, created)) => {
                     if created {
-                        gw.hub
+                        app.hub
                             .broadcast(&Broadcast::new("node.pair.requested", &req, None, true));
                     }
                     info.pending_request = req["requestId"].as_str().map(str::to_owned);
@@ -470,24 +472,24 @@ async fn register_node(
             info.commands.clear();
         }
     }
-    let info = gw.nodes.register(info, Arc::clone(handle));
+    let info = app.nodes.register(info, Arc::clone(handle));
     tracing::info!(node = %id, commands = ?info.commands, approval = ?info.approval_state, "node connected");
     id
 }
 
 /// Bookkeeping after a connection is gone.
-fn finish(gw: &Gateway, handle: &ConnHandle) {
+fn finish(app: &App, handle: &ConnHandle) {
     if let Some(key) = &handle.presence_key {
-        gw.update_presence(|p| p.disconnect(key));
+        app.update_presence(|p| p.disconnect(key));
     }
-    gw.health_changed();
+    app.health_changed();
 }
 
 async fn write_loop<S: Transport>(
     mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     handle: Arc<ConnHandle>,
-    metrics: Arc<crate::ops::metrics::Metrics>,
+    metrics: Arc<crate::app::metrics::Metrics>,
 ) {
     let cut = handle.cut_token();
     loop {
@@ -531,18 +533,18 @@ struct Session {
     unauthorized_streak: u32,
 }
 
-fn respond(gw: &Gateway, conn: &ConnHandle, text: String) {
-    gw.hub.send_direct(conn, text);
+fn respond(app: &App, conn: &ConnHandle, text: String) {
+    app.hub.send_direct(conn, text);
 }
 
-fn respond_err(gw: &Gateway, conn: &ConnHandle, id: &str, e: &RpcError) {
-    gw.metrics.error(e.code);
-    respond(gw, conn, frame::err(id, e));
+fn respond_err(app: &App, conn: &ConnHandle, id: &str, e: &RpcError) {
+    app.metrics.error(e.code);
+    respond(app, conn, frame::err(id, e));
 }
 
-async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
+async fn on_text(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
     let version = conn.version;
-    gw.metrics.frames_in.fetch_add(1, Relaxed);
+    app.metrics.frames_in.fetch_add(1, Relaxed);
     let started = std::time::Instant::now();
     let Ok(parsed) = serde_json::from_str::<Value>(text) else {
         tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
@@ -553,22 +555,22 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         V4 => Report::First,
     };
     let schema = format!("frames/request.{}", version.tag());
-    if let Err(msg) = gw.validators.check(&schema, version, report, &parsed) {
+    if let Err(msg) = app.validators.check(&schema, version, report, &parsed) {
         let id = match parsed.get("id") {
             Some(v) if !v.is_null() => v.clone(),
             _ => Value::String("invalid".into()),
         };
         let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
-        gw.metrics.error(e.code);
+        app.metrics.error(e.code);
         let reply = json!({"type": "res", "id": id, "ok": false, "error": e.to_shape()});
-        respond(gw, conn, reply.to_string());
+        respond(app, conn, reply.to_string());
         return;
     }
     let id = parsed["id"].as_str().unwrap_or_default();
     let method = parsed["method"].as_str().unwrap_or_default();
     let spec = rpc::lookup(method, version);
     if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
-        respond_err(gw, conn, id, &e);
+        respond_err(app, conn, id, &e);
         if version == V4 && e.is_unauthorized_role() {
             session.unauthorized_streak += 1;
             if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
@@ -582,8 +584,8 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
     session.unauthorized_streak = 0;
     let Some(spec) = spec else {
         let e = RpcError::invalid_request(format!("unknown method: {method}"));
-        respond_err(gw, conn, id, &e);
-        gw.metrics.request(method, started.elapsed());
+        respond_err(app, conn, id, &e);
+        app.metrics.request(method, started.elapsed());
         return;
     };
     // Absent or null params mean "none", as in the references.
@@ -591,16 +593,16 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         None | Some(Value::Null) => json!({}),
         Some(p) => p.clone(),
     };
-    if let Err(msg) = gw
+    if let Err(msg) = app
         .validators
         .check(spec.params, version, Report::All, &params)
     {
         let e = RpcError::invalid_request(format!("invalid {method} params: {msg}"));
-        respond_err(gw, conn, id, &e);
-        gw.metrics.request(spec.name, started.elapsed());
+        respond_err(app, conn, id, &e);
+        app.metrics.request(spec.name, started.elapsed());
         return;
     }
-    let text = match Box::pin(rpc::dispatch(gw, conn, id, spec, params)).await {
+    let text = match Box::pin(rpc::dispatch(app, conn, id, spec, params)).await {
         Ok(Reply::Json(v)) => frame::ok(id, &v),
         Ok(Reply::Encoded(payload)) => {
             let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
@@ -608,32 +610,32 @@ async fn on_text(gw: &Arc<Gateway>, conn: &Arc<ConnHandle>, session: &mut Sessio
         }
         Ok(Reply::Frame(f)) => f,
         Ok(Reply::Deferred) => {
-            gw.metrics.request(spec.name, started.elapsed());
+            app.metrics.request(spec.name, started.elapsed());
             return;
         }
         Err(e) => {
-            gw.metrics.error(e.code);
+            app.metrics.error(e.code);
             frame::err(id, &e)
         }
     };
-    respond(gw, conn, text);
-    gw.metrics.request(spec.name, started.elapsed());
+    respond(app, conn, text);
+    app.metrics.request(spec.name, started.elapsed());
 }
 
-fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
+fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
     let version = a.version;
     let l = limits(version);
-    let health = Arc::clone(&gw.health_cache().snapshot);
-    let state_dir = gw.config.state_dir.display().to_string();
+    let health = Arc::clone(&app.health_cache().snapshot);
+    let state_dir = app.config.state_dir.display().to_string();
     HelloOk {
         kind: "hello-ok".into(),
         protocol: version.number(),
         server: ServerInfo {
             version: VERSION.into(),
             commit: None,
-            host: (version == V3).then(|| gw.host.clone()),
+            host: (version == V3).then(|| app.host.clone()),
             build_id: None,
-            boot_id: (version == V4).then(|| gw.boot_id.clone()),
+            boot_id: (version == V4).then(|| app.boot_id.clone()),
             conn_id: conn_id.to_owned(),
         },
         features: Features {
@@ -642,10 +644,10 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
             capabilities: None,
         },
         snapshot: Snapshot {
-            presence: gw.presence_list(version),
+            presence: app.presence_list(version),
             health,
-            state_version: gw.state_version(),
-            uptime_ms: gw.uptime_ms(),
+            state_version: app.state_version(),
+            uptime_ms: app.uptime_ms(),
             config_path: None,
             state_dir: Some(state_dir),
             session_defaults: Some(SessionDefaults {
@@ -654,7 +656,7 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
                 main_session_key: format!("agent:{DEFAULT_AGENT_ID}:main"),
                 scope: Some("per-sender".into()),
             }),
-            auth_mode: (version == V4).then(|| gw.config.auth.mode().to_owned()),
+            auth_mode: (version == V4).then(|| app.config.auth.mode().to_owned()),
         },
         canvas_host_url: None,
         auth: match (version, &a.device_token) {
@@ -677,7 +679,7 @@ fn hello_ok(gw: &Gateway, a: &Accepted, conn_id: &str) -> HelloOk {
         policy: Policy {
             max_payload: l.max_payload as u64,
             max_buffered_bytes: l.max_buffered_bytes as u64,
-            tick_interval_ms: gw.config.tick_interval.as_millis() as u64,
+            tick_interval_ms: app.config.tick_interval.as_millis() as u64,
             // v4 clients size uploads by this; chat.send/agent enforce it.
             attachments: (version == V4).then_some(switchboard_schemas::hello::AttachmentPolicy {
                 max_bytes: crate::agent::ATTACHMENTS_MAX_BYTES,

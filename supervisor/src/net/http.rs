@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::app::Gateway;
+use crate::app::App;
 
 /// Largest request head accepted (browsers send a few KiB at most).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -222,17 +222,12 @@ impl Response {
 }
 
 /// Answers a request head that was not a WebSocket upgrade, then closes.
-pub async fn serve<S: AsyncWrite + Unpin>(
-    gw: &Gateway,
-    head: &Head,
-    mut stream: S,
-    peer: SocketAddr,
-) {
-    gw.metrics
+pub async fn serve<S: AsyncWrite + Unpin>(app: &App, head: &Head, mut stream: S, peer: SocketAddr) {
+    app.metrics
         .http_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let local = peer.ip().is_loopback() && !head.is_proxied();
-    let response = route(gw, head, local).await;
+    let response = route(app, head, local).await;
     tracing::debug!(%peer, method = %head.method, path = %head.path, status = response.status, "http");
     let _ = stream
         .write_all(&response.encode(head.method == "HEAD"))
@@ -268,7 +263,7 @@ fn webchat_csp() -> &'static str {
     })
 }
 
-async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
+async fn route(app: &App, head: &Head, local: bool) -> Response {
     if head.method != "GET" && head.method != "HEAD" {
         let mut r = Response::text(405, "only GET and HEAD are served here\n");
         r.extra_headers.push(("Allow", "GET, HEAD".into()));
@@ -287,10 +282,10 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
         },
         "/healthz" => Response::json(
             200,
-            &serde_json::json!({"ok": true, "version": crate::app::VERSION, "uptimeMs": gw.uptime_ms()}),
+            &serde_json::json!({"ok": true, "version": crate::VERSION, "uptimeMs": app.uptime_ms()}),
         ),
-        "/metrics" if gw.config.metrics => {
-            if !local && !authorized(gw, head) {
+        "/metrics" if app.config.metrics => {
+            if !local && !authorized(app, head) {
                 let mut r = Response::text(
                     401,
                     "metrics are served to loopback clients, or with the gateway token as a bearer token\n",
@@ -302,7 +297,7 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: gw.render_metrics().await.into_bytes(),
+                body: crate::ops::metrics::render(app).await.into_bytes(),
                 extra_headers: Vec::new(),
             }
         }
@@ -314,7 +309,7 @@ async fn route(gw: &Gateway, head: &Head, local: bool) -> Response {
 }
 
 /// `Authorization: Bearer <gateway token or password>`.
-fn authorized(gw: &Gateway, head: &Head) -> bool {
+fn authorized(app: &App, head: &Head) -> bool {
     let Some(presented) = head
         .header("authorization")
         .and_then(|v| {
@@ -325,7 +320,7 @@ fn authorized(gw: &Gateway, head: &Head) -> bool {
     else {
         return false;
     };
-    let auth = &gw.config.auth;
+    let auth = &app.config.auth;
     auth.token.as_ref().is_some_and(|t| t.matches(presented))
         || auth.password.as_ref().is_some_and(|p| p.matches(presented))
 }

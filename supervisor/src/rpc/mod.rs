@@ -20,7 +20,7 @@ use switchboard_schemas::methods::{
 };
 
 use crate::agent;
-use crate::app::Gateway;
+use crate::app::App;
 use crate::auth::access::Access;
 use crate::clock::now_ms;
 use crate::events::hub::Broadcast;
@@ -329,6 +329,11 @@ pub fn lookup(name: &str, version: ProtocolVersion) -> Option<&'static MethodSpe
         .filter(|m| m.advertised.is_empty() || m.advertised.contains(&version))
 }
 
+/// Every method name of the table, for the metrics registry's latency labels.
+pub fn method_names() -> Vec<&'static str> {
+    TABLE.iter().map(|m| m.name).collect()
+}
+
 /// The methods `hello-ok` lists for `version` (built once, shared by every handshake).
 pub fn advertised(version: ProtocolVersion) -> std::sync::Arc<Vec<String>> {
     static LISTS: std::sync::OnceLock<[std::sync::Arc<Vec<String>>; 2]> =
@@ -368,28 +373,28 @@ pub enum Reply {
 /// Runs a slow handler off the connection's read loop (its other requests are not held
 /// up) and sends its answer when it is ready.
 fn deferred(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     conn: &Arc<ConnHandle>,
     request_id: &str,
     work: impl std::future::Future<Output = Result<Value, RpcError>> + Send + 'static,
 ) -> Reply {
-    let (gw, conn, id) = (Arc::clone(gw), Arc::clone(conn), request_id.to_owned());
+    let (app, conn, id) = (Arc::clone(app), Arc::clone(conn), request_id.to_owned());
     tokio::spawn(async move {
         let frame = match work.await {
             Ok(v) => crate::protocol::frame::ok(&id, &v),
             Err(e) => {
-                gw.metrics.error(e.code);
+                app.metrics.error(e.code);
                 crate::protocol::frame::err(&id, &e)
             }
         };
-        gw.hub.send_direct(&conn, frame);
+        app.hub.send_direct(&conn, frame);
     });
     Reply::Deferred
 }
 
 /// Runs the handler of an authorized, validated request.
 pub async fn dispatch(
-    gw: &Arc<Gateway>,
+    app: &Arc<App>,
     conn: &Arc<ConnHandle>,
     request_id: &str,
     method: &'static MethodSpec,
@@ -398,7 +403,7 @@ pub async fn dispatch(
     match method.name {
         "agent" => {
             let p: AgentParams = parse(method.name, params)?;
-            match agent::start(gw, conn, request_id, p).await? {
+            match agent::start(app, conn, request_id, p).await? {
                 agent::Admission::Accepted(ack) => Ok(Reply::Json(ack)),
                 agent::Admission::Replay { ok: true, payload, .. } => Ok(Reply::Json(payload)),
                 agent::Admission::Replay { payload, error, .. } => Ok(Reply::Frame(
@@ -410,11 +415,11 @@ pub async fn dispatch(
         "agent.wait" => {
             let p: AgentWaitParams = parse(method.name, params)?;
             let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
-            Ok(Reply::Json(agent::wait(gw, &p.run_id, timeout).await))
+            Ok(Reply::Json(agent::wait(app, &p.run_id, timeout).await))
         }
         "chat.send" => {
             let p: ChatSendParams = parse(method.name, params)?;
-            match agent::chat_send(gw, p).await? {
+            match agent::chat_send(app, p).await? {
                 agent::Admission::Accepted(ack) => Ok(Reply::Json(ack)),
                 agent::Admission::Replay { ok: true, payload, .. } => Ok(Reply::Json(payload)),
                 agent::Admission::Replay { payload, error, .. } => Ok(Reply::Frame(
@@ -425,8 +430,11 @@ pub async fn dispatch(
         }
         "chat.abort" => {
             let p: ChatAbortParams = parse(method.name, params)?;
-            let key = agent::canonical_session_key(Some(&p.session_key), p.agent_id.as_deref());
-            let run_ids = gw.runs.abort(&key, p.run_id.as_deref());
+            let key = crate::state::history::canonical_session_key(
+                Some(&p.session_key),
+                p.agent_id.as_deref(),
+            );
+            let run_ids = app.runs.abort(&key, p.run_id.as_deref());
             Ok(Reply::Json(to_value(&ChatAbortResult {
                 ok: true,
                 aborted: !run_ids.is_empty(),
@@ -435,17 +443,17 @@ pub async fn dispatch(
         }
         "sessions.list" => {
             let p: SessionsListParams = parse(method.name, params)?;
-            Ok(Reply::Json(sessions::list(gw, conn.version, &p).await?))
+            Ok(Reply::Json(sessions::list(app, conn.version, &p).await?))
         }
         "chat.history" => {
             let p: ChatHistoryParams = parse(method.name, params)?;
-            Ok(Reply::Json(sessions::history(gw, conn.version, &p).await?))
+            Ok(Reply::Json(sessions::history(app, conn.version, &p).await?))
         }
-        "channels.status" => Ok(Reply::Json(sessions::channels_status(gw, conn.version))),
+        "channels.status" => Ok(Reply::Json(sessions::channels_status(app, conn.version))),
         "send" => {
             let p: SendParams = parse(method.name, params)?;
             Ok(
-                match crate::channels::send::send(gw, conn, request_id, p).await? {
+                match crate::channels::send::send(app, conn, request_id, p).await? {
                     Some(v) => Reply::Json(v),
                     None => Reply::Deferred,
                 },
@@ -453,29 +461,29 @@ pub async fn dispatch(
         }
         "web.login.start" => {
             let p: WebLoginStartParams = parse(method.name, params)?;
-            let g = Arc::clone(gw);
-            Ok(deferred(gw, conn, request_id, async move {
+            let g = Arc::clone(app);
+            Ok(deferred(app, conn, request_id, async move {
                 crate::channels::linking::start(&g, p.force == Some(true), p.timeout_ms).await
             }))
         }
         "web.login.wait" => {
             let p: WebLoginWaitParams = parse(method.name, params)?;
-            let g = Arc::clone(gw);
-            Ok(deferred(gw, conn, request_id, async move {
+            let g = Arc::clone(app);
+            Ok(deferred(app, conn, request_id, async move {
                 crate::channels::linking::wait(&g, p.timeout_ms).await
             }))
         }
         "channels.logout" => {
             let p: ChannelsLogoutParams = parse(method.name, params)?;
-            let g = Arc::clone(gw);
-            Ok(deferred(gw, conn, request_id, async move {
+            let g = Arc::clone(app);
+            Ok(deferred(app, conn, request_id, async move {
                 crate::channels::linking::logout(&g, &p.channel, p.account_id.as_deref()).await
             }))
         }
         "pairing.list" => {
             let p: PairingListParams = parse(method.name, params)?;
             let channel = p.channel.map(|c| c.trim().to_ascii_lowercase());
-            crate::channels::sender_pairing::list(&gw.db, channel)
+            crate::channels::sender_pairing::list(&app.db, channel)
                 .await
                 .map(Reply::Json)
                 .map_err(store_err)
@@ -483,7 +491,7 @@ pub async fn dispatch(
         "pairing.approve" => {
             let p: PairingCodeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let Some(a) = crate::channels::sender_pairing::approve(&gw.db, &channel, &p.code)
+            let Some(a) = crate::channels::sender_pairing::approve(&app.db, &channel, &p.code)
                 .await
                 .map_err(store_err)?
             else {
@@ -494,8 +502,8 @@ pub async fn dispatch(
             };
             tracing::info!(channel = %a.channel, sender = %a.id, "sender approved by pairing");
             let mut notified = false;
-            if p.notify == Some(true) && gw.config.channel(&channel).is_some() {
-                let d = crate::channels::outbox::NewDelivery {
+            if p.notify == Some(true) && app.config.channel(&channel).is_some() {
+                let d = crate::channels::outbox_store::NewDelivery {
                     channel: channel.clone(),
                     account_id: "default".into(),
                     target: a.chat_id.clone(),
@@ -504,14 +512,14 @@ pub async fn dispatch(
                     key: Some(format!("approved:{channel}:{}:{}", a.id, now_ms())),
                     session_key: None,
                 };
-                notified = gw.outbox.enqueue(d).await.map_err(store_err)?.created;
+                notified = app.outbox.enqueue(d).await.map_err(store_err)?.created;
             }
             Ok(Reply::Json(json!({"approved": a, "notified": notified})))
         }
         "pairing.reject" => {
             let p: PairingCodeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let found = crate::channels::sender_pairing::reject(&gw.db, &channel, &p.code)
+            let found = crate::channels::sender_pairing::reject(&app.db, &channel, &p.code)
                 .await
                 .map_err(store_err)?;
             if !found {
@@ -525,7 +533,7 @@ pub async fn dispatch(
         "pairing.revoke" => {
             let p: PairingRevokeParams = parse(method.name, params)?;
             let channel = p.channel.trim().to_ascii_lowercase();
-            let found = crate::channels::sender_pairing::revoke(&gw.db, &channel, &p.id)
+            let found = crate::channels::sender_pairing::revoke(&app.db, &channel, &p.id)
                 .await
                 .map_err(store_err)?;
             if !found {
@@ -538,12 +546,12 @@ pub async fn dispatch(
         }
         "logs.tail" => {
             let p: LogsTailParams = parse(method.name, params)?;
-            logs_tail(gw, p).await.map(Reply::Json)
+            logs_tail(app, p).await.map(Reply::Json)
         }
-        "models.list" => Ok(Reply::Json(sessions::models(gw).await)),
+        "models.list" => Ok(Reply::Json(sessions::models(app).await)),
         "node.pair.request" => {
             let (request, created) =
-                gw.node_pairing
+                app.node_pairing
                     .request(&params)
                     .await
                     .map_err(|e| match e {
@@ -551,17 +559,17 @@ pub async fn dispatch(
                         other => RpcError::invalid_request(other.to_string()),
                     })?;
             if created {
-                gw.hub
+                app.hub
                     .broadcast(&Broadcast::new("node.pair.requested", &request, None, true));
             }
             Ok(Reply::Json(
                 json!({"status": "pending", "request": request, "created": created}),
             ))
         }
-        "node.pair.list" => Ok(Reply::Json(gw.node_pairing.list())),
+        "node.pair.list" => Ok(Reply::Json(app.node_pairing.list())),
         "node.pair.approve" => {
             let p: PairingRequestParams = parse(method.name, params)?;
-            let Some(approved) = gw
+            let Some(approved) = app
                 .node_pairing
                 .approve(&p.request_id)
                 .await
@@ -571,7 +579,7 @@ pub async fn dispatch(
             };
             let ev = json!({"requestId": p.request_id, "nodeId": approved["node"]["nodeId"], "decision": "approved", "ts": now_ms()});
             let b = Broadcast::new("node.pair.resolved", &ev, None, true);
-            gw.hub.broadcast(&b);
+            app.hub.broadcast(&b);
             // v4: a connected node waiting on this request gets its commands now, and hears so.
             let commands: Vec<String> = approved["node"]["commands"]
                 .as_array()
@@ -579,14 +587,14 @@ pub async fn dispatch(
                 .flatten()
                 .filter_map(|c| c.as_str().map(str::to_owned))
                 .collect();
-            if let Some(node_conn) = gw.nodes.approve_commands(&p.request_id, &commands) {
-                gw.hub.send_event(&node_conn, &b);
+            if let Some(node_conn) = app.nodes.approve_commands(&p.request_id, &commands) {
+                app.hub.send_event(&node_conn, &b);
             }
             Ok(Reply::Json(approved))
         }
         "node.pair.reject" => {
             let p: PairingRequestParams = parse(method.name, params)?;
-            let Some(rejected) = gw
+            let Some(rejected) = app
                 .node_pairing
                 .reject(&p.request_id)
                 .await
@@ -595,13 +603,13 @@ pub async fn dispatch(
                 return Err(RpcError::invalid_request("unknown requestId"));
             };
             let ev = json!({"requestId": p.request_id, "nodeId": rejected["nodeId"], "decision": "rejected", "ts": now_ms()});
-            gw.hub
+            app.hub
                 .broadcast(&Broadcast::new("node.pair.resolved", &ev, None, true));
             Ok(Reply::Json(rejected))
         }
         "node.pair.verify" => {
             let p: NodePairVerifyParams = parse(method.name, params)?;
-            Ok(Reply::Json(gw.node_pairing.verify(&p.node_id, &p.token)))
+            Ok(Reply::Json(app.node_pairing.verify(&p.node_id, &p.token)))
         }
         "node.rename" => {
             let p: NodeRenameParams = parse(method.name, params)?;
@@ -609,7 +617,7 @@ pub async fn dispatch(
             if name.is_empty() {
                 return Err(RpcError::invalid_request("displayName required"));
             }
-            match gw
+            match app
                 .node_pairing
                 .rename(&p.node_id, name)
                 .await
@@ -619,10 +627,10 @@ pub async fn dispatch(
                 None => Err(RpcError::invalid_request("unknown nodeId")),
             }
         }
-        "node.list" => Ok(Reply::Json(node_list(gw))),
+        "node.list" => Ok(Reply::Json(node_list(app))),
         "node.describe" => {
             let p: NodeDescribeParams = parse(method.name, params)?;
-            let all = node_list(gw);
+            let all = node_list(app);
             let found = all["nodes"].as_array().and_then(|n| {
                 n.iter()
                     .find(|n| n["nodeId"] == p.node_id.as_str())
@@ -637,7 +645,7 @@ pub async fn dispatch(
         "node.invoke" => {
             let p: NodeInvokeParams = parse(method.name, params)?;
             let key = format!("node.invoke:{}", p.idempotency_key);
-            match gw.idempotency.get(&key).await.map_err(store_err)? {
+            match app.idempotency.get(&key).await.map_err(store_err)? {
                 Some(crate::state::idempotency::Record::Final {
                     ok: true, payload, ..
                 }) => return Ok(Reply::Json(payload)),
@@ -655,7 +663,7 @@ pub async fn dispatch(
                 }
                 None => {}
             }
-            gw.idempotency
+            app.idempotency
                 .claim(
                     &key,
                     "node.invoke",
@@ -663,10 +671,10 @@ pub async fn dispatch(
                 )
                 .await
                 .map_err(store_err)?;
-            let result = gw
+            let result = app
                 .nodes
                 .invoke(
-                    &gw.hub,
+                    &app.hub,
                     conn.version,
                     &p.node_id,
                     &p.command,
@@ -687,7 +695,7 @@ pub async fn dispatch(
                     error: serde_json::to_value(e.to_shape()).ok(),
                 },
             };
-            if let Err(e) = gw.idempotency.set(&key, &record).await {
+            if let Err(e) = app.idempotency.set(&key, &record).await {
                 tracing::error!(error = %e, "recording a node invoke failed");
             }
             result.map(Reply::Json)
@@ -700,7 +708,7 @@ pub async fn dispatch(
             if params["nodeId"] != node_id.as_str() {
                 return Err(RpcError::invalid_request("nodeId mismatch"));
             }
-            let matched = gw.nodes.result(&node_id, &params);
+            let matched = app.nodes.result(&node_id, &params);
             Ok(Reply::Json(if matched {
                 json!({"ok": true})
             } else {
@@ -712,16 +720,20 @@ pub async fn dispatch(
             tracing::debug!(node = %conn.client_id, event = %p.event, "node event");
             Ok(Reply::Json(json!({"ok": true})))
         }
-        "device.pair.list" => Ok(Reply::Json(gw.devices.list())),
+        "device.pair.list" => Ok(Reply::Json(app.devices.list())),
         "device.pair.approve" => {
             let p: PairingRequestParams = parse(method.name, params)?;
-            let device = gw.devices.approve(&p.request_id).await.map_err(store_err)?;
+            let device = app
+                .devices
+                .approve(&p.request_id)
+                .await
+                .map_err(store_err)?;
             let Some(device) = device else {
                 return Err(RpcError::invalid_request("unknown requestId"));
             };
             tracing::info!(device = %device.device_id, "device pairing approved");
             let ev = json!({"requestId": p.request_id, "deviceId": device.device_id, "decision": "approved", "ts": now_ms()});
-            gw.hub
+            app.hub
                 .broadcast(&Broadcast::new("device.pair.resolved", &ev, None, true));
             Ok(Reply::Json(
                 json!({"requestId": p.request_id, "device": device}),
@@ -729,11 +741,11 @@ pub async fn dispatch(
         }
         "device.pair.reject" => {
             let p: PairingRequestParams = parse(method.name, params)?;
-            let Some(req) = gw.devices.reject(&p.request_id).await.map_err(store_err)? else {
+            let Some(req) = app.devices.reject(&p.request_id).await.map_err(store_err)? else {
                 return Err(RpcError::invalid_request("unknown requestId"));
             };
             let ev = json!({"requestId": p.request_id, "deviceId": req.device_id, "decision": "rejected", "ts": now_ms()});
-            gw.hub
+            app.hub
                 .broadcast(&Broadcast::new("device.pair.resolved", &ev, None, true));
             Ok(Reply::Json(
                 json!({"requestId": p.request_id, "deviceId": req.device_id}),
@@ -741,7 +753,7 @@ pub async fn dispatch(
         }
         "device.token.rotate" => {
             let p: DeviceTokenRotateParams = parse(method.name, params)?;
-            let Some((token, info)) = gw
+            let Some((token, info)) = app
                 .devices
                 .rotate(&p.device_id, &p.role, p.scopes)
                 .await
@@ -756,7 +768,7 @@ pub async fn dispatch(
         }
         "device.token.revoke" => {
             let p: DeviceTokenRevokeParams = parse(method.name, params)?;
-            let Some(info) = gw
+            let Some(info) = app
                 .devices
                 .revoke(&p.device_id, &p.role)
                 .await
@@ -764,7 +776,7 @@ pub async fn dispatch(
             else {
                 return Err(RpcError::invalid_request("unknown deviceId/role"));
             };
-            let closed = gw.disconnect_device(&p.device_id, &p.role, "device token revoked");
+            let closed = app.disconnect_device(&p.device_id, &p.role, "device token revoked");
             tracing::info!(device = %p.device_id, role = %p.role, closed, "device token revoked");
             Ok(Reply::Json(
                 json!({"deviceId": info.device_id, "role": info.role,
@@ -772,7 +784,7 @@ pub async fn dispatch(
             ))
         }
         "workers.list" => Ok(Reply::Json(to_value(&WorkersList {
-            workers: gw.workers().list(),
+            workers: app.workers().list(),
         }))),
         "workers.restart" | "workers.stop" | "workers.start" => {
             let p: WorkerControlParams = parse(method.name, params)?;
@@ -781,7 +793,7 @@ pub async fn dispatch(
                 "workers.stop" => Control::Stop,
                 _ => Control::Start,
             };
-            let workers = gw.workers();
+            let workers = app.workers();
             workers
                 .control(&p.name, control)
                 .await
@@ -796,17 +808,17 @@ pub async fn dispatch(
         }
         "health" => {
             let probe = params.get("probe").and_then(Value::as_bool) == Some(true);
-            let cached = gw.health_cache();
+            let cached = app.health_cache();
             let fresh = crate::clock::now_ms().saturating_sub(cached.snapshot.ts)
                 < crate::app::HEALTH_CACHE_MS;
             if !probe && fresh {
                 return Ok(Reply::Encoded(Arc::clone(&cached.encoded)));
             }
-            let cache = gw.refresh_health(false).await;
+            let cache = app.refresh_health(false).await;
             Ok(Reply::Encoded(Arc::clone(&cache.encoded)))
         }
-        "status" => Ok(Reply::Json(to_value(&gw.status().await))),
-        "system-presence" => Ok(Reply::Json(to_value(&gw.presence_list(conn.version)))),
+        "status" => Ok(Reply::Json(to_value(&app.status().await))),
+        "system-presence" => Ok(Reply::Json(to_value(&app.presence_list(conn.version)))),
         "last-heartbeat" => Ok(Reply::Json(Value::Null)),
         "system-event" => {
             let p: SystemEventParams = serde_json::from_value(params).map_err(|e| {
@@ -816,8 +828,8 @@ pub async fn dispatch(
             if text.is_empty() {
                 return Err(RpcError::invalid_request("text required"));
             }
-            gw.push_system_event(text);
-            gw.update_presence(|pr| pr.system_event(&p, text));
+            app.push_system_event(text);
+            app.update_presence(|pr| pr.system_event(&p, text));
             Ok(Reply::Json(json!({ "ok": true })))
         }
         "connect" => Err(RpcError::invalid_request(
@@ -830,9 +842,9 @@ pub async fn dispatch(
 }
 
 /// `logs.tail`: a slice of the gateway's own log file.
-async fn logs_tail(gw: &Gateway, p: LogsTailParams) -> Result<Value, RpcError> {
+async fn logs_tail(app: &App, p: LogsTailParams) -> Result<Value, RpcError> {
     use crate::ops::logging::{TAIL_DEFAULT_BYTES, TAIL_DEFAULT_LIMIT};
-    let Some(path) = gw.config.logging.file.clone() else {
+    let Some(path) = app.config.logging.file.clone() else {
         return Err(RpcError::unavailable(
             "this gateway writes no log file (logging.file is false)",
         ));
@@ -868,14 +880,14 @@ async fn logs_tail(gw: &Gateway, p: LogsTailParams) -> Result<Value, RpcError> {
 }
 
 /// Live nodes, then paired node devices that are not connected.
-fn node_list(gw: &Gateway) -> Value {
-    let mut nodes: Vec<Value> = gw
+fn node_list(app: &App) -> Value {
+    let mut nodes: Vec<Value> = app
         .nodes
         .list()
         .iter()
         .map(|n| n.to_json(false, true))
         .collect();
-    let paired = gw.devices.list();
+    let paired = app.devices.list();
     for d in paired["paired"].as_array().into_iter().flatten() {
         let is_node = d["roles"]
             .as_array()

@@ -10,10 +10,11 @@ use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::{ChatHistoryParams, SessionsListParams};
 
-use crate::agent::{AGENT_WORKER, canonical_session_key};
-use crate::app::Gateway;
+use crate::app::App;
 use crate::clock::now_ms;
+use crate::config::AGENT_WORKER;
 use crate::protocol::error::RpcError;
+use crate::state::history::canonical_session_key;
 
 /// `chat.history` answers are kept under this many bytes of messages (the reference's
 /// bound, so clients' WebSocket limits are never hit).
@@ -26,13 +27,13 @@ fn db_error(e: crate::state::db::DbError) -> RpcError {
     RpcError::unavailable("the gateway's database is unavailable; retry later")
 }
 
-fn model_defaults(gw: &Gateway) -> Value {
-    let models = gw.model_labels();
+fn model_defaults(app: &App) -> Value {
+    let models = app.model_labels();
     json!({"modelProvider": models.0, "model": models.1, "contextTokens": Value::Null})
 }
 
 pub async fn list(
-    gw: &Gateway,
+    app: &App,
     version: ProtocolVersion,
     p: &SessionsListParams,
 ) -> Result<Value, RpcError> {
@@ -44,7 +45,7 @@ pub async fn list(
         .unwrap_or(0);
     let agent = p.agent_id.clone();
     let search = p.search.clone().filter(|s| !s.is_empty());
-    let (total, rows) = gw
+    let (total, rows) = app
         .db
         .call(move |c| {
             let like = search.map(|s| format!("%{s}%"));
@@ -78,9 +79,9 @@ pub async fn list(
     let count = sessions.len() as u64;
     let mut out = json!({
         "ts": now_ms(),
-        "path": gw.db.path().display().to_string(),
+        "path": app.db.path().display().to_string(),
         "count": count,
-        "defaults": model_defaults(gw),
+        "defaults": model_defaults(app),
         "sessions": sessions,
     });
     if version == ProtocolVersion::V4 {
@@ -99,7 +100,7 @@ pub async fn list(
 }
 
 pub async fn history(
-    gw: &Gateway,
+    app: &App,
     version: ProtocolVersion,
     p: &ChatHistoryParams,
 ) -> Result<Value, RpcError> {
@@ -108,7 +109,7 @@ pub async fn history(
     let before = p.before.map(|b| b as i64);
     let (total, older, updated_at, mut rows) = {
         let key = key.clone();
-        gw.db
+        app.db
             .call(move |c| {
                 let total: i64 = c.query_row(
                     "SELECT COUNT(*) FROM messages WHERE session_key = ?1",
@@ -169,11 +170,11 @@ pub async fn history(
         out["pendingInputs"] = json!({"items": [], "total": 0});
         out["hasMore"] = json!(older || cut);
         out["totalMessages"] = json!(total);
-        let live = gw.runs.live_in(&key);
+        let live = app.runs.live_in(&key);
         let agent_id = key
             .split(':')
             .nth(1)
-            .unwrap_or(crate::app::DEFAULT_AGENT_ID);
+            .unwrap_or(crate::config::DEFAULT_AGENT_ID);
         out["sessionInfo"] = json!({
             "key": key,
             "kind": if key.contains(":group:") { "group" } else { "direct" },
@@ -187,16 +188,16 @@ pub async fn history(
             out["inFlightRun"] =
                 json!({"runId": run.run_id, "text": run.partial(), "startedAt": run.started_at});
         }
-        out["defaults"] = model_defaults(gw);
+        out["defaults"] = model_defaults(app);
     }
     Ok(out)
 }
 
-pub fn channels_status(gw: &Gateway, version: ProtocolVersion) -> Value {
+pub fn channels_status(app: &App, version: ProtocolVersion) -> Value {
     let mut channels = serde_json::Map::new();
     let mut order = Vec::new();
     let mut labels = serde_json::Map::new();
-    for w in gw.workers().list() {
+    for w in app.workers().list() {
         if w.name == AGENT_WORKER {
             continue;
         }
@@ -232,8 +233,8 @@ pub fn channels_status(gw: &Gateway, version: ProtocolVersion) -> Value {
 }
 
 /// The models the agent backends offer (asked of the agent worker).
-pub async fn models(gw: &Gateway) -> Value {
-    let Ok(channel) = gw.workers().channel(AGENT_WORKER) else {
+pub async fn models(app: &App) -> Value {
+    let Ok(channel) = app.workers().channel(AGENT_WORKER) else {
         return json!({"models": []});
     };
     let mut client = AgentRunnerClient::new(channel);
@@ -255,41 +256,4 @@ pub async fn models(gw: &Gateway) -> Value {
         }
         _ => json!({"models": []}),
     }
-}
-
-/// Appends a message to a session's history (creating the session), inside a caller's
-/// transaction. With a `run_id`, a message of that run and role already there is not
-/// added twice (a run resumed after a restart).
-pub fn append_in(
-    tx: &rusqlite::Transaction<'_>,
-    session_key: &str,
-    role: &str,
-    content: &str,
-    run_id: Option<&str>,
-    now: i64,
-) -> Result<(), rusqlite::Error> {
-    let agent_id = session_key
-        .strip_prefix("agent:")
-        .and_then(|r| r.split(':').next())
-        .unwrap_or(crate::app::DEFAULT_AGENT_ID);
-    tx.execute(
-        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-         ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
-        params![session_key, agent_id, now],
-    )?;
-    if let Some(run) = run_id {
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM messages WHERE session_key = ?1 AND run_id = ?2 AND role = ?3)",
-            params![session_key, run, role],
-            |r| r.get(0),
-        )?;
-        if exists {
-            return Ok(());
-        }
-    }
-    tx.execute(
-        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![session_key, role, content, run_id, now],
-    )?;
-    Ok(())
 }

@@ -2,5 +2,6 @@
 //! idempotency records of side effects.
 
 pub mod db;
+pub mod history;
 pub mod idempotency;
 pub mod state_dir;

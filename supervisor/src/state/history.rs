@@ -1,0 +1,69 @@
+//! Conversation history: sessions and their messages in SQLite, and the one way a message
+//! enters a session ([`append_in`]). Session keys are `agent:<agent id>:<rest>`.
+
+use rusqlite::params;
+
+use crate::config::DEFAULT_AGENT_ID;
+
+/// `agent:<id>:<key>`: the canonical form of a session key.
+pub fn canonical_session_key(key: Option<&str>, agent_id: Option<&str>) -> String {
+    let agent = agent_id
+        .filter(|a| !a.is_empty())
+        .unwrap_or(DEFAULT_AGENT_ID);
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(k) if k.starts_with("agent:") => k.to_owned(),
+        Some(k) => format!("agent:{agent}:{k}"),
+        None => format!("agent:{agent}:main"),
+    }
+}
+
+/// The session of a chat on a messaging channel.
+pub fn channel_session_key(channel: &str, chat_id: &str, is_group: bool) -> String {
+    let kind = if is_group { "group" } else { "dm" };
+    format!("agent:{DEFAULT_AGENT_ID}:{channel}:{kind}:{chat_id}")
+}
+
+/// The agent a session key belongs to.
+pub fn agent_of(session_key: &str) -> &str {
+    session_key
+        .strip_prefix("agent:")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or(DEFAULT_AGENT_ID)
+}
+
+/// Appends a message to a session's history (creating the session), inside a caller's
+/// transaction. With a `run_id`, a message of that run and role already there is not
+/// added twice (a run resumed after a restart).
+pub fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    session_key: &str,
+    role: &str,
+    content: &str,
+    run_id: Option<&str>,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    let agent_id = session_key
+        .strip_prefix("agent:")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or(DEFAULT_AGENT_ID);
+    tx.execute(
+        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
+        params![session_key, agent_id, now],
+    )?;
+    if let Some(run) = run_id {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM messages WHERE session_key = ?1 AND run_id = ?2 AND role = ?3)",
+            params![session_key, run, role],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Ok(());
+        }
+    }
+    tx.execute(
+        "INSERT INTO messages (session_key, role, content, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![session_key, role, content, run_id, now],
+    )?;
+    Ok(())
+}
