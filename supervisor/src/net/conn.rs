@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 use switchboard_schemas::hello::{
     Features, HelloAuth, HelloOk, Policy, PresenceEntry, ServerInfo, SessionDefaults, Snapshot,
@@ -29,10 +29,8 @@ use crate::config::DEFAULT_AGENT_ID;
 use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound};
 use crate::net::budget::{Budget, BudgetStream};
 use crate::net::http::{self, Prefixed};
-use crate::protocol::error::RpcError;
-use crate::protocol::validate::Report;
 use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
-use crate::rpc::{self, Reply};
+use crate::rpc;
 
 /// Any byte stream a client can arrive on: plain TCP or TLS.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -46,8 +44,6 @@ const PRE_HANDSHAKE_BUDGET: usize = 16 * 1024 + PRE_HANDSHAKE_MAX_PAYLOAD + 14 +
 const READ_BUFFER: usize = 1024;
 /// After a close frame, how long to wait for the peer's before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// v4: this many `unauthorized role` refusals in a row close the connection.
-const UNAUTHORIZED_FLOOD: u32 = 11;
 
 fn ws_config() -> WebSocketConfig {
     let max = limits(ProtocolVersion::LATEST).max_payload;
@@ -361,9 +357,7 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
         Arc::clone(&app.metrics),
     ));
     let cut = handle.cut_token();
-    let mut session = Session {
-        unauthorized_streak: 0,
-    };
+    let mut session = rpc::Session::default();
     loop {
         let next = tokio::select! {
             m = stream.next() => m,
@@ -390,7 +384,8 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
             handle.close(1009, "");
             break;
         }
-        on_text(&app, &handle, &mut session, &text).await;
+        app.metrics.frames_in.fetch_add(1, Relaxed);
+        rpc::request(&app, &handle, &mut session, &text).await;
     }
     // Stop the writer unless it is already closing with a code of its own.
     handle.cut_token().cancel();
@@ -527,99 +522,6 @@ async fn write_loop<S: Transport>(
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     cut.cancel();
-}
-
-struct Session {
-    unauthorized_streak: u32,
-}
-
-fn respond(app: &App, conn: &ConnHandle, text: String) {
-    app.hub.send_direct(conn, text);
-}
-
-fn respond_err(app: &App, conn: &ConnHandle, id: &str, e: &RpcError) {
-    app.metrics.error(e.code);
-    respond(app, conn, frame::err(id, e));
-}
-
-async fn on_text(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
-    let version = conn.version;
-    app.metrics.frames_in.fetch_add(1, Relaxed);
-    let started = std::time::Instant::now();
-    let Ok(parsed) = serde_json::from_str::<Value>(text) else {
-        tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
-        return;
-    };
-    let report = match version {
-        V3 => Report::All,
-        V4 => Report::First,
-    };
-    let schema = format!("frames/request.{}", version.tag());
-    if let Err(msg) = app.validators.check(&schema, version, report, &parsed) {
-        let id = match parsed.get("id") {
-            Some(v) if !v.is_null() => v.clone(),
-            _ => Value::String("invalid".into()),
-        };
-        let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
-        app.metrics.error(e.code);
-        let reply = json!({"type": "res", "id": id, "ok": false, "error": e.to_shape()});
-        respond(app, conn, reply.to_string());
-        return;
-    }
-    let id = parsed["id"].as_str().unwrap_or_default();
-    let method = parsed["method"].as_str().unwrap_or_default();
-    let spec = rpc::lookup(method, version);
-    if let Err(e) = access::authorize(version, &conn.grant, spec.map(|s| s.access)) {
-        respond_err(app, conn, id, &e);
-        if version == V4 && e.is_unauthorized_role() {
-            session.unauthorized_streak += 1;
-            if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
-                conn.close_after_queued(1008, "repeated unauthorized calls");
-            }
-        } else {
-            session.unauthorized_streak = 0;
-        }
-        return;
-    }
-    session.unauthorized_streak = 0;
-    let Some(spec) = spec else {
-        let e = RpcError::invalid_request(format!("unknown method: {method}"));
-        respond_err(app, conn, id, &e);
-        app.metrics.request(method, started.elapsed());
-        return;
-    };
-    // Absent or null params mean "none", as in the references.
-    let params = match parsed.get("params") {
-        None | Some(Value::Null) => json!({}),
-        Some(p) => p.clone(),
-    };
-    if let Err(msg) = app
-        .validators
-        .check(spec.params, version, Report::All, &params)
-    {
-        let e = RpcError::invalid_request(format!("invalid {method} params: {msg}"));
-        respond_err(app, conn, id, &e);
-        app.metrics.request(spec.name, started.elapsed());
-        return;
-    }
-    let text = match Box::pin(rpc::dispatch(app, conn, id, spec, params)).await {
-        Ok(Reply::Json(v)) => frame::ok(id, &v),
-        Ok(Reply::Encoded(payload)) => {
-            let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
-            format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
-        }
-        Ok(Reply::Frame(f)) => f,
-        Ok(Reply::Deferred) => {
-            app.metrics.request(spec.name, started.elapsed());
-            return;
-        }
-        Err(e) => {
-            app.metrics.error(e.code);
-            frame::err(id, &e)
-        }
-    };
-    respond(app, conn, text);
-    app.metrics.request(spec.name, started.elapsed());
 }
 
 fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {

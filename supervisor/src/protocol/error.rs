@@ -79,3 +79,14 @@ impl std::fmt::Display for RpcError {
         write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
+
+/// The one mapping of a database failure to what a client hears: the failure is logged
+/// with its cause, the client gets a retryable `UNAVAILABLE` without internals.
+impl From<crate::state::db::DbError> for RpcError {
+    fn from(e: crate::state::db::DbError) -> RpcError {
+        tracing::error!(error = %e, "database call failed");
+        let mut err = RpcError::unavailable("the gateway's database is unavailable; retry later");
+        err.retryable = Some(true);
+        err
+    }
+}

@@ -2,6 +2,7 @@
 //! `{type,id,ok,payload,error}` and `{type,event,payload,seq,stateVersion}`.
 
 use serde::Serialize;
+use serde_json::Value;
 use switchboard_schemas::frames::{ErrorShape, StateVersion};
 
 use super::error::RpcError;
@@ -48,6 +49,60 @@ pub fn err_with_payload<P: Serialize>(id: &str, payload: &P, error: &RpcError) -
         ok: false,
         payload: Some(payload),
         error: Some(error.to_shape()),
+    })
+}
+
+/// `{type:"res", id, ok:true, payload}` with a payload that is already JSON text.
+pub fn ok_encoded(id: &str, payload: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
+    format!("{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}")
+}
+
+/// A recorded answer, replayed for a repeated idempotency key: a success as [`ok`], a
+/// failure with its payload and its recorded error shape.
+pub fn replayed(id: &str, ok: bool, payload: &Value, error: Option<&Value>) -> String {
+    if ok {
+        return self::ok(id, payload);
+    }
+    #[derive(Serialize)]
+    struct Failed<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: &'a str,
+        ok: bool,
+        payload: &'a Value,
+        error: Option<&'a Value>,
+    }
+    encode(&Failed {
+        kind: "res",
+        id,
+        ok: false,
+        payload,
+        error,
+    })
+}
+
+/// The refusal of a frame that is not a valid request: its `id` echoed as it came (any
+/// JSON value), or `"invalid"` when it had none.
+pub fn err_for_frame(id: Option<&Value>, error: &RpcError) -> String {
+    #[derive(Serialize)]
+    struct Refused<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: &'a Value,
+        ok: bool,
+        error: ErrorShape,
+    }
+    let invalid = Value::String("invalid".into());
+    let id = match id {
+        Some(v) if !v.is_null() => v,
+        _ => &invalid,
+    };
+    encode(&Refused {
+        kind: "res",
+        id,
+        ok: false,
+        error: error.to_shape(),
     })
 }
 

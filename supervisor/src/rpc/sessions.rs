@@ -1,5 +1,5 @@
-//! Read methods over the durable conversation state and the workers: `sessions.list`,
-//! `chat.history`, `channels.status`, `models.list`, in each generation's shape.
+//! Sessions and their history, in each generation's shape: `sessions.list`, the body of
+//! `chat.history`, and `models.list` (what the agent worker offers).
 
 use std::time::Duration;
 
@@ -22,17 +22,12 @@ const HISTORY_MAX_BYTES: usize = 6 * 1024 * 1024;
 const HISTORY_DEFAULT_LIMIT: u64 = 200;
 const SESSIONS_DEFAULT_LIMIT: u64 = 100;
 
-fn db_error(e: crate::state::db::DbError) -> RpcError {
-    tracing::error!(error = %e, "database read failed");
-    RpcError::unavailable("the gateway's database is unavailable; retry later")
-}
-
 fn model_defaults(app: &App) -> Value {
     let models = app.model_labels();
     json!({"modelProvider": models.0, "model": models.1, "contextTokens": Value::Null})
 }
 
-pub async fn list(
+async fn list_sessions(
     app: &App,
     version: ProtocolVersion,
     p: &SessionsListParams,
@@ -69,7 +64,7 @@ pub async fn list(
             Ok((total as u64, rows))
         })
         .await
-        .map_err(db_error)?;
+        ?;
     let sessions: Vec<Value> = rows
         .into_iter()
         .map(|(key, updated, messages)| {
@@ -149,8 +144,7 @@ pub async fn history(
                     .optional()?;
                 Ok((total as u64, older, updated, rows))
             })
-            .await
-            .map_err(db_error)?
+            .await?
     };
     // Newest first from the query; keep the newest that fit, then put them in order.
     let mut bytes = 0usize;
@@ -193,47 +187,8 @@ pub async fn history(
     Ok(out)
 }
 
-pub fn channels_status(app: &App, version: ProtocolVersion) -> Value {
-    let mut channels = serde_json::Map::new();
-    let mut order = Vec::new();
-    let mut labels = serde_json::Map::new();
-    for w in app.workers().list() {
-        if w.name == AGENT_WORKER {
-            continue;
-        }
-        order.push(json!(w.name));
-        labels.insert(w.name.clone(), json!(w.name));
-        channels.insert(
-            w.name.clone(),
-            json!({
-                "configured": true,
-                "running": w.state == "running",
-                "connected": matches!(w.provider_state.as_deref(), Some("connected" | "polling")),
-                "state": w.provider_state.clone().unwrap_or_else(|| w.state.clone()),
-                "workerState": w.state,
-                "lastError": w.detail,
-            }),
-        );
-    }
-    let mut out = json!({
-        "ts": now_ms(),
-        "channelOrder": order,
-        "channelLabels": labels,
-        "channelDetailLabels": {},
-        "channelSystemImages": {},
-        "channelMeta": [],
-        "channels": channels,
-        "channelAccounts": {},
-        "channelDefaultAccountId": {},
-    });
-    if version == ProtocolVersion::V4 {
-        out["statusIssues"] = json!([]);
-    }
-    out
-}
-
 /// The models the agent backends offer (asked of the agent worker).
-pub async fn models(app: &App) -> Value {
+async fn agent_models(app: &App) -> Value {
     let Ok(channel) = app.workers().channel(AGENT_WORKER) else {
         return json!({"models": []});
     };
@@ -256,4 +211,15 @@ pub async fn models(app: &App) -> Value {
         }
         _ => json!({"models": []}),
     }
+}
+
+pub async fn list(c: super::Call) -> Result<super::Reply, RpcError> {
+    let p: SessionsListParams = c.parse()?;
+    Ok(super::Reply::Json(
+        list_sessions(&c.app, c.version(), &p).await?,
+    ))
+}
+
+pub async fn models(c: super::Call) -> Result<super::Reply, RpcError> {
+    Ok(super::Reply::Json(agent_models(&c.app).await))
 }
