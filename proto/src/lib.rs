@@ -26,6 +26,31 @@ pub const READY_LINE: &str = "SWITCHBOARD_WORKER_READY";
 /// gives up (e.g. its session lock is held); the supervisor reports the reason.
 pub const FAILED_LINE: &str = "SWITCHBOARD_WORKER_FAILED";
 
+/// Capability names a worker announces in `HelloReply.capabilities`.
+pub mod capability {
+    /// Delivers outbound messages (`Send`).
+    pub const SEND: &str = "send";
+    /// Streams inbound events (`Events`, `Ack`).
+    pub const EVENTS: &str = "events";
+    /// Runs agent turns (`AgentRunner`).
+    pub const AGENT_RUN: &str = "agent.run";
+    /// Links its account by a QR code scanned on a phone (`Linker`).
+    pub const LOGIN_QR: &str = "login.qr";
+    /// Links its account by a code entered on a phone (`Linker`).
+    pub const LOGIN_PHONE: &str = "login.phone";
+    /// Sends and receives media, not only text.
+    pub const MEDIA: &str = "media";
+    /// Takes part in group conversations.
+    pub const GROUPS: &str = "groups";
+    /// Keeps replies in the thread of the message they answer.
+    pub const THREADS: &str = "threads";
+    pub const REACTIONS: &str = "reactions";
+    pub const EDITS: &str = "edits";
+    pub const TYPING: &str = "typing";
+    /// Resumes its event stream from `EventsRequest.cursor`.
+    pub const CURSOR: &str = "cursor";
+}
+
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("switchboard.worker.v1");

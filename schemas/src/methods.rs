@@ -198,6 +198,12 @@ pub struct WorkerHealth {
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Whether the provider connection carries data, as the worker judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// `workers.restart` / `workers.stop` / `workers.start` params.

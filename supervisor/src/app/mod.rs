@@ -5,6 +5,8 @@
 
 pub mod metrics;
 
+pub mod health;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,11 +16,7 @@ use serde_json::Value;
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::frames::StateVersion;
 use switchboard_schemas::hello::PresenceEntry;
-use switchboard_schemas::methods::{
-    AgentHealth, AgentHeartbeat, AgentSessions, ConnectionCounts, GatewayHealth, HealthSnapshot,
-    RecentSession, SessionModelDefaults, SessionSummary, StatusHeartbeat, StatusHeartbeatAgent,
-    StatusSessions, StatusSummary,
-};
+use switchboard_schemas::methods::{HealthSnapshot, SessionSummary};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -81,15 +79,6 @@ pub struct App {
     health: Mutex<Arc<HealthCache>>,
     health_dirty: Notify,
     system_events: Mutex<VecDeque<String>>,
-}
-
-/// A channel's display name.
-fn label(channel: &str) -> String {
-    match channel {
-        "telegram" => "Telegram".into(),
-        "whatsapp" => "WhatsApp".into(),
-        other => other.to_owned(),
-    }
 }
 
 impl App {
@@ -248,175 +237,13 @@ impl App {
         }
     }
 
-    fn system_events(&self) -> Vec<String> {
+    pub(crate) fn system_events(&self) -> Vec<String> {
         self.system_events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .cloned()
             .collect()
-    }
-
-    // ---- health ---------------------------------------------------------------------
-
-    pub fn health_cache(&self) -> Arc<HealthCache> {
-        Arc::clone(&self.health.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Asks the refresher to rebuild health soon (coalesced).
-    pub fn health_changed(&self) {
-        self.health_dirty.notify_one();
-    }
-
-    fn gateway_health(&self) -> GatewayHealth {
-        let c = self.hub.counts();
-        GatewayHealth {
-            version: VERSION.into(),
-            pid: std::process::id(),
-            uptime_ms: self.uptime_ms(),
-            port: self.port,
-            connections: ConnectionCounts {
-                total: c.total,
-                operators: c.operators,
-                nodes: c.nodes,
-            },
-        }
-    }
-
-    async fn sessions(&self) -> (u64, Vec<RecentSession>) {
-        let now = now_ms();
-        let res = self
-            .db
-            .call(move |c| {
-                let count: i64 = c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))?;
-                let mut stmt = c.prepare_cached(
-                    "SELECT key, updated_at FROM sessions ORDER BY updated_at DESC LIMIT 5",
-                )?;
-                let recent = stmt
-                    .query_map([], |r| {
-                        let updated: i64 = r.get(1)?;
-                        Ok(RecentSession {
-                            key: r.get(0)?,
-                            updated_at: Some(updated as u64),
-                            age: Some(now.saturating_sub(updated as u64)),
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((count as u64, recent))
-            })
-            .await;
-        match res {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "reading sessions for health failed");
-                (0, vec![])
-            }
-        }
-    }
-
-    /// Rebuilds the snapshot; broadcasts `health` when it changed (or when `force`).
-    pub async fn refresh_health(&self, force: bool) -> Arc<HealthCache> {
-        let t0 = Instant::now();
-        let (count, recent) = self.sessions().await;
-        let path = self.db.path().display().to_string();
-        let summary = SessionSummary {
-            path: path.clone(),
-            count,
-            recent,
-        };
-        let workers = self.workers().list();
-        let mut channels = std::collections::BTreeMap::new();
-        let mut channel_labels = std::collections::BTreeMap::new();
-        let mut channel_order = Vec::new();
-        for c in &self.config.channels {
-            let w = workers.iter().find(|w| w.name == c.channel);
-            let provider = w.and_then(|w| w.provider_state.clone());
-            channels.insert(
-                c.channel.clone(),
-                serde_json::json!({
-                    "configured": true,
-                    "running": w.is_some_and(|w| w.state == "running"),
-                    "state": provider.clone().or_else(|| w.map(|w| w.state.clone())),
-                    "connected": matches!(provider.as_deref(), Some("polling" | "connected")),
-                    "lastError": w.and_then(|w| w.detail.clone()),
-                    "dmPolicy": c.dm_policy,
-                    "groupPolicy": c.group_policy,
-                }),
-            );
-            channel_labels.insert(c.channel.clone(), label(&c.channel));
-            channel_order.push(c.channel.clone());
-        }
-        let mut snapshot = HealthSnapshot {
-            ok: true,
-            ts: now_ms(),
-            duration_ms: 0,
-            channels,
-            channel_order,
-            channel_labels,
-            heartbeat_seconds: 0,
-            default_agent_id: DEFAULT_AGENT_ID.into(),
-            agents: vec![AgentHealth {
-                agent_id: DEFAULT_AGENT_ID.into(),
-                is_default: true,
-                heartbeat: AgentHeartbeat {
-                    enabled: false,
-                    every: "disabled".into(),
-                    every_ms: None,
-                    prompt: String::new(),
-                    target: "none".into(),
-                    ack_max_chars: 0,
-                },
-                sessions: summary.clone(),
-            }],
-            sessions: summary,
-            gateway: Some(self.gateway_health()),
-            workers: Some(workers),
-        };
-        let mut fp = snapshot.clone();
-        fp.ts = 0;
-        if let Some(g) = fp.gateway.as_mut() {
-            g.uptime_ms = 0;
-        }
-        for w in fp.workers.iter_mut().flatten() {
-            w.uptime_ms = None;
-        }
-        let fingerprint = serde_json::to_string(&fp).unwrap_or_default();
-        snapshot.duration_ms = t0.elapsed().as_millis() as u64;
-        let encoded: Arc<str> = Arc::from(serde_json::to_string(&snapshot).unwrap_or_default());
-        let cache = Arc::new(HealthCache {
-            snapshot: Arc::new(snapshot),
-            encoded,
-            fingerprint,
-        });
-        let changed = {
-            let mut slot = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            let changed = slot.fingerprint != cache.fingerprint;
-            *slot = Arc::clone(&cache);
-            changed
-        };
-        if changed || force {
-            self.health_version.fetch_add(1, Ordering::Relaxed);
-            let b = Broadcast::new("health", &cache.snapshot, Some(self.state_version()), false);
-            self.hub.broadcast(&b);
-        }
-        cache
-    }
-
-    /// Keeps the health snapshot fresh: after changes (coalesced) and every minute.
-    pub async fn run_health_refresher(self: Arc<Self>) {
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = self.health_dirty.notified() => {
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(HEALTH_DEBOUNCE) => {}
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_millis(HEALTH_CACHE_MS)) => {}
-            }
-            self.refresh_health(false).await;
-        }
     }
 
     /// Sends `tick {ts}` to everyone at the policy interval.
@@ -432,43 +259,6 @@ impl App {
                     self.hub.broadcast(&b);
                 }
             }
-        }
-    }
-
-    // ---- status ---------------------------------------------------------------------
-
-    pub async fn status(&self) -> StatusSummary {
-        let (count, recent) = self.sessions().await;
-        let path = self.db.path().display().to_string();
-        StatusSummary {
-            heartbeat: StatusHeartbeat {
-                default_agent_id: DEFAULT_AGENT_ID.into(),
-                agents: vec![StatusHeartbeatAgent {
-                    agent_id: DEFAULT_AGENT_ID.into(),
-                    enabled: false,
-                    every: "disabled".into(),
-                    every_ms: None,
-                }],
-            },
-            channel_summary: vec![],
-            queued_system_events: self.system_events(),
-            sessions: StatusSessions {
-                paths: vec![path.clone()],
-                count,
-                defaults: SessionModelDefaults {
-                    model: None,
-                    context_tokens: None,
-                },
-                recent: recent.clone(),
-                by_agent: vec![AgentSessions {
-                    agent_id: DEFAULT_AGENT_ID.into(),
-                    path,
-                    count,
-                    recent,
-                }],
-            },
-            gateway: Some(self.gateway_health()),
-            workers: Some(self.workers().list()),
         }
     }
 }

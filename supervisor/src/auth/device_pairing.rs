@@ -20,13 +20,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::device_identity::encode_b64url;
+use crate::auth::pending::{Pending, PendingError, Request};
 use crate::clock::now_ms;
 use crate::state::db::{Db, DbError};
 
-/// Pending requests expire after this long (protocol: 5 minutes).
-pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
-/// At most this many pending requests at once; a flood beyond it is refused.
-pub const MAX_PENDING: usize = 64;
 const KEY_FILE: &str = "device-token.key";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +69,18 @@ pub struct PendingRequest {
     pub silent: bool,
     pub is_repair: bool,
     pub ts: u64,
+}
+
+impl Request for PendingRequest {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn subject(&self) -> &str {
+        &self.device_id
+    }
+    fn filed_at(&self) -> u64 {
+        self.ts
+    }
 }
 
 /// A device token's public facts.
@@ -122,12 +131,12 @@ pub struct Claim {
 #[derive(Default)]
 struct State {
     paired: HashMap<String, PairedDevice>,
-    pending: HashMap<String, PendingRequest>,
     tokens: HashMap<(String, String), TokenInfo>,
 }
 
 pub struct Devices {
     db: Db,
+    pending: Pending<PendingRequest>,
     key: [u8; 32],
     state: Mutex<State>,
 }
@@ -141,8 +150,8 @@ pub enum DevicesError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("too many pending pairing requests ({0}); approve or reject some first")]
-    TooManyPending(usize),
+    #[error(transparent)]
+    Pending(#[from] PendingError),
 }
 
 fn load_key(state_dir: &Path) -> Result<[u8; 32], DevicesError> {
@@ -199,12 +208,6 @@ impl Devices {
                         st.paired.insert(d.device_id.clone(), d);
                     }
                 }
-                let mut stmt = c.prepare("SELECT record FROM pairing_requests WHERE expires_at > ?1")?;
-                for rec in stmt.query_map([now_ms() as i64], |r| r.get::<_, String>(0))? {
-                    if let Ok(p) = serde_json::from_str::<PendingRequest>(&rec?) {
-                        st.pending.insert(p.request_id.clone(), p);
-                    }
-                }
                 let mut stmt = c.prepare(
                     "SELECT device_id, role, generation, scopes, issued_at, revoked_at FROM device_tokens",
                 )?;
@@ -226,6 +229,7 @@ impl Devices {
             })
             .await?;
         Ok(Devices {
+            pending: Pending::open(db.clone(), "device").await?,
             db,
             key,
             state: Mutex::new(state),
@@ -339,16 +343,6 @@ impl Devices {
             .await
     }
 
-    async fn delete_request(&self, request_id: &str) -> Result<(), DbError> {
-        let id = request_id.to_owned();
-        self.db
-            .call(move |c| {
-                c.execute("DELETE FROM pairing_requests WHERE request_id = ?1", [id])
-                    .map(|_| ())
-            })
-            .await
-    }
-
     fn request_from(claim: &Claim, silent: bool, is_repair: bool) -> PendingRequest {
         PendingRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -385,60 +379,29 @@ impl Devices {
 
     /// Files (or finds) the device's pending request. `created` says whether it is new.
     pub async fn request(&self, claim: &Claim) -> Result<(PendingRequest, bool), DevicesError> {
-        let now = now_ms();
-        let req = {
-            let mut st = self.lock();
-            st.pending
-                .retain(|_, p| now.saturating_sub(p.ts) < PENDING_TTL_MS);
-            if let Some(p) = st.pending.values().find(|p| p.device_id == claim.device_id) {
-                return Ok((p.clone(), false));
-            }
-            if st.pending.len() >= MAX_PENDING {
-                return Err(DevicesError::TooManyPending(st.pending.len()));
-            }
-            let req = Self::request_from(claim, false, st.paired.contains_key(&claim.device_id));
-            st.pending.insert(req.request_id.clone(), req.clone());
-            req
-        };
-        let rec = serde_json::to_string(&req).unwrap_or_default();
-        let (id, dev, exp) = (
-            req.request_id.clone(),
-            req.device_id.clone(),
-            (req.ts + PENDING_TTL_MS) as i64,
-        );
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "INSERT OR REPLACE INTO pairing_requests (request_id, device_id, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, dev, rec, exp],
-                )
-                .map(|_| ())
+        let repair = self.lock().paired.contains_key(&claim.device_id);
+        Ok(self
+            .pending
+            .file(&claim.device_id, || {
+                Self::request_from(claim, false, repair)
             })
-            .await?;
-        Ok((req, true))
+            .await?)
     }
 
     pub async fn approve(&self, request_id: &str) -> Result<Option<PairedDevice>, DbError> {
-        let device = {
-            let mut st = self.lock();
-            let now = now_ms();
-            let Some(req) = st.pending.remove(request_id) else {
-                return Ok(None);
-            };
-            if now.saturating_sub(req.ts) >= PENDING_TTL_MS {
-                return Ok(None);
-            }
-            Self::merge_into_paired(&mut st, &req.roles.clone(), &req)
+        let Some(req) = self.pending.take(request_id) else {
+            return Ok(None);
         };
+        let device = Self::merge_into_paired(&mut self.lock(), &req.roles.clone(), &req);
         self.save_device(&device).await?;
-        self.delete_request(request_id).await?;
+        self.pending.delete(request_id).await?;
         Ok(Some(device))
     }
 
     pub async fn reject(&self, request_id: &str) -> Result<Option<PendingRequest>, DbError> {
-        let req = self.lock().pending.remove(request_id);
+        let req = self.pending.take(request_id);
         if req.is_some() {
-            self.delete_request(request_id).await?;
+            self.pending.delete(request_id).await?;
         }
         Ok(req)
     }
@@ -568,14 +531,8 @@ impl Devices {
     /// `device.pair.list`: pending requests (newest first) and paired devices with their
     /// token summaries (never the tokens).
     pub fn list(&self) -> serde_json::Value {
-        let now = now_ms();
+        let pending = self.pending.list();
         let st = self.lock();
-        let mut pending: Vec<&PendingRequest> = st
-            .pending
-            .values()
-            .filter(|p| now.saturating_sub(p.ts) < PENDING_TTL_MS)
-            .collect();
-        pending.sort_by_key(|p| std::cmp::Reverse(p.ts));
         let mut paired: Vec<serde_json::Value> = st
             .paired
             .values()
@@ -605,6 +562,7 @@ impl Devices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::pending::{MAX_PENDING, PENDING_TTL_MS};
 
     fn claim(id: &str) -> Claim {
         Claim {
@@ -689,7 +647,8 @@ mod tests {
         let d = Devices::open(db, dir.path()).await.unwrap();
         let (req, _) = d.request(&claim("old")).await.unwrap();
         // Age it past the limit, as five minutes of waiting would.
-        d.lock().pending.get_mut(&req.request_id).unwrap().ts -= PENDING_TTL_MS;
+        d.pending
+            .with_mut(&req.request_id, |r| r.ts -= PENDING_TTL_MS);
         assert!(
             d.approve(&req.request_id).await.unwrap().is_none(),
             "expired requests cannot be approved"
@@ -712,7 +671,7 @@ mod tests {
         }
         assert!(matches!(
             d.request(&claim("one-more")).await,
-            Err(DevicesError::TooManyPending(_))
+            Err(DevicesError::Pending(PendingError::Full(_)))
         ));
     }
 }

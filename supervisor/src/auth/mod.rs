@@ -6,4 +6,5 @@ pub mod device_identity;
 pub mod device_pairing;
 pub mod handshake;
 pub mod node_pairing;
+pub mod pending;
 pub mod rate_limit;

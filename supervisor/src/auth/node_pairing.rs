@@ -12,18 +12,18 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::auth::device_pairing::{MAX_PENDING, PENDING_TTL_MS};
+use crate::auth::pending::{Pending, PendingError};
 use crate::clock::now_ms;
 use crate::state::db::{Db, DbError};
 
 #[derive(Default)]
 struct State {
-    pending: HashMap<String, Value>,
     paired: HashMap<String, (Value, String)>,
 }
 
 pub struct NodePairing {
     db: Db,
+    pending: Pending<Value>,
     state: Mutex<State>,
 }
 
@@ -45,8 +45,8 @@ fn new_token() -> String {
 pub enum NodePairingError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("too many pending node pairing requests ({0}); approve or reject some first")]
-    TooManyPending(usize),
+    #[error(transparent)]
+    Pending(#[from] PendingError),
 }
 
 impl NodePairing {
@@ -54,14 +54,6 @@ impl NodePairing {
         let state = db
             .call(|c| {
                 let mut st = State::default();
-                let mut stmt =
-                    c.prepare("SELECT record FROM node_pairing_pending WHERE expires_at > ?1")?;
-                for rec in stmt.query_map([now_ms() as i64], |r| r.get::<_, String>(0))? {
-                    if let Ok(v) = serde_json::from_str::<Value>(&rec?) {
-                        let id = v["requestId"].as_str().unwrap_or_default().to_owned();
-                        st.pending.insert(id, v);
-                    }
-                }
                 let mut stmt =
                     c.prepare("SELECT node_id, record, token_hash FROM node_pairing_paired")?;
                 let rows = stmt.query_map([], |r| {
@@ -81,6 +73,7 @@ impl NodePairing {
             })
             .await?;
         Ok(NodePairing {
+            pending: Pending::open(db.clone(), "node").await?,
             db,
             state: Mutex::new(state),
         })
@@ -97,60 +90,21 @@ impl NodePairing {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let now = now_ms();
-        let request = {
-            let mut st = self.lock();
-            st.pending
-                .retain(|_, p| now.saturating_sub(p["ts"].as_u64().unwrap_or(0)) < PENDING_TTL_MS);
-            if let Some(p) = st
-                .pending
-                .values()
-                .find(|p| p["nodeId"] == node_id.as_str())
-            {
-                return Ok((p.clone(), false));
-            }
-            if st.pending.len() >= MAX_PENDING {
-                return Err(NodePairingError::TooManyPending(st.pending.len()));
-            }
+        let repair = self.lock().paired.contains_key(&node_id);
+        let make = || {
             let mut request = params.clone();
             request["requestId"] = json!(uuid::Uuid::new_v4().to_string());
             request["nodeId"] = json!(node_id);
-            request["isRepair"] = json!(st.paired.contains_key(&node_id));
-            request["ts"] = json!(now);
-            st.pending.insert(
-                request["requestId"].as_str().unwrap_or_default().to_owned(),
-                request.clone(),
-            );
+            request["isRepair"] = json!(repair);
+            request["ts"] = json!(now_ms());
             request
         };
-        let (id, node, rec, exp) = (
-            request["requestId"].as_str().unwrap_or_default().to_owned(),
-            node_id,
-            request.to_string(),
-            (now + PENDING_TTL_MS) as i64,
-        );
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "INSERT OR REPLACE INTO node_pairing_pending (request_id, node_id, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, node, rec, exp],
-                )
-                .map(|_| ())
-            })
-            .await?;
-        Ok((request, true))
+        Ok(self.pending.file(&node_id, make).await?)
     }
 
     pub fn list(&self) -> Value {
-        let now = now_ms();
+        let pending = self.pending.list();
         let st = self.lock();
-        let mut pending: Vec<Value> = st
-            .pending
-            .values()
-            .filter(|p| now.saturating_sub(p["ts"].as_u64().unwrap_or(0)) < PENDING_TTL_MS)
-            .cloned()
-            .collect();
-        pending.sort_by_key(|p| std::cmp::Reverse(p["ts"].as_u64().unwrap_or(0)));
         let mut paired: Vec<Value> = st.paired.values().map(|(v, _)| v.clone()).collect();
         paired.sort_by_key(|p| std::cmp::Reverse(p["approvedAtMs"].as_u64().unwrap_or(0)));
         json!({"pending": pending, "paired": paired})
@@ -159,14 +113,11 @@ impl NodePairing {
     /// Approves: a fresh token, returned in the result only.
     pub async fn approve(&self, request_id: &str) -> Result<Option<Value>, DbError> {
         let now = now_ms();
+        let Some(req) = self.pending.take(request_id) else {
+            return Ok(None);
+        };
         let (node, token) = {
             let mut st = self.lock();
-            let Some(req) = st.pending.remove(request_id) else {
-                return Ok(None);
-            };
-            if now.saturating_sub(req["ts"].as_u64().unwrap_or(0)) >= PENDING_TTL_MS {
-                return Ok(None);
-            }
             let node_id = req["nodeId"].as_str().unwrap_or_default().to_owned();
             let created = st
                 .paired
@@ -185,6 +136,7 @@ impl NodePairing {
             st.paired.insert(node_id, (node.clone(), hash(&token)));
             (node, token)
         };
+        let kind = self.pending.kind();
         let (id, rec, h, rid) = (
             node["nodeId"].as_str().unwrap_or_default().to_owned(),
             node.to_string(),
@@ -198,7 +150,7 @@ impl NodePairing {
                     "INSERT OR REPLACE INTO node_pairing_paired (node_id, record, token_hash) VALUES (?1, ?2, ?3)",
                     params![id, rec, h],
                 )?;
-                tx.execute("DELETE FROM node_pairing_pending WHERE request_id = ?1", [rid])?;
+                Pending::<Value>::delete_in(&tx, kind, &rid)?;
                 tx.commit()
             })
             .await?;
@@ -208,19 +160,10 @@ impl NodePairing {
     }
 
     pub async fn reject(&self, request_id: &str) -> Result<Option<Value>, DbError> {
-        let Some(req) = self.lock().pending.remove(request_id) else {
+        let Some(req) = self.pending.take(request_id) else {
             return Ok(None);
         };
-        let rid = request_id.to_owned();
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "DELETE FROM node_pairing_pending WHERE request_id = ?1",
-                    [rid],
-                )
-                .map(|_| ())
-            })
-            .await?;
+        self.pending.delete(request_id).await?;
         Ok(Some(
             json!({"requestId": request_id, "nodeId": req["nodeId"]}),
         ))

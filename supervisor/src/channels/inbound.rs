@@ -37,7 +37,18 @@ pub async fn listen(app: Arc<App>, channel: String) {
         let current = worker.borrow_and_update().clone();
         if let Some(ch) = current {
             let mut client = WorkerClient::new(ch);
-            match client.events(EventsRequest {}).await {
+            let cursor = match stored_cursor(&app, &channel).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(channel, error = %e, "cannot read the channel's cursor; retrying");
+                    tokio::select! {
+                        _ = app.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            };
+            match client.events(EventsRequest { cursor }).await {
                 Ok(stream) => {
                     let mut stream = stream.into_inner();
                     tracing::info!(channel, "listening for inbound messages");
@@ -76,7 +87,7 @@ async fn handle(
     match ev.event {
         Some(worker_event::Event::Message(m)) => {
             let stored = loop {
-                match receive(app, channel, &m).await {
+                match receive(app, channel, &m, &ev.cursor).await {
                     Ok(id) => break id,
                     Err(e) => {
                         tracing::error!(channel, error = %e, "cannot store an inbound message; retrying");
@@ -114,16 +125,40 @@ async fn handle(
     }
 }
 
-/// Stores a message; its row id, or `None` when it was already there.
-async fn receive(app: &App, channel: &str, m: &InboundMessage) -> Result<Option<i64>, DbError> {
+/// The replay position stored with the channel's last message (empty: none).
+async fn stored_cursor(app: &App, channel: &str) -> Result<String, DbError> {
     let channel = channel.to_owned();
-    let m = m.clone();
     app.db
         .call(move |c| {
-            let n = c.execute(
+            c.query_row(
+                "SELECT cursor FROM channel_cursors WHERE channel = ?1",
+                [channel],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+        .await
+}
+
+/// Stores a message (and the channel's cursor after it, in the same transaction); its
+/// row id, or `None` when it was already there.
+async fn receive(
+    app: &App,
+    channel: &str,
+    m: &InboundMessage,
+    cursor: &str,
+) -> Result<Option<i64>, DbError> {
+    let channel = channel.to_owned();
+    let m = m.clone();
+    let cursor = cursor.to_owned();
+    app.db
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
                 "INSERT OR IGNORE INTO inbound (channel, account_id, chat_id, message_id, sender_id, sender_name,
-                    sender_username, chat_type, chat_title, is_group, mentioned, text, received_at, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'received')",
+                    sender_username, chat_type, chat_title, is_group, mentioned, text, received_at, state, thread_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'received', ?14)",
                 params![
                     channel,
                     if m.account_id.is_empty() { "default" } else { m.account_id.as_str() },
@@ -137,10 +172,20 @@ async fn receive(app: &App, channel: &str, m: &InboundMessage) -> Result<Option<
                     m.is_group,
                     m.mentioned,
                     m.text,
-                    now_ms() as i64
+                    now_ms() as i64,
+                    m.thread_id
                 ],
             )?;
-            Ok((n > 0).then(|| c.last_insert_rowid()))
+            let id = (n > 0).then(|| tx.last_insert_rowid());
+            if !cursor.is_empty() {
+                tx.execute(
+                    "INSERT INTO channel_cursors (channel, cursor, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(channel) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                    params![channel, cursor, now_ms() as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
         })
         .await
 }
@@ -186,6 +231,7 @@ struct Stored {
     is_group: bool,
     mentioned: bool,
     text: String,
+    thread_id: String,
 }
 
 async fn load(app: &App, id: i64) -> Result<Option<Stored>, DbError> {
@@ -193,7 +239,7 @@ async fn load(app: &App, id: i64) -> Result<Option<Stored>, DbError> {
         .call(move |c| {
             c.query_row(
                 "SELECT channel, account_id, chat_id, sender_id, sender_name, sender_username, chat_title,
-                        is_group, mentioned, text FROM inbound WHERE id = ?1",
+                        is_group, mentioned, text, thread_id FROM inbound WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(Stored {
@@ -207,6 +253,7 @@ async fn load(app: &App, id: i64) -> Result<Option<Stored>, DbError> {
                         is_group: r.get(7)?,
                         mentioned: r.get(8)?,
                         text: r.get(9)?,
+                        thread_id: r.get(10)?,
                     })
                 },
             )
@@ -297,6 +344,7 @@ async fn pairing(app: &Arc<App>, id: i64, m: &Stored) {
                 source: "pairing",
                 key: Some(format!("pairing:{}:{}:{code}", m.channel, m.sender_id)),
                 session_key: None,
+                thread_id: String::new(),
             };
             if let Err(e) = app.outbox.enqueue(d).await {
                 tracing::error!(error = %e, "cannot queue the pairing reply");
@@ -333,7 +381,8 @@ const FAILED_REPLY: &str =
 
 async fn run(app: &Arc<App>, id: i64, m: &Stored) {
     set_state(app, id, "running", None).await;
-    let session = crate::state::history::channel_session_key(&m.channel, &m.chat_id, m.is_group);
+    let session =
+        crate::channels::providers::session_key(&m.channel, &m.chat_id, &m.sender_id, m.is_group);
     let handle = if m.sender_username.is_empty() {
         String::new()
     } else {
@@ -390,6 +439,7 @@ async fn run(app: &Arc<App>, id: i64, m: &Stored) {
         source: "reply",
         key: Some(format!("reply:{}:{id}", m.channel)),
         session_key: None,
+        thread_id: m.thread_id.clone(),
     });
     let done = app
         .db

@@ -1,20 +1,30 @@
-//! Linking a device-based channel (WhatsApp) by QR code, and logging it out:
+//! Linking a device-based channel by QR code, and logging it out:
 //! `web.login.start`, `web.login.wait` and `channels.logout`, in the reference's shapes,
 //! carried out by the channel's worker over the `Linker` service.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard_proto::capability;
 use switchboard_proto::v1::linker_client::LinkerClient;
 use switchboard_proto::v1::{LoginStartRequest, LoginWaitRequest, LogoutRequest};
 
 use crate::app::App;
 use crate::protocol::error::RpcError;
 
-/// The channel whose worker links by QR code.
-const WEB_LOGIN_CHANNEL: &str = "whatsapp";
 /// Extra time for the gRPC call beyond what the worker itself waits.
-const SLACK: Duration = Duration::from_secs(5);
+const LEEWAY: Duration = Duration::from_secs(5);
+
+/// The configured channel whose worker links by QR code (it announced `login.qr`).
+fn qr_channel(app: &App) -> Result<String, RpcError> {
+    let workers = app.workers();
+    app.config
+        .channels
+        .iter()
+        .map(|c| c.channel.clone())
+        .find(|c| workers.can(c, capability::LOGIN_QR))
+        .ok_or_else(|| RpcError::invalid_request("web login provider is not available"))
+}
 
 fn linker(app: &App, channel: &str) -> Result<LinkerClient<tonic::transport::Channel>, RpcError> {
     if app.config.channel(channel).is_none() {
@@ -35,25 +45,30 @@ fn linker(app: &App, channel: &str) -> Result<LinkerClient<tonic::transport::Cha
     Ok(LinkerClient::new(ch))
 }
 
-fn failed(s: &tonic::Status) -> RpcError {
-    RpcError::unavailable(format!("the whatsapp worker failed: {}", s.message()))
+fn failed(channel: &str, s: &tonic::Status) -> RpcError {
+    RpcError::unavailable(format!("the {channel} worker failed: {}", s.message()))
+}
+
+fn late(channel: &str) -> RpcError {
+    RpcError::unavailable(format!("the {channel} worker did not answer in time"))
 }
 
 /// `web.login.start`: `{qrDataUrl?, message}` (the reference's), plus `qrCode` (the raw
 /// text, for terminals) and `linkedAs`.
 pub async fn start(app: &App, force: bool, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
-    let mut client = linker(app, WEB_LOGIN_CHANNEL)?;
+    let channel = qr_channel(app)?;
+    let mut client = linker(app, &channel)?;
     let wait = Duration::from_millis(timeout_ms.unwrap_or(30_000).clamp(1_000, 300_000));
     let reply = tokio::time::timeout(
-        wait + SLACK,
+        wait + LEEWAY,
         client.login_start(LoginStartRequest {
             force,
             timeout_ms: wait.as_millis() as u64,
         }),
     )
     .await
-    .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
-    .map_err(|s| failed(&s))?
+    .map_err(|_| late(&channel))?
+    .map_err(|s| failed(&channel, &s))?
     .into_inner();
     let mut out = json!({"message": reply.message});
     if !reply.qr_code.is_empty() {
@@ -71,17 +86,18 @@ pub async fn start(app: &App, force: bool, timeout_ms: Option<u64>) -> Result<Va
 
 /// `web.login.wait`: `{connected, message}`.
 pub async fn wait(app: &App, timeout_ms: Option<u64>) -> Result<Value, RpcError> {
-    let mut client = linker(app, WEB_LOGIN_CHANNEL)?;
+    let channel = qr_channel(app)?;
+    let mut client = linker(app, &channel)?;
     let wait = Duration::from_millis(timeout_ms.unwrap_or(120_000).clamp(1_000, 600_000));
     let reply = tokio::time::timeout(
-        wait + SLACK,
+        wait + LEEWAY,
         client.login_wait(LoginWaitRequest {
             timeout_ms: wait.as_millis() as u64,
         }),
     )
     .await
-    .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
-    .map_err(|s| failed(&s))?
+    .map_err(|_| late(&channel))?
+    .map_err(|s| failed(&channel, &s))?
     .into_inner();
     if reply.connected {
         app.health_changed();
@@ -95,7 +111,7 @@ pub async fn logout(app: &App, channel: &str, account: Option<&str>) -> Result<V
     if app.config.channel(&channel).is_none() {
         return Err(RpcError::invalid_request("invalid channels.logout channel"));
     }
-    if channel != WEB_LOGIN_CHANNEL {
+    if !app.workers().can(&channel, capability::LOGIN_QR) {
         return Err(RpcError::invalid_request(format!(
             "channel {channel} does not support logout"
         )));
@@ -103,8 +119,8 @@ pub async fn logout(app: &App, channel: &str, account: Option<&str>) -> Result<V
     let mut client = linker(app, &channel)?;
     let reply = tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {}))
         .await
-        .map_err(|_| RpcError::unavailable("the whatsapp worker did not answer in time"))?
-        .map_err(|s| failed(&s))?
+        .map_err(|_| late(&channel))?
+        .map_err(|s| failed(&channel, &s))?
         .into_inner();
     app.health_changed();
     Ok(json!({

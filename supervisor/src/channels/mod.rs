@@ -6,6 +6,7 @@ pub mod linking;
 pub mod outbox;
 pub mod outbox_store;
 pub mod policy;
+pub mod providers;
 pub mod qr;
 pub mod send;
 pub mod sender_pairing;

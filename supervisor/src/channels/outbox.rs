@@ -97,6 +97,7 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
         to: due.target.clone(),
         text: due.text.clone(),
         account_id: due.account_id.clone(),
+        thread_id: due.thread_id.clone(),
     };
     let reply = tokio::time::timeout(SEND_DEADLINE, client.send(request)).await;
     let attempts = due.attempts as u64 + 1;

@@ -15,10 +15,10 @@
 //!   the row fails at once with the provider's reason. Anything else is retried with
 //!   backoff (1 s doubling to 5 min) until the row is a day old.
 //!
-//! The one window left: a worker that dies after Telegram accepted a message but before
-//! its reply reached the supervisor. The row is then still `sending`, and it is sent
-//! again (at-least-once) — Telegram offers no way to ask whether it arrived. That window
-//! is one HTTP response plus one local gRPC reply long.
+//! The one window left: a worker that dies after the provider accepted a message but
+//! before its reply reached the supervisor. The row is then still `sending`, and it is
+//! sent again (at-least-once) where the provider offers no way to ask whether it arrived.
+//! That window is one HTTP response plus one local gRPC reply long.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,6 +46,8 @@ pub struct NewDelivery {
     pub key: Option<String>,
     /// Mirror the text into this session's history once delivered.
     pub session_key: Option<String>,
+    /// Deliver into this thread at the provider (empty: none).
+    pub thread_id: String,
 }
 
 /// A row's outcome.
@@ -241,8 +243,8 @@ pub fn enqueue_in(tx: &Transaction<'_>, d: &NewDelivery) -> Result<Row, rusqlite
     let now = now_ms() as i64;
     tx.execute(
         "INSERT INTO outbox (id, channel, account_id, target, text, source, idem_key, session_key, state,
-                             next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9)",
+                             next_attempt_at, created_at, updated_at, thread_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9, ?10)",
         params![
             id,
             d.channel,
@@ -252,7 +254,8 @@ pub fn enqueue_in(tx: &Transaction<'_>, d: &NewDelivery) -> Result<Row, rusqlite
             d.source,
             d.key,
             d.session_key,
-            now
+            now,
+            d.thread_id
         ],
     )?;
     Ok(Row {
@@ -275,6 +278,7 @@ pub(crate) struct Due {
     pub(crate) target: String,
     pub(crate) text: String,
     pub(crate) session_key: Option<String>,
+    pub(crate) thread_id: String,
     pub(crate) attempts: i64,
     pub(crate) created_at: i64,
 }
@@ -292,7 +296,7 @@ pub(crate) async fn next(db: &Db, channel: &str) -> Result<Next, DbError> {
         // The oldest open row of each target is its head; later rows wait behind it.
         let mut stmt = c.prepare_cached(
             "SELECT o.seq, o.id, o.account_id, o.target, o.text, o.session_key, o.attempts,
-                    o.created_at, o.next_attempt_at
+                    o.created_at, o.next_attempt_at, o.thread_id
              FROM outbox o
              WHERE o.channel = ?1 AND o.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel AND p.target = o.target
@@ -311,6 +315,7 @@ pub(crate) async fn next(db: &Db, channel: &str) -> Result<Next, DbError> {
                         session_key: r.get(5)?,
                         attempts: r.get(6)?,
                         created_at: r.get(7)?,
+                        thread_id: r.get(9)?,
                     },
                     r.get::<_, i64>(8)?,
                 ))
@@ -341,6 +346,7 @@ mod tests {
             source: "send",
             key: Some(key.into()),
             session_key: None,
+            thread_id: String::new(),
         }
     }
 
@@ -349,13 +355,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.sqlite")).unwrap();
         let o = Outbox::new(db);
-        let a = o.enqueue(delivery("send:k1", "telegram")).await.unwrap();
-        let b = o.enqueue(delivery("send:k1", "telegram")).await.unwrap();
+        let a = o.enqueue(delivery("send:k1", "chat-a")).await.unwrap();
+        let b = o.enqueue(delivery("send:k1", "chat-a")).await.unwrap();
         assert!(a.created && !b.created);
         assert_eq!(a.id, b.id);
         assert!(b.same_route);
-        let c = o.enqueue(delivery("send:k1", "whatsapp")).await.unwrap();
+        let c = o.enqueue(delivery("send:k1", "chat-b")).await.unwrap();
         assert!(!c.same_route);
-        assert_eq!(o.backlog().await.unwrap(), vec![("telegram".to_owned(), 1)]);
+        assert_eq!(o.backlog().await.unwrap(), vec![("chat-a".to_owned(), 1)]);
     }
 }

@@ -32,16 +32,12 @@ pub struct Facts<'a> {
     pub paired: bool,
 }
 
-/// Whether `list` admits the sender: `*`, the id (also as `tg:<id>` / `telegram:<id>`),
-/// or the username (`@name` or `name`, any case).
-fn listed(list: &[String], f: &Facts<'_>) -> bool {
+/// Whether `list` admits the sender: `*`, the id (also behind one of the provider's
+/// prefixes, e.g. `tg:<id>`), or the username (`@name` or `name`, any case).
+fn listed(list: &[String], prefixes: &[&str], f: &Facts<'_>) -> bool {
     list.iter().any(|entry| {
         let e = entry.trim();
-        let bare = e
-            .strip_prefix("tg:")
-            .or_else(|| e.strip_prefix("telegram:"))
-            .or_else(|| e.strip_prefix("whatsapp:"))
-            .unwrap_or(e);
+        let bare = prefixes.iter().find_map(|p| e.strip_prefix(p)).unwrap_or(e);
         e == "*"
             || bare == f.sender_id
             || (!f.sender_username.is_empty()
@@ -54,7 +50,7 @@ fn listed(list: &[String], f: &Facts<'_>) -> bool {
 /// The routing rule, as the reference gateway defines it.
 pub fn decide(p: &ChannelConfig, f: &Facts<'_>) -> Decision {
     if !f.is_group {
-        let allowed = f.paired || listed(&p.allow_from, f);
+        let allowed = f.paired || listed(&p.allow_from, p.id_prefixes, f);
         return match p.dm_policy {
             DmPolicy::Disabled => {
                 Decision::Drop("direct messages are disabled (dmPolicy: disabled)")
@@ -79,7 +75,7 @@ pub fn decide(p: &ChannelConfig, f: &Facts<'_>) -> Decision {
             return Decision::Drop("group messages are disabled (groupPolicy: disabled)");
         }
         GroupPolicy::Open => true,
-        GroupPolicy::Allowlist => group_listed || f.paired || listed(senders, f),
+        GroupPolicy::Allowlist => group_listed || f.paired || listed(senders, p.id_prefixes, f),
     };
     if !admitted {
         return Decision::Drop(
@@ -133,7 +129,8 @@ mod tests {
 
     #[test]
     fn direct_messages_follow_the_dm_policy() {
-        let mut p = ChannelConfig::defaults("telegram");
+        let mut p = ChannelConfig::defaults("chat");
+        p.id_prefixes = &["tg:"];
         assert_eq!(decide(&p, &facts("1", false, false)), Decision::Pairing);
         p.allow_from = vec!["@alice".into()];
         assert_eq!(
@@ -159,7 +156,7 @@ mod tests {
 
     #[test]
     fn groups_need_admission_and_a_mention_unless_configured_otherwise() {
-        let mut p = ChannelConfig::defaults("telegram");
+        let mut p = ChannelConfig::defaults("chat");
         assert!(
             matches!(decide(&p, &facts("1", true, true)), Decision::Drop(_)),
             "allowlist, nothing listed"

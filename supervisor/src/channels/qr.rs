@@ -1,4 +1,4 @@
-//! QR codes for linking devices (WhatsApp): as a PNG `data:` URL for `web.login.start`
+//! QR codes for linking a channel's account as a device: as a PNG `data:` URL for `web.login.start`
 //! (the reference's `qrDataUrl`) and as text for a terminal.
 //!
 //! The PNG is 1-bit grayscale with the data in one stored (uncompressed) deflate block:

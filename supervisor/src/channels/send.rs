@@ -17,6 +17,7 @@ use switchboard_schemas::methods::{SendParams, SendResult};
 
 use crate::app::App;
 use crate::channels::outbox_store::{NewDelivery, Outcome};
+use crate::channels::providers;
 use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
@@ -48,13 +49,22 @@ pub fn resolve_channel(
         None => match configured.as_slice() {
             [only] => Ok((*only).to_owned()),
             [] => Err(RpcError::invalid_request(match version {
-                // v3 defaulted to whatsapp.
-                ProtocolVersion::V3 => "unsupported channel: whatsapp".to_owned(),
-                ProtocolVersion::V4 => {
-                    "Error: Channel is required (no configured channels detected). \
-                     Configure one in config.json5 (channels.telegram), or pass channel."
-                        .to_owned()
+                // v3 defaulted to one channel and named it.
+                ProtocolVersion::V3 => {
+                    format!(
+                        "unsupported channel: {}",
+                        providers::V3_DEFAULT_SEND_CHANNEL
+                    )
                 }
+                ProtocolVersion::V4 => format!(
+                    "Error: Channel is required (no configured channels detected). \
+                     Configure one in config.json5 ({}), or pass channel.",
+                    providers::ALL
+                        .iter()
+                        .map(|p| format!("channels.{}", p.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             })),
             many => Err(RpcError::invalid_request(format!(
                 "Error: Channel is required when multiple channels are configured: {}. Pass channel to choose one.",
@@ -99,7 +109,10 @@ pub async fn send(
         .filter(|k| !k.is_empty())
     {
         Some(k) => canonical_session_key(Some(k), None),
-        None => crate::state::history::channel_session_key(&channel, &to, to.starts_with('-')),
+        None => {
+            let group = providers::get(&channel).is_some_and(|p| (p.is_group_target)(&to));
+            providers::session_key(&channel, &to, &to, group)
+        }
     };
     let row = app
         .outbox
@@ -111,6 +124,7 @@ pub async fn send(
             source: "send",
             key: Some(format!("send:{}", p.idempotency_key)),
             session_key: Some(session_key),
+            thread_id: String::new(),
         })
         .await
         .map_err(|e| {

@@ -3,7 +3,7 @@
 //!
 //! An unknown sender gets a code — 8 characters, uppercase, without the ambiguous
 //! `0 O 1 I` — and their message is not processed. An operator approves the code
-//! (`switchboard pairing approve telegram CODE`); from then on the sender is allowed.
+//! (`switchboard pairing approve <channel> CODE`); from then on the sender is allowed.
 //! Codes expire after an hour; at most 3 are pending per channel (more senders are
 //! ignored until one is approved or expires), so a stranger cannot flood the store or
 //! make the bot spam replies. Everything lives in SQLite.
@@ -247,7 +247,7 @@ mod tests {
 
     fn sender(id: &str) -> Sender {
         Sender {
-            channel: "telegram".into(),
+            channel: "chat-a".into(),
             sender_id: id.into(),
             chat_id: id.into(),
             name: "N".into(),
@@ -274,22 +274,22 @@ mod tests {
             Requested::New(_)
         ));
         assert_eq!(request(&db, sender("4")).await.unwrap(), Requested::Full);
-        assert!(!is_allowed(&db, "telegram", "1").await.unwrap());
-        let a = approve(&db, "telegram", &code.to_lowercase())
+        assert!(!is_allowed(&db, "chat-a", "1").await.unwrap());
+        let a = approve(&db, "chat-a", &code.to_lowercase())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(a.id, "1");
-        assert!(is_allowed(&db, "telegram", "1").await.unwrap());
+        assert!(is_allowed(&db, "chat-a", "1").await.unwrap());
         assert!(
-            approve(&db, "telegram", &code).await.unwrap().is_none(),
+            approve(&db, "chat-a", &code).await.unwrap().is_none(),
             "used once"
         );
         assert!(matches!(
             request(&db, sender("4")).await.unwrap(),
             Requested::New(_)
         ));
-        assert!(revoke(&db, "telegram", "1").await.unwrap());
-        assert!(!is_allowed(&db, "telegram", "1").await.unwrap());
+        assert!(revoke(&db, "chat-a", "1").await.unwrap());
+        assert!(!is_allowed(&db, "chat-a", "1").await.unwrap());
     }
 }

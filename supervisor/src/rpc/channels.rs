@@ -10,7 +10,6 @@ use switchboard_schemas::methods::{
 use super::{Call, Reply};
 use crate::app::App;
 use crate::clock::now_ms;
-use crate::config::AGENT_WORKER;
 use crate::protocol::error::RpcError;
 
 pub async fn status(c: Call) -> Result<Reply, RpcError> {
@@ -53,21 +52,20 @@ pub fn channels_status(app: &App, version: ProtocolVersion) -> Value {
     let mut channels = serde_json::Map::new();
     let mut order = Vec::new();
     let mut labels = serde_json::Map::new();
-    for w in app.workers().list() {
-        if w.name == AGENT_WORKER {
-            continue;
-        }
-        order.push(json!(w.name));
-        labels.insert(w.name.clone(), json!(w.name));
+    for c in app.channel_states() {
+        let id = c.config.channel.clone();
+        order.push(json!(id));
+        labels.insert(id.clone(), json!(c.label));
         channels.insert(
-            w.name.clone(),
+            id,
             json!({
                 "configured": true,
-                "running": w.state == "running",
-                "connected": matches!(w.provider_state.as_deref(), Some("connected" | "polling")),
-                "state": w.provider_state.clone().unwrap_or_else(|| w.state.clone()),
-                "workerState": w.state,
-                "lastError": w.detail,
+                "running": c.running,
+                "connected": c.connected,
+                "state": c.state,
+                "workerState": c.worker_state,
+                "lastError": c.last_error,
+                "capabilities": c.capabilities,
             }),
         );
     }

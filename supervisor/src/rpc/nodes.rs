@@ -11,6 +11,7 @@ use switchboard_schemas::methods::{
 use super::{Call, Reply};
 use crate::app::App;
 use crate::auth::node_pairing::NodePairingError;
+use crate::auth::pending::PendingError;
 use crate::clock::now_ms;
 use crate::events::hub::Broadcast;
 use crate::protocol::error::RpcError;
@@ -23,7 +24,9 @@ pub async fn pair_request(c: Call) -> Result<Reply, RpcError> {
         .request(&c.params)
         .await
         .map_err(|e| match e {
-            NodePairingError::Db(e) => RpcError::from(e),
+            NodePairingError::Db(e) | NodePairingError::Pending(PendingError::Db(e)) => {
+                RpcError::from(e)
+            }
             other => RpcError::invalid_request(other.to_string()),
         })?;
     if created {

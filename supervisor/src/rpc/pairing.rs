@@ -40,6 +40,7 @@ pub async fn approve(c: Call) -> Result<Reply, RpcError> {
             source: "notice",
             key: Some(format!("approved:{channel}:{}:{}", a.id, now_ms())),
             session_key: None,
+            thread_id: String::new(),
         };
         notified = c.app.outbox.enqueue(d).await?.created;
     }

@@ -129,6 +129,30 @@ const MIGRATIONS: &[&str] = &[
         approved_at     INTEGER NOT NULL,
         PRIMARY KEY (channel, sender_id)
      );",
+    // 6: threads (a reply goes back into the thread of its message), each channel's
+    // replay cursor (stored with the message it came with), and one table for the
+    // pending pairing requests of devices and nodes.
+    "ALTER TABLE inbound ADD COLUMN thread_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN thread_id TEXT NOT NULL DEFAULT '';
+     CREATE TABLE channel_cursors (
+        channel     TEXT PRIMARY KEY,
+        cursor      TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+     );
+     CREATE TABLE pending_requests (
+        kind        TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        subject_id  TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (kind, request_id)
+     );
+     INSERT INTO pending_requests (kind, request_id, subject_id, record, expires_at)
+        SELECT 'device', request_id, device_id, record, expires_at FROM pairing_requests;
+     INSERT INTO pending_requests (kind, request_id, subject_id, record, expires_at)
+        SELECT 'node', request_id, node_id, record, expires_at FROM node_pairing_pending;
+     DROP TABLE pairing_requests;
+     DROP TABLE node_pairing_pending;",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,10 +17,10 @@ pub fn canonical_session_key(key: Option<&str>, agent_id: Option<&str>) -> Strin
     }
 }
 
-/// The session of a chat on a messaging channel.
-pub fn channel_session_key(channel: &str, chat_id: &str, is_group: bool) -> String {
-    let kind = if is_group { "group" } else { "dm" };
-    format!("agent:{DEFAULT_AGENT_ID}:{channel}:{kind}:{chat_id}")
+/// `agent:main:<channel>:<kind>:<peer>`: the session of one conversation on a messaging
+/// channel (the registry decides kind and peer: `channels::providers::session_key`).
+pub fn conversation_key(channel: &str, kind: &str, peer: &str) -> String {
+    format!("agent:{DEFAULT_AGENT_ID}:{channel}:{kind}:{peer}")
 }
 
 /// The agent a session key belongs to.

@@ -98,6 +98,10 @@ struct Status {
     provider_state: Option<String>,
     detail: Option<String>,
     labels: HashMap<String, String>,
+    /// Whether the provider is connected, in the worker's own words (last health check).
+    connected: Option<bool>,
+    /// What the worker announced in its `Hello`.
+    capabilities: Vec<String>,
 }
 
 /// An operator's command.
@@ -161,6 +165,8 @@ impl Workers {
                     provider_state: None,
                     detail: None,
                     labels: HashMap::new(),
+                    connected: None,
+                    capabilities: Vec::new(),
                 }),
                 channel: watch::channel(None).0,
                 control: tx,
@@ -214,6 +220,26 @@ impl Workers {
         Ok(self.slot(name)?.channel.subscribe())
     }
 
+    /// Whether the worker announced `capability` in its last `Hello`.
+    pub fn can(&self, name: &str, capability: &str) -> bool {
+        self.slot(name).is_ok_and(|s| {
+            s.status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .capabilities
+                .iter()
+                .any(|c| c == capability)
+        })
+    }
+
+    /// The workers that announced `capability`, in config order.
+    pub fn with_capability(&self, capability: &str) -> Vec<String> {
+        self.names()
+            .into_iter()
+            .filter(|n| self.can(n, capability))
+            .collect()
+    }
+
     pub fn health_of(&self, name: &str) -> Result<WorkerHealth, WorkerError> {
         Ok(self.slot(name)?.health())
     }
@@ -252,6 +278,8 @@ impl Slot {
             provider_state: s.provider_state,
             detail: s.detail,
             labels: (!s.labels.is_empty()).then(|| s.labels.into_iter().collect()),
+            connected: s.connected,
+            capabilities: (!s.capabilities.is_empty()).then_some(s.capabilities),
         }
     }
 
@@ -310,6 +338,7 @@ async fn supervise(
             s.state = WorkerState::Starting;
             s.pid = None;
             s.running_since = None;
+            s.connected = None;
         });
         let outcome = run_once(&slot, &mut control, &timing, &on_change, &shutdown).await;
         slot.set_channel(None);
@@ -491,6 +520,7 @@ async fn run_once(
     match hello {
         Ok(Ok(reply)) => {
             let reply = reply.into_inner();
+            slot.update(on_change, |s| s.capabilities = reply.capabilities.clone());
             if reply.contract_version != CONTRACT_VERSION {
                 proc.terminate(timing.stop_grace).await;
                 return Outcome::Refused(format!(
@@ -548,11 +578,13 @@ async fn run_once(
                             let s = slot.status.lock().unwrap_or_else(|p| p.into_inner());
                             s.provider_state.as_deref() != Some(r.state.as_str())
                                 || s.detail.as_deref() != Some(r.detail.as_str())
+                                || s.connected != r.connected
                         };
                         let apply = |s: &mut Status| {
                             s.provider_state = Some(r.state.clone());
                             s.detail = (!r.detail.is_empty()).then(|| r.detail.clone());
                             s.labels = r.labels.clone();
+                            s.connected = r.connected;
                         };
                         if changed {
                             slot.update(on_change, apply);

@@ -83,6 +83,7 @@ impl Worker for Agent {
             detail,
             restartable: true,
             labels,
+            connected: None,
         }))
     }
 

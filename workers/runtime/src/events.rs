@@ -25,6 +25,8 @@ const QUEUE: usize = 256;
 pub struct EventHub {
     subscriber: watch::Sender<Option<EventSender>>,
     acked: watch::Sender<u64>,
+    /// The cursor the latest subscriber asked to resume after (empty: none).
+    cursor: std::sync::Mutex<String>,
 }
 
 impl Default for EventHub {
@@ -32,6 +34,7 @@ impl Default for EventHub {
         EventHub {
             subscriber: watch::channel(None).0,
             acked: watch::channel(0).0,
+            cursor: std::sync::Mutex::new(String::new()),
         }
     }
 }
@@ -39,6 +42,13 @@ impl Default for EventHub {
 impl EventHub {
     /// For the `Events` RPC: the stream for the new subscriber.
     pub fn subscribe(&self) -> EventStream {
+        self.subscribe_from(String::new())
+    }
+
+    /// As [`subscribe`](Self::subscribe), for a subscriber that stored events up to
+    /// `cursor` (see `EventsRequest.cursor`).
+    pub fn subscribe_from(&self, cursor: String) -> EventStream {
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = cursor;
         let (tx, rx) = mpsc::channel(QUEUE);
         self.subscriber.send_replace(Some(tx));
         Box::pin(ReceiverStream::new(rx))
@@ -53,6 +63,14 @@ impl EventHub {
             }
             newer
         });
+    }
+
+    /// The cursor the current subscriber stored last (empty when it has none).
+    pub fn cursor(&self) -> String {
+        self.cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The subscriber listening now, if any.

@@ -29,8 +29,12 @@ const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 /// After shutdown is requested, how long in-flight calls may finish.
 const DRAIN: Duration = Duration::from_millis(500);
 
-/// Worker exit codes the supervisor understands.
+pub mod backoff;
+pub mod channel;
 pub mod events;
+pub mod text;
+
+/// Worker exit codes the supervisor understands.
 
 pub mod exit {
     /// Ordinary failure: restart with backoff.
@@ -60,6 +64,8 @@ pub enum RuntimeError {
     },
     #[error("worker config is not valid JSON: {0}")]
     Config(serde_json::Error),
+    #[error("{0}")]
+    Connect(String),
     #[error("serving failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -254,7 +260,6 @@ fn watch_parent(shutdown: CancellationToken) {
     );
 }
 
-/// Checks and prepares the socket path: short enough, and no live file in the way.
 /// The `Hello` answer every worker gives: this contract version, its name and channel
 /// (empty for the agent runner), its version and capabilities, its pid.
 pub fn hello_reply(
@@ -273,6 +278,7 @@ pub fn hello_reply(
     }
 }
 
+/// Checks and prepares the socket path: short enough, and no live file in the way.
 pub fn prepare_socket_path(path: &Path) -> Result<(), RuntimeError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {

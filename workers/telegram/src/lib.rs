@@ -22,14 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
-use switchboard_proto::v1::{
-    AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
-    SendReply, SendRequest, ShutdownReply, ShutdownRequest,
-};
+use switchboard_proto::capability;
+use switchboard_proto::v1::SendRequest;
 use teloxide_core::Bot;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use worker_runtime::channel::{Channel, Delivery, Health};
+use worker_runtime::events::EventHub;
 use worker_runtime::{RuntimeError, WorkerContext};
 
 /// The worker's configuration, as the supervisor passes it.
@@ -66,7 +64,7 @@ pub struct Shared {
     /// `@username` of the bot, once `getMe` answered.
     pub username: Mutex<Option<String>>,
     /// The `Events` stream to the supervisor and its acknowledgements.
-    pub events: worker_runtime::events::EventHub,
+    pub events: EventHub,
     pub poll_timeout: u32,
     pub shutdown: CancellationToken,
 }
@@ -134,79 +132,58 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), TelegramError> {
         poll_timeout: cfg.poll_timeout_seconds,
         shutdown: ctx.shutdown.clone(),
     });
-    let poller = tokio::spawn(poll::run(Arc::clone(&shared)));
-    let service = Service {
-        name: ctx.name.clone(),
-        shared,
-    };
-    let router = tonic::transport::Server::builder().add_service(WorkerServer::new(service));
-    let served = worker_runtime::serve(&ctx, router).await;
-    poller.abort();
-    served.map_err(TelegramError::from)
+    worker_runtime::channel::serve(&ctx, Arc::new(Telegram(shared)))
+        .await
+        .map_err(TelegramError::from)
 }
 
-struct Service {
-    name: String,
-    shared: Arc<Shared>,
-}
+/// The Telegram bot as a [`Channel`].
+struct Telegram(Arc<Shared>);
 
 #[tonic::async_trait]
-impl Worker for Service {
-    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(worker_runtime::hello_reply(
-            &self.name,
-            "telegram",
-            env!("CARGO_PKG_VERSION"),
-            &["send", "events"],
-        )))
+impl Channel for Telegram {
+    fn id(&self) -> &'static str {
+        "telegram"
     }
 
-    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
-        let s = self.shared.state();
-        let mut labels = HashMap::new();
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn capabilities(&self) -> Vec<&'static str> {
+        vec![capability::SEND, capability::EVENTS, capability::GROUPS]
+    }
+
+    fn events(&self) -> &EventHub {
+        &self.0.events
+    }
+
+    async fn receive(self: Arc<Self>) {
+        poll::run(Arc::clone(&self.0)).await;
+    }
+
+    async fn send(&self, request: SendRequest) -> Delivery {
+        send::deliver(&self.0, request).await
+    }
+
+    async fn health(&self) -> Health {
+        let s = self.0.state();
+        let mut h = Health {
+            connected: Some(s.state == "polling"),
+            state: s.state.into(),
+            detail: s.detail,
+            restartable: s.restartable,
+            labels: HashMap::new(),
+        };
         if let Some(u) = self
-            .shared
+            .0
             .username
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
         {
-            labels.insert("bot".into(), format!("@{u}"));
+            h.labels.insert("bot".into(), format!("@{u}"));
         }
-        Ok(Response::new(HealthReply {
-            state: s.state.into(),
-            detail: s.detail,
-            restartable: s.restartable,
-            labels,
-        }))
-    }
-
-    type EventsStream = worker_runtime::events::EventStream;
-
-    async fn events(
-        &self,
-        _: Request<EventsRequest>,
-    ) -> Result<Response<Self::EventsStream>, Status> {
-        // A new subscriber replaces the old one; unacknowledged events come again.
-        Ok(Response::new(self.shared.events.subscribe()))
-    }
-
-    async fn ack(&self, req: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
-        self.shared.events.ack(req.into_inner().event_id);
-        Ok(Response::new(AckReply {}))
-    }
-
-    async fn send(&self, req: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
-        Ok(Response::new(
-            send::deliver(&self.shared, req.into_inner()).await,
-        ))
-    }
-
-    async fn shutdown(
-        &self,
-        _: Request<ShutdownRequest>,
-    ) -> Result<Response<ShutdownReply>, Status> {
-        self.shared.shutdown.cancel();
-        Ok(Response::new(ShutdownReply {}))
+        h
     }
 }

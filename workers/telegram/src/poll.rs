@@ -111,25 +111,6 @@ fn unauthorized(shared: &Shared) {
     );
 }
 
-struct Backoff(Duration);
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        // ±20% jitter, from the clock's low bits (no RNG needed for this).
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let factor = 0.8 + f64::from(nanos % 400) / 1000.0;
-        d.mul_f64(factor)
-    }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_START;
-    }
-}
-
 /// Sleeps unless shut down first; `false` when shut down.
 async fn pause(shared: &Shared, d: Duration) -> bool {
     tokio::select! {
@@ -139,7 +120,12 @@ async fn pause(shared: &Shared, d: Duration) -> bool {
 }
 
 /// Handles a failed call's verdict; `false` when the poller must stop.
-async fn failed(shared: &Shared, what: &str, v: Verdict, backoff: &mut Backoff) -> bool {
+async fn failed(
+    shared: &Shared,
+    what: &str,
+    v: Verdict,
+    backoff: &mut worker_runtime::backoff::Backoff,
+) -> bool {
     match v {
         Verdict::Unauthorized => {
             unauthorized(shared);
@@ -154,7 +140,7 @@ async fn failed(shared: &Shared, what: &str, v: Verdict, backoff: &mut Backoff) 
             pause(shared, d).await
         }
         Verdict::Transient(msg) | Verdict::Permanent(msg) => {
-            let d = backoff.next();
+            let d = backoff.next_delay();
             tracing::warn!(delay_ms = d.as_millis() as u64, "{what} failed: {msg}");
             shared.set_state("backoff", format!("{what}: {msg}"), true);
             pause(shared, d).await
@@ -163,7 +149,7 @@ async fn failed(shared: &Shared, what: &str, v: Verdict, backoff: &mut Backoff) 
 }
 
 pub async fn run(shared: Arc<Shared>) {
-    let mut backoff = Backoff(BACKOFF_START);
+    let mut backoff = worker_runtime::backoff::Backoff::new(BACKOFF_START, BACKOFF_MAX);
     let me = loop {
         let r = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -236,6 +222,7 @@ pub async fn run(shared: Arc<Shared>) {
             };
             let ev = WorkerEvent {
                 event_id: u64::from(u.id.0),
+                cursor: String::new(),
                 event: Some(worker_event::Event::Message(m)),
             };
             if tx.send(Ok(ev)).await.is_err() {
@@ -291,6 +278,7 @@ pub fn inbound(msg: &Message, me: &Me) -> Option<InboundMessage> {
         timestamp_ms: msg.date.timestamp_millis(),
         chat_type: chat_type.into(),
         chat_title: chat.title().unwrap_or_default().to_owned(),
+        thread_id: String::new(),
     })
 }
 

@@ -7,6 +7,9 @@
 //!   file named by config `file` exists).
 //! * `Send` text: `crash` (exit 1 at once), `hang` (stop answering Health),
 //!   `echo:<text>` (succeeds with message id `m-<text>`).
+//!
+//! Unlike the provider workers it serves the `Worker` service itself rather than through
+//! `worker_runtime::channel`: it must be able to break the contract (a wrong version).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +55,7 @@ impl Worker for Scripted {
             detail: String::new(),
             restartable: true,
             labels: Default::default(),
+            connected: Some(true),
         }))
     }
 

@@ -20,14 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchboard_proto::v1::linker_server::{Linker, LinkerServer};
-use switchboard_proto::v1::worker_server::{Worker, WorkerServer};
-use switchboard_proto::v1::{
-    AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest, HelloReply, HelloRequest,
-    LoginStartReply, LoginStartRequest, LoginWaitReply, LoginWaitRequest, LogoutReply,
-    LogoutRequest, SendReply, SendRequest, ShutdownReply, ShutdownRequest,
-};
-use tonic::{Request, Response, Status};
+use switchboard_proto::capability;
+use switchboard_proto::v1::{LoginStartReply, LoginWaitReply, LogoutReply, SendRequest};
+use worker_runtime::channel::{Channel, Delivery, Health, Link};
+use worker_runtime::events::EventHub;
 use worker_runtime::{RuntimeError, WorkerContext};
 
 use crate::lock::{LockError, SessionLock};
@@ -84,103 +80,84 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), WhatsAppError> {
         },
         ctx.shutdown.clone(),
     );
-    session.start().await.map_err(WhatsAppError::Session)?;
-    let service = Service {
-        name: ctx.name.clone(),
-        session: Arc::clone(&session),
-    };
-    let router = tonic::transport::Server::builder()
-        .add_service(WorkerServer::new(service.clone()))
-        .add_service(LinkerServer::new(service));
-    let served = worker_runtime::serve(&ctx, router).await;
-    session.close().await;
+    let served = worker_runtime::channel::serve(&ctx, Arc::new(WhatsApp(session))).await;
     drop(lock);
-    served.map_err(WhatsAppError::from)
+    served.map_err(|e| match e {
+        RuntimeError::Connect(why) => WhatsAppError::Session(why),
+        other => WhatsAppError::Runtime(other),
+    })
 }
 
-#[derive(Clone)]
-struct Service {
-    name: String,
-    session: Arc<Session>,
-}
+/// The linked WhatsApp account as a [`Channel`] (and its QR linking as a [`Link`]).
+struct WhatsApp(Arc<Session>);
 
 #[tonic::async_trait]
-impl Worker for Service {
-    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(worker_runtime::hello_reply(
-            &self.name,
-            "whatsapp",
-            env!("CARGO_PKG_VERSION"),
-            &["send", "events", "login"],
-        )))
+impl Channel for WhatsApp {
+    fn id(&self) -> &'static str {
+        "whatsapp"
     }
 
-    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
-        let (state, detail) = self.session.health();
-        Ok(Response::new(HealthReply {
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn capabilities(&self) -> Vec<&'static str> {
+        vec![
+            capability::SEND,
+            capability::EVENTS,
+            capability::GROUPS,
+            capability::LOGIN_QR,
+        ]
+    }
+
+    fn events(&self) -> &EventHub {
+        &self.0.events
+    }
+
+    /// Opens the stored session (if linked) before the worker serves.
+    async fn connect(&self) -> Result<(), String> {
+        self.0.start().await
+    }
+
+    /// The client delivers through the durability hook set up by `connect`; nothing to
+    /// poll here.
+    async fn receive(self: Arc<Self>) {}
+
+    async fn send(&self, r: SendRequest) -> Delivery {
+        self.0.send(&r.to, &r.text).await
+    }
+
+    async fn health(&self) -> Health {
+        let (state, detail) = self.0.health();
+        Health {
+            connected: Some(state == "connected"),
             state: state.into(),
             detail,
             restartable: true,
-            labels: self.session.labels().into_iter().collect(),
-        }))
+            labels: self.0.labels().into_iter().collect(),
+        }
     }
 
-    type EventsStream = worker_runtime::events::EventStream;
-
-    async fn events(
-        &self,
-        _: Request<EventsRequest>,
-    ) -> Result<Response<Self::EventsStream>, Status> {
-        // A new subscriber replaces the old one; unacknowledged events come again.
-        Ok(Response::new(self.session.events.subscribe()))
+    fn link(&self) -> Option<&dyn Link> {
+        Some(self)
     }
 
-    async fn ack(&self, req: Request<AckRequest>) -> Result<Response<AckReply>, Status> {
-        self.session.events.ack(req.into_inner().event_id);
-        Ok(Response::new(AckReply {}))
-    }
-
-    async fn send(&self, req: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(self.session.send(&r.to, &r.text).await))
-    }
-
-    async fn shutdown(
-        &self,
-        _: Request<ShutdownRequest>,
-    ) -> Result<Response<ShutdownReply>, Status> {
-        self.session.shutdown.cancel();
-        Ok(Response::new(ShutdownReply {}))
+    async fn close(&self) {
+        self.0.close().await;
     }
 }
 
 #[tonic::async_trait]
-impl Linker for Service {
-    async fn login_start(
-        &self,
-        req: Request<LoginStartRequest>,
-    ) -> Result<Response<LoginStartReply>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(
-            self.session
-                .login_start(r.force, Duration::from_millis(r.timeout_ms))
-                .await,
-        ))
+impl Link for WhatsApp {
+    async fn login_start(&self, force: bool, timeout: Duration) -> LoginStartReply {
+        self.0.login_start(force, timeout).await
     }
 
-    async fn login_wait(
-        &self,
-        req: Request<LoginWaitRequest>,
-    ) -> Result<Response<LoginWaitReply>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(
-            self.session
-                .login_wait(Duration::from_millis(r.timeout_ms))
-                .await,
-        ))
+    async fn login_wait(&self, timeout: Duration) -> LoginWaitReply {
+        self.0.login_wait(timeout).await
     }
 
-    async fn logout(&self, _: Request<LogoutRequest>) -> Result<Response<LogoutReply>, Status> {
-        Ok(Response::new(self.session.logout().await))
+    async fn logout(&self) -> LogoutReply {
+        self.0.logout().await
     }
 }

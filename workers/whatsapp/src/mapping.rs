@@ -102,6 +102,7 @@ pub fn inbound(m: &WaInbound, own: &Own) -> Result<InboundMessage, Skip> {
         timestamp_ms: m.info.timestamp.timestamp_millis(),
         chat_type: if is_group { "group" } else { "private" }.into(),
         chat_title: String::new(),
+        thread_id: String::new(),
     })
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchboard_proto::v1::{
-    LoginStartReply, LoginWaitReply, LogoutReply, SendReply, WorkerEvent, worker_event,
+    LoginStartReply, LoginWaitReply, LogoutReply, WorkerEvent, worker_event,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::prelude::{Bot, BotHandle, Client, Event, EventKind, SqliteStore};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::InboundMessage as WaInbound;
+use worker_runtime::channel::Delivery;
 
 use crate::mapping::{self, Own};
 
@@ -627,12 +628,8 @@ impl Session {
     }
 
     /// `Send`: one text to one chat.
-    pub async fn send(&self, to: &str, text: &str) -> SendReply {
-        let refused = |e: String| SendReply {
-            error: e,
-            permanent: true,
-            ..Default::default()
-        };
+    pub async fn send(&self, to: &str, text: &str) -> Delivery {
+        let refused = Delivery::Refused;
         let (phase, client) = {
             let i = self.lock();
             (i.phase.clone(), i.client.clone())
@@ -657,24 +654,12 @@ impl Session {
             return refused("the message is empty".into());
         }
         let Some(client) = client.filter(|c| c.is_connected()) else {
-            return SendReply {
-                error: "WhatsApp is not connected right now".into(),
-                ..Default::default()
-            };
+            return Delivery::Retry("WhatsApp is not connected right now".into());
         };
         match tokio::time::timeout(Duration::from_secs(60), client.send_text(jid, text)).await {
-            Ok(Ok(r)) => SendReply {
-                provider_message_id: r.message_id,
-                ..Default::default()
-            },
-            Ok(Err(e)) => SendReply {
-                error: format!("WhatsApp did not take the message: {e}"),
-                ..Default::default()
-            },
-            Err(_) => SendReply {
-                error: "WhatsApp did not confirm the message within 60 s".into(),
-                ..Default::default()
-            },
+            Ok(Ok(r)) => Delivery::Delivered(r.message_id),
+            Ok(Err(e)) => Delivery::Retry(format!("WhatsApp did not take the message: {e}")),
+            Err(_) => Delivery::Retry("WhatsApp did not confirm the message within 60 s".into()),
         }
     }
 
@@ -702,6 +687,7 @@ impl Session {
             let id = self.next_event.fetch_add(1, Ordering::Relaxed);
             let ev = WorkerEvent {
                 event_id: id,
+                cursor: String::new(),
                 event: Some(worker_event::Event::Message(msg)),
             };
             tx.send(Ok(ev))
@@ -843,8 +829,10 @@ mod tests {
         );
         assert_eq!(s.phase(), Phase::NotLinked);
         assert_eq!(
-            s.send("+15551234567", "hi").await.error,
-            "WhatsApp is not linked: run `switchboard channels login whatsapp`"
+            s.send("+15551234567", "hi").await,
+            Delivery::Refused(
+                "WhatsApp is not linked: run `switchboard channels login whatsapp`".into()
+            )
         );
         s.close().await;
     }
