@@ -98,9 +98,12 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
         text: due.text.clone(),
         account_id: due.account_id.clone(),
         thread_id: due.thread_id.clone(),
+        uncertain: due.uncertain,
     };
     let reply = tokio::time::timeout(SEND_DEADLINE, client.send(request)).await;
     let attempts = due.attempts as u64 + 1;
+    // No answer from the worker: it may have delivered before it died or hung.
+    let lost = !matches!(reply, Ok(Ok(_)));
     let (verdict, detail) = match reply {
         Ok(Ok(r)) => {
             let r = r.into_inner();
@@ -177,8 +180,9 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
                 }
                 Verdict::RetryIn(ms) => {
                     tx.execute(
-                        "UPDATE outbox SET state = 'pending', error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE seq = ?1",
-                        params![seq, detail, now + ms as i64, now],
+                        "UPDATE outbox SET state = 'pending', error = ?2, next_attempt_at = ?3, updated_at = ?4,
+                                uncertain = MAX(uncertain, ?5) WHERE seq = ?1",
+                        params![seq, detail, now + ms as i64, now, lost],
                     )?;
                 }
             }

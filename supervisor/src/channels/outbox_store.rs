@@ -185,7 +185,7 @@ impl Outbox {
         self.db
             .call(move |c| {
                 let resumed = c.execute(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending'",
+                    "UPDATE outbox SET state = 'pending', uncertain = 1, next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending'",
                     [now],
                 )?;
                 let pruned = c.execute(
@@ -279,6 +279,8 @@ pub(crate) struct Due {
     pub(crate) text: String,
     pub(crate) session_key: Option<String>,
     pub(crate) thread_id: String,
+    /// An earlier attempt's outcome was lost: it may have been delivered.
+    pub(crate) uncertain: bool,
     pub(crate) attempts: i64,
     pub(crate) created_at: i64,
 }
@@ -296,7 +298,7 @@ pub(crate) async fn next(db: &Db, channel: &str) -> Result<Next, DbError> {
         // The oldest open row of each target is its head; later rows wait behind it.
         let mut stmt = c.prepare_cached(
             "SELECT o.seq, o.id, o.account_id, o.target, o.text, o.session_key, o.attempts,
-                    o.created_at, o.next_attempt_at, o.thread_id
+                    o.created_at, o.next_attempt_at, o.thread_id, o.uncertain
              FROM outbox o
              WHERE o.channel = ?1 AND o.state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel AND p.target = o.target
@@ -316,6 +318,7 @@ pub(crate) async fn next(db: &Db, channel: &str) -> Result<Next, DbError> {
                         attempts: r.get(6)?,
                         created_at: r.get(7)?,
                         thread_id: r.get(9)?,
+                        uncertain: r.get(10)?,
                     },
                     r.get::<_, i64>(8)?,
                 ))

@@ -134,6 +134,7 @@ const MIGRATIONS: &[&str] = &[
     // pending pairing requests of devices and nodes.
     "ALTER TABLE inbound ADD COLUMN thread_id TEXT NOT NULL DEFAULT '';
      ALTER TABLE outbox ADD COLUMN thread_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE channel_cursors (
         channel     TEXT PRIMARY KEY,
         cursor      TEXT NOT NULL,
