@@ -83,12 +83,10 @@ pub fn client_modes(version: ProtocolVersion) -> &'static [&'static str] {
 
 /// `connect` params (superset of v3 and v4).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectParams {
-    #[serde(rename = "minProtocol")]
     #[schemars(range(min = 1))]
     pub min_protocol: u64,
-    #[serde(rename = "maxProtocol")]
     #[schemars(range(min = 1))]
     pub max_protocol: u64,
     pub client: ClientInfo,
@@ -97,22 +95,14 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<Vec<NonEmpty>>,
     /// v4: a Computer Use declaration (opaque here).
-    #[serde(
-        rename = "computerUse",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub computer_use: Option<Value>,
     /// v4 (deprecated): worker-run admission of old node hosts (opaque here).
-    #[serde(
-        rename = "workerRuns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_runs: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<BTreeMap<String, bool>>,
-    #[serde(rename = "pathEnv", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -120,11 +110,7 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<NonEmpty>>,
     /// v4: initial model-catalog read scope (opaque here).
-    #[serde(
-        rename = "modelCatalog",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_catalog: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceProof>,
@@ -132,7 +118,7 @@ pub struct ConnectParams {
     pub auth: Option<ConnectAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
-    #[serde(rename = "userAgent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
 
@@ -151,66 +137,48 @@ impl NonEmpty {
 
 /// Who the client is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientInfo {
     /// One of [`CLIENT_IDS_V3`] / [`CLIENT_IDS_V4`], per the negotiated version.
     pub id: String,
-    #[serde(
-        rename = "displayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub display_name: Option<String>,
     #[schemars(length(min = 1))]
     pub version: String,
     /// v4 only.
-    #[serde(rename = "buildId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 96))]
     pub build_id: Option<String>,
     #[schemars(length(min = 1))]
     pub platform: String,
-    #[serde(
-        rename = "deviceFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub device_family: Option<String>,
-    #[serde(
-        rename = "modelIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub model_identifier: Option<String>,
     /// v4 only: self-reported IANA time zone.
-    #[serde(rename = "timeZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub time_zone: Option<String>,
     /// One of [`CLIENT_MODES_V3`] / [`CLIENT_MODES_V4`].
     pub mode: String,
-    #[serde(
-        rename = "instanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub instance_id: Option<String>,
 }
 
 /// The device's ed25519 proof over the server's challenge.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceProof {
     #[schemars(length(min = 1))]
     pub id: String,
-    #[serde(rename = "publicKey")]
     #[schemars(length(min = 1))]
     pub public_key: String,
     #[schemars(length(min = 1))]
     pub signature: String,
-    #[serde(rename = "signedAt")]
     pub signed_at: u64,
     /// Optional on v3 (local peers may sign `v1` without it), required on v4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,34 +188,18 @@ pub struct DeviceProof {
 
 /// Shared secrets a client presents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(
-        rename = "bootstrapToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<String>,
-    #[serde(
-        rename = "deviceToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    #[serde(
-        rename = "approvalRuntimeToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_runtime_token: Option<String>,
-    #[serde(
-        rename = "agentRuntimeIdentityToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_runtime_identity_token: Option<String>,
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// v4 adds the optional `traceparent` and `expectedProfileId`; the v3 schema leaves them out
 /// (a v3 client sending one is refused, as the v3 reference does).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestFrame {
     #[serde(rename = "type")]
     #[schemars(schema_with = "literal_req")]
@@ -25,11 +25,7 @@ pub struct RequestFrame {
     #[schemars(length(max = 128))]
     pub traceparent: Option<String>,
     /// The profile the client expects to act as (v4 only).
-    #[serde(
-        rename = "expectedProfileId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     pub expected_profile_id: Option<String>,
 }
@@ -48,7 +44,7 @@ fn literal_event(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// `{type:"res", id, ok, payload?, error?}` to a client.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResponseFrame {
     #[serde(rename = "type")]
     #[schemars(schema_with = "literal_res")]
@@ -64,7 +60,7 @@ pub struct ResponseFrame {
 
 /// `{type:"event", event, payload?, seq?, stateVersion?}` to a client.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventFrame {
     #[serde(rename = "type")]
     #[schemars(schema_with = "literal_event")]
@@ -76,11 +72,7 @@ pub struct EventFrame {
     /// Per-connection sequence number of broadcast events (1, 2, 3…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    #[serde(
-        rename = "stateVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_version: Option<StateVersion>,
 }
 
@@ -94,7 +86,7 @@ pub struct StateVersion {
 
 /// The `error` of a failed response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorShape {
     #[schemars(length(min = 1))]
     pub code: String,
@@ -104,11 +96,7 @@ pub struct ErrorShape {
     pub details: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
-    #[serde(
-        rename = "retryAfterMs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
 

@@ -10,7 +10,7 @@ use crate::methods::HealthSnapshot;
 
 /// `hello-ok` (superset of v3 and v4; [`crate::catalog`] narrows it per version).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HelloOk {
     #[serde(rename = "type")]
     #[schemars(schema_with = "literal_hello_ok")]
@@ -22,11 +22,7 @@ pub struct HelloOk {
     pub features: Features,
     pub snapshot: Snapshot,
     /// v3 only.
-    #[serde(
-        rename = "canvasHostUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub canvas_host_url: Option<String>,
     /// v3: present when the connection had a device identity; v4: always present.
@@ -40,7 +36,7 @@ fn literal_hello_ok(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerInfo {
     #[schemars(length(min = 1))]
     pub version: String,
@@ -53,14 +49,13 @@ pub struct ServerInfo {
     #[schemars(length(min = 1))]
     pub host: Option<String>,
     /// v4 only.
-    #[serde(rename = "buildId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 96))]
     pub build_id: Option<String>,
     /// v4 only: changes on every start of the gateway.
-    #[serde(rename = "bootId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 96))]
     pub boot_id: Option<String>,
-    #[serde(rename = "connId")]
     #[schemars(length(min = 1))]
     pub conn_id: String,
 }
@@ -77,46 +72,33 @@ pub struct Features {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Snapshot {
     pub presence: Vec<PresenceEntry>,
     // An `Arc`: shared with the gateway's health cache, not copied per connection.
     pub health: std::sync::Arc<HealthSnapshot>,
-    #[serde(rename = "stateVersion")]
     pub state_version: StateVersion,
-    #[serde(rename = "uptimeMs")]
     pub uptime_ms: u64,
-    #[serde(
-        rename = "configPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub config_path: Option<String>,
-    #[serde(rename = "stateDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub state_dir: Option<String>,
-    #[serde(
-        rename = "sessionDefaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_defaults: Option<SessionDefaults>,
     /// v4 only: how this gateway authenticates (`none`, `token`, `password`).
-    #[serde(rename = "authMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SessionDefaults {
-    #[serde(rename = "defaultAgentId")]
     #[schemars(length(min = 1))]
     pub default_agent_id: String,
-    #[serde(rename = "mainKey")]
     #[schemars(length(min = 1))]
     pub main_key: String,
-    #[serde(rename = "mainSessionKey")]
     #[schemars(length(min = 1))]
     pub main_session_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,39 +108,28 @@ pub struct SessionDefaults {
 
 /// The connection's granted role and scopes (and its device token, if it has a device).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HelloAuth {
     /// v4 only: `token`, `password`, `device-token`, `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(
-        rename = "deviceToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub device_token: Option<String>,
     #[schemars(length(min = 1))]
     pub role: String,
     pub scopes: Vec<String>,
-    #[serde(
-        rename = "issuedAtMs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
-    #[serde(rename = "maxPayload")]
     #[schemars(range(min = 1))]
     pub max_payload: u64,
-    #[serde(rename = "maxBufferedBytes")]
     #[schemars(range(min = 1))]
     pub max_buffered_bytes: u64,
-    #[serde(rename = "tickIntervalMs")]
     #[schemars(range(min = 1))]
     pub tick_interval_ms: u64,
     /// v4 only.
@@ -167,12 +138,10 @@ pub struct Policy {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AttachmentPolicy {
-    #[serde(rename = "maxBytes")]
     #[schemars(range(min = 1))]
     pub max_bytes: u64,
-    #[serde(rename = "maxImageBytes")]
     #[schemars(range(min = 1))]
     pub max_image_bytes: u64,
 }
@@ -180,13 +149,13 @@ pub struct AttachmentPolicy {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PresenceEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub host: Option<String>,
     /// v4 only.
-    #[serde(rename = "clientId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,32 +167,20 @@ pub struct PresenceEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub platform: Option<String>,
-    #[serde(
-        rename = "deviceFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub device_family: Option<String>,
-    #[serde(
-        rename = "modelIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub model_identifier: Option<String>,
     /// v4 only.
-    #[serde(rename = "timeZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub time_zone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub mode: Option<String>,
-    #[serde(
-        rename = "lastInputSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_input_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -234,24 +191,16 @@ pub struct PresenceEntry {
     pub text: Option<String>,
     pub ts: u64,
     /// v4 only.
-    #[serde(
-        rename = "onlineSince",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online_since: Option<u64>,
-    #[serde(rename = "deviceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
-    #[serde(
-        rename = "instanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub instance_id: Option<String>,
 }

@@ -25,16 +25,13 @@ pub struct NoParams {}
 
 /// `system-event` params: a line of text for the presence list and the system-event queue.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SystemEventParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(rename = "deviceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    #[serde(
-        rename = "instanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -46,23 +43,11 @@ pub struct SystemEventParams {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(
-        rename = "deviceFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
-    #[serde(
-        rename = "modelIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_identifier: Option<String>,
-    #[serde(
-        rename = "lastInputSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_input_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -85,20 +70,16 @@ pub struct OkResult {
 /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
 /// `workers` are Switchboard's additions.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthSnapshot {
     pub ok: bool,
     pub ts: u64,
-    #[serde(rename = "durationMs")]
     pub duration_ms: u64,
     /// Per messaging channel (provider worker) state, keyed by channel id.
     pub channels: BTreeMap<String, Value>,
-    #[serde(rename = "channelOrder")]
     pub channel_order: Vec<String>,
-    #[serde(rename = "channelLabels")]
     pub channel_labels: BTreeMap<String, String>,
-    #[serde(rename = "heartbeatSeconds")]
     pub heartbeat_seconds: u64,
-    #[serde(rename = "defaultAgentId")]
     pub default_agent_id: String,
     pub agents: Vec<AgentHealth>,
     pub sessions: SessionSummary,
@@ -111,26 +92,22 @@ pub struct HealthSnapshot {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentHealth {
-    #[serde(rename = "agentId")]
     pub agent_id: String,
-    #[serde(rename = "isDefault")]
     pub is_default: bool,
     pub heartbeat: AgentHeartbeat,
     pub sessions: SessionSummary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentHeartbeat {
     pub enabled: bool,
     pub every: String,
-    #[serde(rename = "everyMs")]
     pub every_ms: Option<u64>,
     pub prompt: String,
     pub target: String,
-    #[serde(rename = "ackMaxChars")]
     pub ack_max_chars: u64,
 }
 
@@ -143,21 +120,19 @@ pub struct SessionSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RecentSession {
     pub key: String,
-    #[serde(rename = "updatedAt")]
     pub updated_at: Option<u64>,
     pub age: Option<u64>,
 }
 
 /// The supervisor's own health.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayHealth {
     pub version: String,
     pub pid: u32,
-    #[serde(rename = "uptimeMs")]
     pub uptime_ms: u64,
     pub port: u16,
     pub connections: ConnectionCounts,
@@ -173,7 +148,7 @@ pub struct ConnectionCounts {
 
 /// One supervised worker process.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WorkerHealth {
     pub name: String,
     /// `starting`, `running`, `backoff`, `failed` or `stopped`.
@@ -181,17 +156,13 @@ pub struct WorkerHealth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     pub restarts: u64,
-    #[serde(rename = "lastExit", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
-    #[serde(rename = "uptimeMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
     /// The provider's own state from the last health check (`connected`, `polling`,
     /// `unauthorized`, `ready`, …).
-    #[serde(
-        rename = "providerState",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_state: Option<String>,
     /// Human-readable detail (last error); never secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,24 +203,20 @@ pub struct WorkerControlResult {
 
 /// `agent` params (v3 and v4 share them).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentParams {
     #[schemars(length(min = 1))]
     pub message: String,
-    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub agent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
-    #[serde(rename = "sessionId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    #[serde(
-        rename = "sessionKey",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<String>,
@@ -259,72 +226,50 @@ pub struct AgentParams {
     pub attachments: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(
-        rename = "replyChannel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_channel: Option<String>,
-    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(
-        rename = "replyAccountId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_account_id: Option<String>,
-    #[serde(rename = "threadId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_id: Option<String>,
-    #[serde(rename = "groupId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
-    #[serde(
-        rename = "groupChannel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_channel: Option<String>,
-    #[serde(
-        rename = "groupSpace",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_space: Option<String>,
     /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lane: Option<String>,
-    #[serde(
-        rename = "extraSystemPrompt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_system_prompt: Option<String>,
-    #[serde(rename = "idempotencyKey")]
     #[schemars(length(min = 1))]
     pub idempotency_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub label: Option<String>,
-    #[serde(rename = "spawnedBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawned_by: Option<String>,
 }
 
 /// `agent.wait` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentWaitParams {
-    #[serde(rename = "runId")]
     #[schemars(length(min = 1))]
     pub run_id: String,
     /// Default 30 000.
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
 /// `sessions.list` params.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SessionsListParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -332,44 +277,24 @@ pub struct SessionsListParams {
     /// v4: skip this many sessions (paging).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
-    #[serde(
-        rename = "activeMinutes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_minutes: Option<u64>,
-    #[serde(
-        rename = "includeGlobal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_global: Option<bool>,
-    #[serde(
-        rename = "includeUnknown",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_unknown: Option<bool>,
-    #[serde(
-        rename = "includeDerivedTitles",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_derived_titles: Option<bool>,
-    #[serde(
-        rename = "includeLastMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_last_message: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub label: Option<String>,
-    #[serde(rename = "spawnedBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub spawned_by: Option<String>,
-    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub agent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,9 +303,8 @@ pub struct SessionsListParams {
 
 /// `chat.history` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChatHistoryParams {
-    #[serde(rename = "sessionKey")]
     #[schemars(length(min = 1))]
     pub session_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -395,14 +319,12 @@ pub struct ChatHistoryParams {
 /// `chat.send` params: the v3 fields, and v4's optional ones (accepted; those without an
 /// effect here are ignored). `message` is at most [`CHAT_MESSAGE_MAX`] characters.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChatSendParams {
-    #[serde(rename = "sessionKey")]
     #[schemars(length(min = 1, max = 256))]
     pub session_key: String,
     #[schemars(length(min = 1, max = 100000))]
     pub message: String,
-    #[serde(rename = "idempotencyKey")]
     #[schemars(length(min = 1))]
     pub idempotency_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,106 +333,50 @@ pub struct ChatSendParams {
     pub deliver: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<Value>>,
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub agent_id: Option<String>,
-    #[serde(rename = "sessionId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mentions: Option<Value>,
-    #[serde(
-        rename = "workContext",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_context: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Value>,
-    #[serde(rename = "fastMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_mode: Option<Value>,
-    #[serde(
-        rename = "fastAutoOnSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_auto_on_seconds: Option<u64>,
-    #[serde(rename = "queueMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_mode: Option<String>,
-    #[serde(
-        rename = "originatingChannel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originating_channel: Option<String>,
-    #[serde(
-        rename = "originatingTo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originating_to: Option<String>,
-    #[serde(
-        rename = "originatingAccountId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originating_account_id: Option<String>,
-    #[serde(
-        rename = "originatingThreadId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originating_thread_id: Option<String>,
-    #[serde(rename = "replyToId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to_id: Option<String>,
-    #[serde(
-        rename = "toolBindings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_bindings: Option<Value>,
-    #[serde(
-        rename = "systemInputProvenance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_input_provenance: Option<Value>,
-    #[serde(
-        rename = "systemProvenanceReceipt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_provenance_receipt: Option<String>,
-    #[serde(
-        rename = "suppressCommandInterpretation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppress_command_interpretation: Option<bool>,
-    #[serde(
-        rename = "expectedLeafEntryId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_leaf_entry_id: Option<Value>,
-    #[serde(
-        rename = "expectedSessionRoutingContract",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_session_routing_contract: Option<String>,
-    #[serde(
-        rename = "expectedPermissionMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_permission_mode: Option<Value>,
-    #[serde(
-        rename = "expectedToolOverrides",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_tool_overrides: Option<Value>,
 }
 
@@ -519,11 +385,11 @@ pub const CHAT_MESSAGE_MAX: usize = 100_000;
 
 /// `channels.status` params.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChannelsStatusParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<bool>,
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -534,18 +400,16 @@ pub struct ClosedNoParams {}
 
 /// `device.pair.approve` / `device.pair.reject` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PairingRequestParams {
-    #[serde(rename = "requestId")]
     #[schemars(length(min = 1))]
     pub request_id: String,
 }
 
 /// `device.token.rotate` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceTokenRotateParams {
-    #[serde(rename = "deviceId")]
     #[schemars(length(min = 1))]
     pub device_id: String,
     #[schemars(length(min = 1))]
@@ -556,9 +420,8 @@ pub struct DeviceTokenRotateParams {
 
 /// `device.token.revoke` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceTokenRevokeParams {
-    #[serde(rename = "deviceId")]
     #[schemars(length(min = 1))]
     pub device_id: String,
     #[schemars(length(min = 1))]
@@ -567,16 +430,11 @@ pub struct DeviceTokenRevokeParams {
 
 /// `node.pair.request` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodePairRequestParams {
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
-    #[serde(
-        rename = "displayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -585,35 +443,23 @@ pub struct NodePairRequestParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub version: Option<String>,
-    #[serde(
-        rename = "coreVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub core_version: Option<String>,
-    #[serde(rename = "uiVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub ui_version: Option<String>,
-    #[serde(
-        rename = "deviceFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub device_family: Option<String>,
-    #[serde(
-        rename = "modelIdentifier",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub model_identifier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<Vec<crate::connect::NonEmpty>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<Vec<crate::connect::NonEmpty>>,
-    #[serde(rename = "remoteIp", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub remote_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -622,9 +468,8 @@ pub struct NodePairRequestParams {
 
 /// `node.pair.verify` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodePairVerifyParams {
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
     #[schemars(length(min = 1))]
@@ -633,50 +478,44 @@ pub struct NodePairVerifyParams {
 
 /// `node.rename` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeRenameParams {
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
-    #[serde(rename = "displayName")]
     #[schemars(length(min = 1))]
     pub display_name: String,
 }
 
 /// `node.describe` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeDescribeParams {
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
 }
 
 /// `node.invoke` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeInvokeParams {
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
     #[schemars(length(min = 1))]
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(rename = "idempotencyKey")]
     #[schemars(length(min = 1))]
     pub idempotency_key: String,
 }
 
 /// `node.invoke.result` params (from the node).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeInvokeResultParams {
     #[schemars(length(min = 1))]
     pub id: String,
-    #[serde(rename = "nodeId")]
     #[schemars(length(min = 1))]
     pub node_id: String,
     pub ok: bool,
@@ -705,7 +544,7 @@ pub struct NodeError {
 
 /// `node.event` params (from the node).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeEventParams {
     #[schemars(length(min = 1))]
     pub event: String,
@@ -721,50 +560,39 @@ pub struct NodeEventParams {
 
 /// `chat.abort` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChatAbortParams {
-    #[serde(rename = "sessionKey")]
     #[schemars(length(min = 1))]
     pub session_key: String,
-    #[serde(rename = "runId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub run_id: Option<String>,
     /// v4.
-    #[serde(rename = "agentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub agent_id: Option<String>,
     /// v4 (accepted, no effect: there are no side runs here).
-    #[serde(
-        rename = "preserveSideRuns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_side_runs: Option<bool>,
 }
 
 /// `chat.abort` result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChatAbortResult {
     pub ok: bool,
     pub aborted: bool,
-    #[serde(rename = "runIds")]
     pub run_ids: Vec<String>,
 }
 
 /// `agent` event payload.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentEvent {
-    #[serde(rename = "runId")]
     pub run_id: String,
     pub stream: String,
     pub data: serde_json::Map<String, Value>,
-    #[serde(
-        rename = "sessionKey",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
     pub seq: u64,
     pub ts: u64,
@@ -772,11 +600,10 @@ pub struct AgentEvent {
 
 /// The `status` result: the reference's summary plus Switchboard's `gateway` and `workers`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusSummary {
     pub heartbeat: StatusHeartbeat,
-    #[serde(rename = "channelSummary")]
     pub channel_summary: Vec<String>,
-    #[serde(rename = "queuedSystemEvents")]
     pub queued_system_events: Vec<String>,
     pub sessions: StatusSessions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -786,47 +613,41 @@ pub struct StatusSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StatusHeartbeat {
-    #[serde(rename = "defaultAgentId")]
     pub default_agent_id: String,
     pub agents: Vec<StatusHeartbeatAgent>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StatusHeartbeatAgent {
-    #[serde(rename = "agentId")]
     pub agent_id: String,
     pub enabled: bool,
     pub every: String,
-    #[serde(rename = "everyMs")]
     pub every_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StatusSessions {
     pub paths: Vec<String>,
     pub count: u64,
     pub defaults: SessionModelDefaults,
     pub recent: Vec<RecentSession>,
-    #[serde(rename = "byAgent")]
     pub by_agent: Vec<AgentSessions>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SessionModelDefaults {
     pub model: Option<String>,
-    #[serde(rename = "contextTokens")]
     pub context_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentSessions {
-    #[serde(rename = "agentId")]
     pub agent_id: String,
     pub path: String,
     pub count: u64,
@@ -842,21 +663,17 @@ pub struct TickEvent {
 
 /// `shutdown` event payload.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShutdownEvent {
     #[schemars(length(min = 1))]
     pub reason: String,
-    #[serde(
-        rename = "restartExpectedMs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_expected_ms: Option<u64>,
 }
 
 /// `logs.tail` params (the reference's bounds).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LogsTailParams {
     /// Byte offset returned by the previous call; absent: the last `maxBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -864,7 +681,7 @@ pub struct LogsTailParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5000))]
     pub limit: Option<u64>,
-    #[serde(rename = "maxBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_bytes: Option<u64>,
 }
@@ -887,49 +704,38 @@ pub struct LogsTailResult {
 
 /// `send` params (the reference's fields; media is refused until supported).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SendParams {
     #[schemars(length(min = 1))]
     pub to: String,
     #[schemars(length(min = 1))]
     pub message: String,
-    #[serde(rename = "mediaUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
-    #[serde(rename = "mediaUrls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_urls: Option<Vec<String>>,
-    #[serde(
-        rename = "gifPlayback",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gif_playback: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
     /// Mirror the delivered text into this session's history.
-    #[serde(
-        rename = "sessionKey",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
-    #[serde(rename = "idempotencyKey")]
     #[schemars(length(min = 1))]
     pub idempotency_key: String,
 }
 
 /// `send` result: the provider's message id.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SendResult {
     /// The request's idempotency key.
-    #[serde(rename = "runId")]
     pub run_id: String,
-    #[serde(rename = "messageId")]
     pub message_id: String,
     pub channel: String,
-    #[serde(rename = "chatId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_id: Option<String>,
 }
 
@@ -966,34 +772,34 @@ pub struct PairingRevokeParams {
 
 /// `web.login.start` params (the reference's).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebLoginStartParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verbose: Option<bool>,
-    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
 }
 
 /// `web.login.wait` params (the reference's).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebLoginWaitParams {
-    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
 }
 
 /// `channels.logout` params (the reference's).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChannelsLogoutParams {
     #[schemars(length(min = 1))]
     pub channel: String,
-    #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
 }
