@@ -14,6 +14,7 @@ mod scopes;
 mod standin_openai;
 mod standin_telegram;
 mod telegram;
+mod tidy;
 mod tls;
 mod v4;
 mod webchat;

@@ -32,7 +32,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 
 /// Who started a run, and so who hears how it ended.
-
 pub(super) enum Origin {
     /// An `agent` request: its second response goes to the connection.
     Request {

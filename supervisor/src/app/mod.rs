@@ -82,6 +82,7 @@ pub struct App {
 }
 
 impl App {
+    #[allow(clippy::too_many_arguments)] // the parts are built by the start-up sequence, in order
     pub async fn new(
         config: GatewayConfig,
         port: u16,

@@ -35,7 +35,6 @@ pub mod events;
 pub mod text;
 
 /// Worker exit codes the supervisor understands.
-
 pub mod exit {
     /// Ordinary failure: restart with backoff.
     pub const FAILURE: u8 = 1;
