@@ -50,6 +50,8 @@ pub enum RunError {
     Devices(#[from] crate::auth::device_pairing::DevicesError),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    TokenFile(#[from] crate::state::gateway_token::TokenFileError),
     #[error("another gateway instance is already listening on ws://{0}")]
     PortInUse(String),
     #[error("failed to bind gateway socket on ws://{addr}: {source}")]
@@ -66,7 +68,10 @@ impl RunError {
         match self {
             RunError::Config(_) => ExitCode::Config,
             RunError::StateDir(StateDirError::Locked { .. }) => ExitCode::StateDirLocked,
-            RunError::StateDir(_) | RunError::Db(_) | RunError::Devices(_) => ExitCode::State,
+            RunError::StateDir(_)
+            | RunError::Db(_)
+            | RunError::Devices(_)
+            | RunError::TokenFile(_) => ExitCode::State,
             RunError::PortInUse(_) => ExitCode::PortInUse,
             RunError::Tls(_) => ExitCode::Config,
             RunError::Bind { .. } | RunError::Schema(_) | RunError::Signals(_) => ExitCode::Failure,
@@ -100,9 +105,22 @@ fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, RunError> {
 }
 
 /// Serves until a signal; returns once every client has been told and closed.
-pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
+pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     config.validate()?;
     let state = StateDir::open(&config.state_dir)?;
+    // No token or password configured: the gateway's own token, made at first start.
+    let generated = if config.auth.token.is_none() && config.auth.password.is_none() {
+        let (token, created) = crate::state::gateway_token::load_or_create(state.path())?;
+        config.auth.token = Some(token);
+        let path = crate::state::gateway_token::path(state.path());
+        config.sources.insert(
+            "gateway.auth.token".into(),
+            format!("generated, {}", path.display()),
+        );
+        Some((path, created))
+    } else {
+        None
+    };
     let db = Db::open(&state.db_path())?;
     let validators = Validators::build()?;
 
@@ -205,13 +223,29 @@ pub async fn run(config: GatewayConfig) -> Result<Stopped, RunError> {
         );
         tasks.spawn(accept_loop(Arc::clone(&app), listener, tls.clone()));
     }
-    match (&app.config.auth.token, &app.config.auth.password) {
-        (None, None) => tracing::warn!(
-            "no gateway token configured: serving loopback only, any local client may connect \
-             (set --token or SWITCHBOARD_GATEWAY_TOKEN to require one)"
+    match (&generated, app.config.auth.password.is_some()) {
+        (Some((path, created)), _) => tracing::info!(
+            "gateway token {} {} (owner-only): clients must present it or a paired device's token; \
+             `switchboard gateway token` prints it, switchboard's own commands on this host read it, \
+             and WebChat opened on this host gets it from the gateway",
+            if *created {
+                "generated at first start in"
+            } else {
+                "kept in"
+            },
+            path.display()
         ),
-        (Some(_), _) => tracing::info!("gateway auth: token"),
-        (None, Some(_)) => tracing::info!("gateway auth: password"),
+        (None, false) => tracing::info!(
+            "gateway auth: token ({}); clients must present it or a paired device's token",
+            app.config
+                .sources
+                .get("gateway.auth.token")
+                .map(String::as_str)
+                .unwrap_or("config")
+        ),
+        (None, true) => tracing::info!(
+            "gateway auth: password; clients must present it or a paired device's token"
+        ),
     }
     tracing::info!(state_dir = %state.path().display(), "state directory locked");
     let runtime_file = state.path().join(RUNTIME_FILE);

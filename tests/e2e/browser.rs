@@ -62,6 +62,11 @@ impl Browser {
     /// Starts Chromium, or `None` (after saying why) when it is not installed and not
     /// required.
     pub async fn launch() -> Option<Browser> {
+        Browser::launch_with(&[]).await
+    }
+
+    /// As [`Browser::launch`], with extra Chromium flags (e.g. `--host-resolver-rules`).
+    pub async fn launch_with(extra: &[&str]) -> Option<Browser> {
         let Some(bin) = chromium() else {
             assert!(
                 std::env::var("SWITCHBOARD_REQUIRE_BROWSER").is_err(),
@@ -87,6 +92,7 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -240,6 +246,16 @@ impl Browser {
             )
             .await;
         }
+    }
+
+    /// Lays the page out as a window of `width`×`height` CSS pixels (`mobile`: a phone's
+    /// viewport, touch, no scrollbars).
+    pub async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
     }
 
     /// Saves a PNG of the page as `<target>/screenshots/<name>.png`; its path.

@@ -114,19 +114,24 @@ async fn binding_beyond_loopback_without_auth_is_refused_with_exit_3() {
 }
 
 #[tokio::test]
-async fn without_a_token_it_serves_loopback_and_says_so() {
+async fn without_a_configured_token_it_generates_one_and_says_so() {
     let gw = Gateway::start_with(GatewayOpts {
         token: None,
         ..Default::default()
     });
     assert!(
-        gw.log().contains("no gateway token configured"),
+        gw.log().contains("gateway token generated at first start"),
         "{}",
         gw.log()
     );
-    // The reference accepts any token when none is configured (a token marks the client
-    // as not needing a device identity).
-    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some("anything"))).await;
+    // No token is no longer "any token": the generated one is required.
+    let mut c = Client::open(&gw.url()).await;
+    assert_eq!(
+        c.connect_raw(v3_params(Some("anything"))).await["ok"],
+        false
+    );
+    let token = std::fs::read_to_string(gw.state.path().join("gateway-token")).unwrap();
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(token.trim()))).await;
     assert_eq!(c.request("health", json!({})).await["ok"], true);
 }
 

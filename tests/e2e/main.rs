@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod core;
 mod devices;
+mod first_run;
 mod lifecycle;
 mod nodes;
 mod ops;

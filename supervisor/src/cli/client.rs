@@ -13,9 +13,12 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the gateway at {url}: {reason}")]
+    #[error(
+        "cannot reach the gateway at {url}: {reason}. Is it running? Start it with `switchboard gateway run` \
+         (or pass --url for another one)"
+    )]
     Unreachable { url: String, reason: String },
-    #[error("the gateway refused the connection: {0}")]
+    #[error("the gateway refused the connection: {0}{hint}", hint = refused_hint(.0))]
     Refused(String),
     #[error("{method} failed: {code}: {message}")]
     Call {
@@ -23,10 +26,24 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("the gateway closed the connection")]
+    #[error("the gateway closed the connection; its log says why: `switchboard logs --local`")]
     Closed,
-    #[error("timed out waiting for the gateway")]
+    #[error(
+        "timed out waiting for the gateway; is it busy or stuck? `switchboard gateway status` checks"
+    )]
     Timeout,
+}
+
+/// What to do after a refusal, by its reason.
+fn refused_hint(reason: &str) -> &'static str {
+    if reason.starts_with("unauthorized") {
+        ". Pass the gateway's token with --token or SWITCHBOARD_GATEWAY_TOKEN \
+         (on the gateway's host, `switchboard gateway token` prints it)"
+    } else if reason.starts_with("pairing required") {
+        ". Approve this device on the gateway's host: `switchboard devices list`, then `switchboard devices approve <requestId>`"
+    } else {
+        ""
+    }
 }
 
 /// What the CLI presents: the shared token, else the password.

@@ -386,3 +386,46 @@ pub(super) fn gateway_run(args: RunArgs) -> ExitCode {
         }
     }
 }
+
+/// `gateway token`: the configured token, else the generated one of the state directory.
+pub(super) fn token(args: TokenArgs) -> ExitCode {
+    let cfg = match config::resolve(&args.locate.flags(), &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Config;
+        }
+    };
+    let token = match &cfg.auth.token {
+        Some(t) => t.clone(),
+        None if cfg.auth.password.is_some() => {
+            eprintln!(
+                "error: this gateway uses a password, not a token (gateway.auth.password); clients present it as their password"
+            );
+            return ExitCode::Config;
+        }
+        None => match crate::state::gateway_token::read(&cfg.state_dir) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                eprintln!(
+                    "error: no gateway token yet: the gateway makes one at its first start \
+                     (run `switchboard gateway run`), in {}",
+                    crate::state::gateway_token::path(&cfg.state_dir).display()
+                );
+                return ExitCode::Unreachable;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::State;
+            }
+        },
+    };
+    if args.env {
+        for name in config::TOKEN_ENV {
+            println!("export {name}={}", token.expose());
+        }
+    } else {
+        println!("{}", token.expose());
+    }
+    ExitCode::Ok
+}

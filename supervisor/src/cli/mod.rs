@@ -16,7 +16,11 @@ pub use args::*;
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     crate::net::tls::provider();
-    match cli.command {
+    let Some(command) = cli.command else {
+        print!("{SHORT_HELP}");
+        return ExitCode::Ok;
+    };
+    match command {
         Command::Gateway { command } => match command {
             GatewayCommand::Run(args) => gateway::gateway_run(args),
             GatewayCommand::Status(args) => gateway::gateway_status(args),
@@ -24,6 +28,7 @@ pub fn run(cli: Cli) -> ExitCode {
             GatewayCommand::Install(args) => gateway::install_command(args, false),
             GatewayCommand::Uninstall(args) => gateway::install_command(args, true),
             GatewayCommand::Fingerprint(args) => gateway::fingerprint(args),
+            GatewayCommand::Token(args) => gateway::token(args),
         },
         Command::Config { command } => gateway::config_command(command),
         Command::Workers { command, conn } => {

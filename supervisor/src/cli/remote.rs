@@ -50,11 +50,20 @@ pub(super) fn target(conn: ConnArgs) -> Target {
                 format!("ws://127.0.0.1:{port}")
             })
     });
+    // The token a local gateway generated for itself; only ever sent to a local gateway.
+    let to_local = conn.url.as_deref().is_none_or(is_loopback_url);
+    let generated = || {
+        located
+            .as_ref()
+            .filter(|_| to_local)
+            .and_then(|(dir, _, _)| crate::state::gateway_token::read(dir).ok().flatten())
+    };
     let token = conn
         .token
         .and_then(Secret::new)
         .or_else(|| config::secret_from_env(TOKEN_ENV))
-        .or_else(|| file.as_ref().and_then(|f| f.gateway.auth.token.clone()));
+        .or_else(|| file.as_ref().and_then(|f| f.gateway.auth.token.clone()))
+        .or_else(generated);
     let password = conn
         .password
         .and_then(Secret::new)
@@ -67,6 +76,13 @@ pub(super) fn target(conn: ConnArgs) -> Target {
         json: conn.json,
         state_dir: located.map(|(d, _, _)| d),
     }
+}
+
+/// `ws://127.0.0.1:…`, `ws://localhost:…`, `ws://[::1]:…`.
+pub(super) fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    crate::config::channel::is_loopback_host(authority)
 }
 
 pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {

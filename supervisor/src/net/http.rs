@@ -227,7 +227,7 @@ pub async fn serve<S: AsyncWrite + Unpin>(app: &App, head: &Head, mut stream: S,
         .http_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let local = peer.ip().is_loopback() && !head.is_proxied();
-    let response = route(app, head, local).await;
+    let response = route(app, head, local, peer).await;
     tracing::debug!(%peer, method = %head.method, path = %head.path, status = response.status, "http");
     let _ = stream
         .write_all(&response.encode(head.method == "HEAD"))
@@ -263,23 +263,73 @@ fn webchat_csp() -> &'static str {
     })
 }
 
-async fn route(app: &App, head: &Head, local: bool) -> Response {
+/// Whether the page may carry the gateway token: asked for from this host, by this
+/// process's own OS user, under this gateway's own loopback name (not a name that a DNS
+/// rebinding attack pointed here). A page of another origin cannot read the answer (the
+/// browser's same-origin rule), and a request under a foreign `Host` does not get it.
+fn hand_token_to(app: &App, head: &Head, local: bool, peer: SocketAddr) -> bool {
+    let own_host = head.header("host").is_some_and(|h| {
+        let h = h.trim();
+        crate::config::channel::is_loopback_host(h)
+            && (h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()) == Some(app.port))
+    });
+    if !local || !own_host {
+        return false;
+    }
+    match crate::auth::local_peer::same_user(peer, app.port) {
+        Some(same) => same,
+        // macOS cannot tell the account behind a loopback socket without privileges; there
+        // the page is handed the token on loopback alone (README: security).
+        None => cfg!(target_os = "macos"),
+    }
+}
+
+/// The WebChat page, with the token in a `<meta>` when it may carry it.
+fn webchat_page(token: Option<&str>) -> Vec<u8> {
+    match token {
+        Some(t) => WEBCHAT
+            .replacen(
+                "<head>",
+                &format!(
+                    "<head>\n<meta name=\"switchboard-token\" content=\"{}\">",
+                    html_attr(t)
+                ),
+                1,
+            )
+            .into_bytes(),
+        None => WEBCHAT.as_bytes().to_vec(),
+    }
+}
+
+fn html_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Response {
     if head.method != "GET" && head.method != "HEAD" {
         let mut r = Response::text(405, "only GET and HEAD are served here\n");
         r.extra_headers.push(("Allow", "GET, HEAD".into()));
         return r;
     }
     match head.path.as_str() {
-        "/" | "/chat" | "/index.html" => Response {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: WEBCHAT.as_bytes().to_vec(),
-            extra_headers: vec![
-                ("Content-Security-Policy", webchat_csp().to_owned()),
-                ("Referrer-Policy", "no-referrer".into()),
-                ("X-Frame-Options", "DENY".into()),
-            ],
-        },
+        "/" | "/chat" | "/index.html" => {
+            let token = hand_token_to(app, head, local, peer)
+                .then(|| app.config.auth.token.as_ref().map(|t| t.expose()))
+                .flatten();
+            Response {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: webchat_page(token),
+                extra_headers: vec![
+                    ("Content-Security-Policy", webchat_csp().to_owned()),
+                    ("Referrer-Policy", "no-referrer".into()),
+                    ("X-Frame-Options", "DENY".into()),
+                    ("Cache-Control", "no-store".into()),
+                ],
+            }
+        }
         "/healthz" => Response::json(
             200,
             &serde_json::json!({"ok": true, "version": crate::VERSION, "uptimeMs": app.uptime_ms()}),

@@ -2,6 +2,7 @@
 //! idempotency records of side effects.
 
 pub mod db;
+pub mod gateway_token;
 pub mod history;
 pub mod idempotency;
 pub mod state_dir;
