@@ -276,12 +276,9 @@ fn hand_token_to(app: &App, head: &Head, local: bool, peer: SocketAddr) -> bool 
     if !local || !own_host {
         return false;
     }
-    match crate::auth::local_peer::same_user(peer, app.port) {
-        Some(same) => same,
-        // macOS cannot tell the account behind a loopback socket without privileges; there
-        // the page is handed the token on loopback alone (README: security).
-        None => cfg!(target_os = "macos"),
-    }
+    // macOS cannot tell the account behind a loopback socket without privileges; there
+    // the page is handed the token on loopback alone (README: who may connect).
+    crate::auth::local_peer::same_user(peer, app.port).unwrap_or(cfg!(target_os = "macos"))
 }
 
 /// The WebChat page, with the token in a `<meta>` when it may carry it.
