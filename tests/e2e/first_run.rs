@@ -99,11 +99,11 @@ async fn the_readme_set_up_works_as_written_in_a_fresh_home() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the gateway");
-    let _killer = KillOnDrop(gateway.id());
+    let stderr = gateway.stderr.take().unwrap();
+    let _gateway = StopOnDrop(gateway);
     let log = Arc::new(std::sync::Mutex::new(String::new()));
     {
         use std::io::BufRead;
-        let stderr = gateway.stderr.take().unwrap();
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
@@ -189,15 +189,16 @@ async fn the_readme_set_up_works_as_written_in_a_fresh_home() {
     b.screenshot("first-run-webchat").await;
 }
 
-/// Kills a process (by pid) when dropped.
-struct KillOnDrop(u32);
+/// Stops the process this test started (SIGTERM, by its pid) and reaps it when dropped.
+struct StopOnDrop(std::process::Child);
 
-impl Drop for KillOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0 as i32),
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
+        let _ = self.0.wait();
     }
 }
 
