@@ -215,6 +215,7 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     crate::channels::inbound::resume(&app).await;
     tasks.spawn(Arc::clone(&app).run_ticker());
     tasks.spawn(Arc::clone(&app).run_health_refresher());
+    tasks.spawn(Arc::clone(&app).run_presence_broadcaster());
     for (ip, listener) in listeners {
         tracing::info!(
             pid = std::process::id(),

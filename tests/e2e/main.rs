@@ -9,6 +9,7 @@ mod core;
 mod devices;
 mod first_run;
 mod lifecycle;
+mod limits;
 mod nodes;
 mod ops;
 mod scopes;

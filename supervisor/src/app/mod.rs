@@ -38,6 +38,8 @@ use crate::workers::Workers;
 pub const HEALTH_CACHE_MS: u64 = 60_000;
 /// Bursts of changes (e.g. a storm of connects) are coalesced into one refresh.
 const HEALTH_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Presence changes within this long go out as one `presence` event.
+pub const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
 /// System-event lines kept for `status`.
 const SYSTEM_EVENTS_MAX: usize = 20;
 
@@ -75,6 +77,9 @@ pub struct App {
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
+    /// The encoded list and the presence version it is of.
+    presence_cache: Mutex<(u64, [Arc<str>; 2])>,
+    presence_dirty: Notify,
     health_version: AtomicU64,
     health: Mutex<Arc<HealthCache>>,
     health_dirty: Notify,
@@ -98,6 +103,7 @@ impl App {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into());
         let presence = Presence::new(&host, VERSION);
+        let max_queued = config.max_queued_bytes;
         let placeholder = HealthSnapshot {
             ok: true,
             ts: now_ms(),
@@ -122,7 +128,7 @@ impl App {
             boot_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
             port,
-            hub: Hub::default(),
+            hub: Hub::new(max_queued),
             db: db.clone(),
             validators,
             limiter: AuthLimiter::default(),
@@ -139,6 +145,8 @@ impl App {
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),
+            presence_cache: Mutex::new((0, [Arc::from("[]"), Arc::from("[]")])),
+            presence_dirty: Notify::new(),
             health_version: AtomicU64::new(1),
             health: Mutex::new(Arc::new(HealthCache {
                 encoded: Arc::from("{}"),
@@ -199,21 +207,59 @@ impl App {
         presence::for_version(&list, version)
     }
 
-    /// Changes the presence list, bumps its version and tells every client.
+    /// The presence list's JSON for `version`, encoded once per presence version and
+    /// shared by every `hello-ok` and `presence` event until the list changes.
+    pub fn presence_encoded(&self, version: ProtocolVersion) -> Arc<str> {
+        let current = self.presence_version.load(Ordering::Acquire);
+        let mut cache = self
+            .presence_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.0 != current {
+            let [v3, v4] = self
+                .presence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .encoded();
+            *cache = (current, [Arc::from(v3), Arc::from(v4)]);
+        }
+        Arc::clone(&cache.1[usize::from(version == ProtocolVersion::V4)])
+    }
+
+    /// Changes the presence list and bumps its version; every client hears of it in the
+    /// next `presence` event, within [`PRESENCE_COALESCE`].
     pub fn update_presence(&self, change: impl FnOnce(&mut Presence)) {
-        let list = {
+        {
             let mut p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
             change(&mut p);
-            p.list()
-        };
-        self.presence_version.fetch_add(1, Ordering::Relaxed);
-        let b = Broadcast::per_version(
-            "presence",
-            |v| serde_json::json!({ "presence": presence::for_version(&list, v) }),
-            Some(self.state_version()),
-            true,
-        );
-        self.hub.broadcast(&b);
+            self.presence_version.fetch_add(1, Ordering::AcqRel);
+        }
+        self.presence_dirty.notify_one();
+    }
+
+    /// Sends `presence` events: after a change, at most one per [`PRESENCE_COALESCE`],
+    /// carrying the list as it is then. A storm of joins and leaves costs a few events,
+    /// each encoded once, instead of one full list per change per client; a client only
+    /// ever needed the newest list (the events are drop-if-slow in the reference too).
+    pub async fn run_presence_broadcaster(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.presence_dirty.notified() => {}
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PRESENCE_COALESCE) => {}
+            }
+            let payload = |v| format!("{{\"presence\":{}}}", self.presence_encoded(v));
+            let b = Broadcast::encoded_per_version(
+                "presence",
+                [&payload(ProtocolVersion::V3), &payload(ProtocolVersion::V4)],
+                Some(self.state_version()),
+                true,
+            );
+            self.hub.broadcast(&b);
+        }
     }
 
     /// Closes every live connection of a device in `role` (its token was revoked).

@@ -397,6 +397,10 @@ pub struct RunArgs {
     /// Interval between worker health checks, in milliseconds (testing aid).
     #[arg(long, hide = true)]
     pub worker_health_interval_ms: Option<u64>,
+    /// Bytes queued for all clients together before the longest queues are cut
+    /// (testing aid; default 256 MiB).
+    #[arg(long, hide = true)]
+    pub max_queued_bytes: Option<usize>,
 }
 
 impl RunArgs {
@@ -414,6 +418,7 @@ impl RunArgs {
             tick_interval_ms: self.tick_interval_ms,
             handshake_timeout_ms: self.handshake_timeout_ms,
             worker_health_interval_ms: self.worker_health_interval_ms,
+            max_queued_bytes: self.max_queued_bytes,
             no_agent: self.no_agent,
             workers: self.workers,
         }

@@ -180,6 +180,9 @@ impl Resolver<'_> {
         if let Some(ms) = self.flags.tick_interval_ms {
             self.cfg.tick_interval = Duration::from_millis(ms.max(10));
         }
+        if let Some(b) = self.flags.max_queued_bytes {
+            self.cfg.max_queued_bytes = b.max(64 * 1024);
+        }
         if let Some(ms) = self.flags.worker_health_interval_ms {
             let interval = Duration::from_millis(ms.max(50));
             self.cfg.worker_timing.health_interval = interval;

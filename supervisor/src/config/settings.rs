@@ -158,6 +158,8 @@ pub struct GatewayConfig {
     pub logging: LogConfig,
     /// Serve `/metrics`.
     pub metrics: bool,
+    /// Bytes queued for all clients together before the longest queues are cut.
+    pub max_queued_bytes: usize,
     /// Routing of each enabled messaging channel.
     pub channels: Vec<ChannelConfig>,
     /// Where each secret came from (`gateway.auth.token` → `env SWITCHBOARD_GATEWAY_TOKEN`),
@@ -188,6 +190,7 @@ impl GatewayConfig {
             worker_timing: Timing::default(),
             tls: None,
             metrics: true,
+            max_queued_bytes: crate::events::hub::DEFAULT_MAX_QUEUED_TOTAL,
             channels: Vec::new(),
             sources: BTreeMap::new(),
         }
@@ -303,6 +306,7 @@ pub struct Flags {
     pub tick_interval_ms: Option<u64>,
     pub handshake_timeout_ms: Option<u64>,
     pub worker_health_interval_ms: Option<u64>,
+    pub max_queued_bytes: Option<usize>,
     pub no_agent: bool,
     /// Extra workers as JSON objects (`--worker`).
     pub workers: Vec<String>,

@@ -31,9 +31,30 @@ pub const QUEUE_FRAMES: usize = 4096;
 #[derive(Debug)]
 pub enum Outbound {
     Text(String),
+    /// A sequenced event: the shared encoding with this connection's `seq`.
+    Event(EventTemplate, u64),
     /// Send a close frame and stop.
     Close(u16, String),
 }
+
+impl Outbound {
+    /// Bytes this frame counts for in the queue bound.
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Event(t, seq) => t.len(*seq),
+            Outbound::Close(..) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Bytes queued for all clients together, unless configured otherwise: past it, the
+/// longest queues are cut first (`slow consumer`) until the total is back under 90%.
+pub const DEFAULT_MAX_QUEUED_TOTAL: usize = 256 * 1024 * 1024;
 
 /// The shared half of a connection: what other tasks need to reach it.
 pub struct ConnHandle {
@@ -48,12 +69,57 @@ pub struct ConnHandle {
     pub device_id: Option<String>,
     tx: mpsc::Sender<Outbound>,
     queued: AtomicUsize,
+    /// Bytes queued over every connection (shared with the hub).
+    total: Arc<AtomicUsize>,
     max_buffered: usize,
     seq: AtomicU64,
     /// Fired to make the writer close the connection at once (slow consumer, revocation,
     /// shutdown); the close code and reason wait in `close_with`.
     cut: CancellationToken,
     close_with: Mutex<Option<(u16, String)>>,
+    /// When the writer began the socket write it is still waiting on (milliseconds on
+    /// [`clock_ms`], 0 when it is not waiting): a client that stopped reading leaves its
+    /// writer waiting, one that reads slowly does not.
+    write_started: AtomicU64,
+}
+
+/// A writer that has waited this long on one write counts as stalled when the global
+/// bound picks whom to cut.
+pub const STALLED_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Milliseconds on the monotonic clock from a base an hour before the first call (so
+/// never 0, and a time a little in the past can always be written down).
+fn clock_ms() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let now = std::time::Instant::now();
+        now.checked_sub(std::time::Duration::from_secs(3600))
+            .unwrap_or(now)
+    });
+    base.elapsed().as_millis() as u64 + 1
+}
+
+/// A connection's outbound queue, as its writer task drains it. Whatever is still in it
+/// when it is dropped is taken off the byte counts, so a closed connection never leaves
+/// bytes counted against the global bound.
+pub struct Queue {
+    rx: mpsc::Receiver<Outbound>,
+    handle: Arc<ConnHandle>,
+}
+
+impl Queue {
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(f) = self.rx.try_recv() {
+            self.handle.written(f.len());
+        }
+    }
 }
 
 /// Result of queuing one frame.
@@ -69,6 +135,8 @@ pub enum Pushed {
 }
 
 pub struct NewConn {
+    /// The hub's running total of queued bytes.
+    pub total: Arc<AtomicUsize>,
     pub conn_id: String,
     pub version: ProtocolVersion,
     pub grant: Grant,
@@ -81,7 +149,7 @@ pub struct NewConn {
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, c: NewConn) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
+    pub fn new(id: u64, c: NewConn) -> (Arc<ConnHandle>, Queue) {
         let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
         let handle = ConnHandle {
             id,
@@ -95,12 +163,19 @@ impl ConnHandle {
             device_id: c.device_id,
             tx,
             queued: AtomicUsize::new(0),
+            total: c.total,
             max_buffered: c.max_buffered,
             seq: AtomicU64::new(0),
             cut: CancellationToken::new(),
             close_with: Mutex::new(None),
+            write_started: AtomicU64::new(0),
         };
-        (Arc::new(handle), rx)
+        let handle = Arc::new(handle);
+        let queue = Queue {
+            rx,
+            handle: Arc::clone(&handle),
+        };
+        (handle, queue)
     }
 
     pub fn role(&self) -> Role {
@@ -112,29 +187,54 @@ impl ConnHandle {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// The writer reports a frame written.
+    /// The writer reports a frame written (or dropped unsent).
     pub fn written(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::Relaxed);
+        self.total.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The writer starts (`true`) or finishes (`false`) one socket write.
+    pub fn writing(&self, started: bool) {
+        let v = if started { clock_ms() } else { 0 };
+        self.write_started.store(v, Ordering::Relaxed);
+    }
+
+    /// How long the writer has waited on its current write (zero when it is not writing).
+    pub fn write_waiting(&self) -> std::time::Duration {
+        match self.write_started.load(Ordering::Relaxed) {
+            0 => std::time::Duration::ZERO,
+            t => std::time::Duration::from_millis(clock_ms().saturating_sub(t)),
+        }
+    }
+
+    /// Whether the connection is already being closed.
+    pub fn is_cut(&self) -> bool {
+        self.cut.is_cancelled()
     }
 
     /// Queues a frame; see the module docs for the slow-consumer rule.
     pub fn push(&self, text: String, drop_if_slow: bool) -> Pushed {
+        self.push_frame(Outbound::Text(text), drop_if_slow)
+    }
+
+    fn push_frame(&self, frame: Outbound, drop_if_slow: bool) -> Pushed {
         if self.cut.is_cancelled() {
             return Pushed::Gone;
         }
         if self.queued.load(Ordering::Relaxed) > self.max_buffered {
             return self.slow(drop_if_slow);
         }
-        let len = text.len();
+        let len = frame.len();
         self.queued.fetch_add(len, Ordering::Relaxed);
-        match self.tx.try_send(Outbound::Text(text)) {
+        self.total.fetch_add(len, Ordering::Relaxed);
+        match self.tx.try_send(frame) {
             Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.written(len);
                 self.slow(drop_if_slow)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.written(len);
                 Pushed::Gone
             }
         }
@@ -196,6 +296,37 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
+    /// One encoding for every version, from a payload already encoded as JSON.
+    pub fn encoded(
+        event: &str,
+        payload: &str,
+        state_version: Option<StateVersion>,
+        drop_if_slow: bool,
+    ) -> Broadcast {
+        let t = EventTemplate::from_json(event, payload, state_version);
+        Broadcast {
+            event: event.to_owned(),
+            drop_if_slow,
+            templates: [Some(t.clone()), Some(t)],
+        }
+    }
+
+    /// A payload encoded per version (already JSON).
+    pub fn encoded_per_version(
+        event: &str,
+        payloads: [&str; 2],
+        state_version: Option<StateVersion>,
+        drop_if_slow: bool,
+    ) -> Broadcast {
+        Broadcast {
+            event: event.to_owned(),
+            drop_if_slow,
+            templates: payloads.map(|p| Some(EventTemplate::from_json(event, p, state_version))),
+        }
+    }
+}
+
+impl Broadcast {
     /// The same payload for every version.
     pub fn new<P: serde::Serialize>(
         event: &str,
@@ -233,10 +364,12 @@ impl Broadcast {
 }
 
 /// All live connections.
-#[derive(Default)]
 pub struct Hub {
     next_id: AtomicU64,
     conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
+    /// Bytes queued over every connection, and the bound on it.
+    total: Arc<AtomicUsize>,
+    max_total: usize,
     /// Held while a broadcast stamps and queues, so each connection sees events in the
     /// order of their numbers.
     bus: Mutex<()>,
@@ -250,7 +383,71 @@ pub struct HubCounts {
     pub nodes: u64,
 }
 
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(DEFAULT_MAX_QUEUED_TOTAL)
+    }
+}
+
 impl Hub {
+    pub fn new(max_total: usize) -> Hub {
+        Hub {
+            next_id: AtomicU64::new(0),
+            conns: RwLock::new(HashMap::new()),
+            total: Arc::new(AtomicUsize::new(0)),
+            max_total,
+            bus: Mutex::new(()),
+            slow_cuts: AtomicU64::new(0),
+        }
+    }
+
+    /// The counter a new connection's queue adds to.
+    pub fn total_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.total)
+    }
+
+    /// Bytes queued for all clients together.
+    pub fn queued_total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Over the global bound: cut clients until the total is under 90% of it. Clients
+    /// whose writer has waited on one write for [`STALLED_AFTER`] (they stopped reading)
+    /// go first, longest queue first; only then clients that read but fell behind. A
+    /// client that keeps up keeps a short queue and is the last one cut. Bytes of clients
+    /// already being closed count as freed: they are released as their writers stop.
+    fn shed(&self) {
+        let total = self.queued_total();
+        if total <= self.max_total {
+            return;
+        }
+        let mut left = total;
+        let mut conns = Vec::new();
+        for c in self.snapshot() {
+            let q = c.queued_bytes();
+            if c.is_cut() {
+                left = left.saturating_sub(q);
+            } else if q > 0 {
+                conns.push((c.write_waiting() < STALLED_AFTER, q, c));
+            }
+        }
+        conns.sort_by_key(|(reading, q, _)| (*reading, std::cmp::Reverse(*q)));
+        for (reading, q, c) in conns {
+            if left <= self.max_total / 10 * 9 {
+                break;
+            }
+            c.close(1008, "slow consumer");
+            self.slow_cuts.fetch_add(1, Ordering::Relaxed);
+            let why = if reading {
+                "reading too slowly"
+            } else {
+                "not reading"
+            };
+            tracing::warn!(conn = %c.conn_id, queued = q, total, "slow consumer cut ({why}): all queues together are over their bound");
+            left = left.saturating_sub(q);
+        }
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -323,9 +520,13 @@ impl Hub {
             return;
         };
         let seq = conn.next_seq();
-        if conn.push(template.stamp(seq), b.drop_if_slow) == Pushed::Cut {
-            self.slow_cuts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(conn = %conn.conn_id, event = %b.event, "slow consumer cut");
+        match conn.push_frame(Outbound::Event(template.clone(), seq), b.drop_if_slow) {
+            Pushed::Cut => {
+                self.slow_cuts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn = %conn.conn_id, event = %b.event, "slow consumer cut");
+            }
+            Pushed::Queued if self.queued_total() > self.max_total => self.shed(),
+            _ => {}
         }
     }
 
@@ -335,7 +536,126 @@ impl Hub {
         if pushed == Pushed::Cut {
             self.slow_cuts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn = %conn.conn_id, "slow consumer cut (response)");
+        } else if pushed == Pushed::Queued && self.queued_total() > self.max_total {
+            self.shed();
         }
         pushed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(hub: &Hub, version: ProtocolVersion) -> (Arc<ConnHandle>, Queue) {
+        ConnHandle::new(
+            hub.next_id(),
+            NewConn {
+                total: hub.total_counter(),
+                conn_id: "c".into(),
+                version,
+                grant: Grant {
+                    role: Role::Operator,
+                    scopes: vec![access::ADMIN.into()],
+                },
+                peer: "127.0.0.1:1".parse().unwrap(),
+                client_id: "test".into(),
+                client_mode: "test".into(),
+                presence_key: None,
+                device_id: None,
+                max_buffered: 1 << 20,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_to_many_connections_is_encoded_once_and_its_bytes_shared() {
+        let hub = Hub::default();
+        let mut queues = Vec::new();
+        for i in 0..50 {
+            let v = if i % 2 == 0 {
+                ProtocolVersion::V3
+            } else {
+                ProtocolVersion::V4
+            };
+            let (h, q) = conn(&hub, v);
+            hub.insert(h);
+            queues.push(q);
+        }
+        let payload = serde_json::json!({"presence": vec!["x".repeat(1000); 20]});
+        let count = || crate::protocol::frame::EVENTS_ENCODED.with(|n| n.get());
+        let before = count();
+        hub.broadcast(&Broadcast::new("presence", &payload, None, true));
+        let encoded = count() - before;
+        assert_eq!(encoded, 1, "one serialization for 50 recipients");
+        let mut first: Option<EventTemplate> = None;
+        for q in &mut queues {
+            match q.recv().await {
+                Some(Outbound::Event(t, seq)) => {
+                    assert_eq!(seq, 1);
+                    if let Some(f) = &first {
+                        assert!(t.shares_bytes_with(f), "every queue holds the same bytes");
+                    }
+                    first.get_or_insert(t);
+                }
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        // Queued bytes are counted per connection and in all, and released when written.
+        assert!(hub.queued_total() > 50 * 20_000);
+        for c in hub.snapshot() {
+            c.written(c.queued_bytes());
+        }
+        assert_eq!(hub.queued_total(), 0);
+    }
+
+    #[tokio::test]
+    async fn over_the_global_bound_the_longest_queue_is_cut_first() {
+        let hub = Hub::new(100_000);
+        let (reader, mut rq) = conn(&hub, ProtocolVersion::V4);
+        let (stalled, _sq) = conn(&hub, ProtocolVersion::V4);
+        hub.insert(Arc::clone(&reader));
+        hub.insert(Arc::clone(&stalled));
+        // The stalled client has 60 kB queued already; the reader keeps up.
+        hub.send_direct(&stalled, "s".repeat(60_000));
+        let big = "r".repeat(50_000);
+        hub.send_direct(&reader, big.clone());
+        assert!(
+            stalled.cut_token().is_cancelled(),
+            "the longest queue is cut"
+        );
+        assert!(!reader.cut_token().is_cancelled());
+        if let Some(f) = rq.recv().await {
+            reader.written(f.len());
+        }
+        // A dropped queue gives its bytes back.
+        drop(_sq);
+        assert!(hub.queued_total() <= 100_000, "{}", hub.queued_total());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stopped_reading_is_cut_before_one_that_reads_slowly() {
+        let hub = Hub::new(100_000);
+        let (slow, _slq) = conn(&hub, ProtocolVersion::V4);
+        let (stalled, _stq) = conn(&hub, ProtocolVersion::V4);
+        hub.insert(Arc::clone(&slow));
+        hub.insert(Arc::clone(&stalled));
+        // The stalled client's writer has waited on one write for a second; the slow
+        // reader's writer is not waiting, but its queue is longer.
+        stalled
+            .write_started
+            .store(clock_ms() - 1000, Ordering::Relaxed);
+        hub.send_direct(&stalled, "s".repeat(30_000));
+        hub.send_direct(&slow, "r".repeat(60_000));
+        hub.send_direct(&slow, "r".repeat(20_000));
+        assert!(
+            stalled.is_cut(),
+            "the client that stopped reading goes first"
+        );
+        assert!(!slow.is_cut(), "{} bytes left", hub.queued_total());
+        // Once freed bytes are counted, cutting the stalled one was enough: a second push
+        // over the bound does not cut the reader while the stalled one's bytes drain.
+        hub.send_direct(&slow, "r".repeat(5_000));
+        assert!(!slow.is_cut());
     }
 }

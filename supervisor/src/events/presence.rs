@@ -3,6 +3,10 @@
 //! Entries are keyed (lower-cased) by device id, else instance id, else connection id;
 //! a departed client's entry stays with `reason:"disconnect"` until it expires, as in the
 //! reference. One list serves v3 and v4 clients; v4-only fields are cut for v3 readers.
+//!
+//! Each entry is kept encoded for both generations, re-encoded only when it changes, so
+//! the whole list's JSON (`encoded`, for `hello-ok` and `presence` events) is a sort and
+//! a concatenation, never a re-serialization of every entry.
 
 use std::collections::HashMap;
 
@@ -18,6 +22,14 @@ const MAX_ENTRIES: usize = 200;
 pub struct Presence {
     self_key: String,
     entries: HashMap<String, PresenceEntry>,
+    /// Each entry's JSON for v3 and v4, kept in step with `entries`.
+    encoded: HashMap<String, [String; 2]>,
+}
+
+fn encode(e: &PresenceEntry) -> [String; 2] {
+    let one =
+        |v| serde_json::to_string(&for_version(std::slice::from_ref(e), v)[0]).unwrap_or_default();
+    [one(ProtocolVersion::V3), one(ProtocolVersion::V4)]
 }
 
 fn norm(key: &str) -> Option<String> {
@@ -62,7 +74,80 @@ impl Presence {
         let self_key = host.to_lowercase();
         let mut entries = HashMap::new();
         entries.insert(self_key.clone(), entry);
-        Presence { self_key, entries }
+        Presence {
+            self_key,
+            entries,
+            encoded: HashMap::new(),
+        }
+    }
+
+    /// Re-encodes one entry after a change.
+    fn touched(&mut self, key: &str) {
+        if let Some(e) = self.entries.get(key) {
+            self.encoded.insert(key.to_owned(), encode(e));
+        }
+    }
+
+    /// Drops expired entries, and the oldest beyond the bound.
+    fn prune(&mut self, now: u64) {
+        let self_key = self.self_key.clone();
+        self.entries
+            .retain(|k, e| *k == self_key || now.saturating_sub(e.ts) <= TTL_MS);
+        if self.entries.len() > MAX_ENTRIES {
+            let mut by_age: Vec<(u64, String)> = self
+                .entries
+                .iter()
+                .filter(|(k, _)| **k != self_key)
+                .map(|(k, e)| (e.ts, k.clone()))
+                .collect();
+            by_age.sort();
+            let drop = self.entries.len() - MAX_ENTRIES;
+            for (_, k) in by_age.into_iter().take(drop) {
+                self.entries.remove(&k);
+            }
+        }
+        let entries = &self.entries;
+        self.encoded.retain(|k, _| entries.contains_key(k));
+    }
+
+    /// The keys in list order: the gateway first (it was just touched, so it is the
+    /// newest, as in the reference), then newest first.
+    fn order(&self) -> Vec<&String> {
+        let mut others: Vec<(&String, u64)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| **k != self.self_key)
+            .map(|(k, e)| (k, e.ts))
+            .collect();
+        others.sort_by_key(|(_, ts)| std::cmp::Reverse(*ts));
+        let mut keys = vec![&self.self_key];
+        keys.extend(others.into_iter().map(|(k, _)| k));
+        keys
+    }
+
+    /// The list as JSON arrays, for v3 and v4, pruned of expired entries.
+    pub fn encoded(&mut self) -> [String; 2] {
+        let now = now_ms();
+        self.prune(now);
+        let me = self.self_key.clone();
+        if let Some(e) = self.entries.get_mut(&me) {
+            e.ts = now;
+        }
+        self.touched(&me);
+        let keys: Vec<String> = self.order().into_iter().cloned().collect();
+        [0, 1].map(|v| {
+            let mut out = String::from("[");
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(enc) = self.encoded.get(k) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&enc[v]);
+                }
+            }
+            out.push(']');
+            out
+        })
     }
 
     /// Records a connected client.
@@ -90,7 +175,8 @@ impl Presence {
         }
         entry.online_since = entry.online_since.or(existing.online_since);
         entry.ts = now_ms();
-        self.entries.insert(key, entry);
+        self.entries.insert(key.clone(), entry);
+        self.touched(&key);
     }
 
     /// Marks a departed client; its entry stays until it expires.
@@ -100,6 +186,7 @@ impl Presence {
             e.reason = Some("disconnect".into());
             e.ts = now_ms();
         }
+        self.touched(&key);
     }
 
     /// Applies a `system-event` line.
@@ -114,7 +201,7 @@ impl Presence {
         .find_map(norm)
         .or_else(|| p.ip.clone())
         .unwrap_or_else(|| text.chars().take(64).collect());
-        let e = self.entries.entry(key).or_default();
+        let e = self.entries.entry(key.clone()).or_default();
         e.host = p.host.clone().or(e.host.take());
         e.ip = p.ip.clone().or(e.ip.take());
         e.version = p.version.clone().or(e.version.take());
@@ -135,42 +222,22 @@ impl Presence {
         e.instance_id = p.instance_id.clone().or(e.instance_id.take());
         e.text = Some(text.to_owned());
         e.ts = now_ms();
+        self.touched(&key);
     }
 
     /// The list, newest first, pruned of expired entries.
     pub fn list(&mut self) -> Vec<PresenceEntry> {
         let now = now_ms();
-        let self_key = self.self_key.clone();
-        self.entries
-            .retain(|k, e| *k == self_key || now.saturating_sub(e.ts) <= TTL_MS);
-        if self.entries.len() > MAX_ENTRIES {
-            let mut by_age: Vec<(u64, String)> = self
-                .entries
-                .iter()
-                .filter(|(k, _)| **k != self_key)
-                .map(|(k, e)| (e.ts, k.clone()))
-                .collect();
-            by_age.sort();
-            let drop = self.entries.len() - MAX_ENTRIES;
-            for (_, k) in by_age.into_iter().take(drop) {
-                self.entries.remove(&k);
-            }
+        self.prune(now);
+        let me = self.self_key.clone();
+        if let Some(e) = self.entries.get_mut(&me) {
+            e.ts = now;
         }
-        if let Some(me) = self.entries.get_mut(&self_key) {
-            me.ts = now;
-        }
-        // The gateway was just touched, so it is the newest: first, as in the reference.
-        let mut list: Vec<PresenceEntry> =
-            self.entries.get(&self_key).cloned().into_iter().collect();
-        let mut others: Vec<PresenceEntry> = self
-            .entries
-            .iter()
-            .filter(|(k, _)| **k != self_key)
-            .map(|(_, e)| e.clone())
-            .collect();
-        others.sort_by_key(|e| std::cmp::Reverse(e.ts));
-        list.extend(others);
-        list
+        self.touched(&me);
+        self.order()
+            .into_iter()
+            .filter_map(|k| self.entries.get(k).cloned())
+            .collect()
     }
 }
 
@@ -200,6 +267,40 @@ fn os_release() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encoded_list_is_the_list_serialized() {
+        let mut p = Presence::new("Host", "0.1.0");
+        for i in 0..5 {
+            p.upsert(
+                &format!("dev-{i}"),
+                PresenceEntry {
+                    host: Some(format!("h{i}")),
+                    client_id: Some("openclaw-macos".into()),
+                    mode: Some("ui".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        p.disconnect("dev-2");
+        let [v3, v4] = p.encoded();
+        let list = p.list();
+        // Same order and content as serializing the list (timestamps of the gateway's own
+        // entry aside, which `list` just touched again).
+        let strip = |s: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+            v[0]["ts"] = 0.into();
+            v
+        };
+        let want = |ver| {
+            let mut v = serde_json::to_value(for_version(&list, ver)).unwrap();
+            v[0]["ts"] = 0.into();
+            v
+        };
+        assert_eq!(strip(&v4), want(ProtocolVersion::V4));
+        assert_eq!(strip(&v3), want(ProtocolVersion::V3));
+        assert!(!v3.contains("clientId") && v4.contains("clientId"));
+    }
 
     #[test]
     fn gateway_is_listed_and_departed_clients_stay_marked() {

@@ -13,8 +13,8 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 use switchboard_schemas::hello::{
     Features, HelloAuth, HelloOk, Policy, PresenceEntry, ServerInfo, SessionDefaults, Snapshot,
 };
+use switchboard_schemas::methods::{HealthSnapshot, SessionSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -26,7 +26,7 @@ use crate::auth::access;
 use crate::auth::handshake::{self, Accepted, HandshakeCtx, Peer};
 use crate::clock::now_ms;
 use crate::config::DEFAULT_AGENT_ID;
-use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound};
+use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound, Queue};
 use crate::net::budget::{Budget, BudgetStream};
 use crate::net::http::{self, Prefixed};
 use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
@@ -69,6 +69,30 @@ async fn close_ws<S: Transport>(mut ws: Ws<S>, code: u16, reason: &str) {
 
 fn is_too_big(e: &WsError) -> bool {
     matches!(e, WsError::Capacity(_))
+}
+
+/// The close code for a broken frame (0: the connection just went away): too big 1009,
+/// not UTF-8 1007, any other protocol violation 1002.
+fn violation_code(e: &WsError) -> u16 {
+    match e {
+        WsError::Capacity(_) => 1009,
+        WsError::Utf8(_) => 1007,
+        WsError::Protocol(_) => 1002,
+        _ => 0,
+    }
+}
+
+/// Reads and discards what a client still sends, until it closes or [`CLOSE_GRACE`]
+/// passes, so that our close frame reaches it before our socket goes away.
+async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 pub async fn serve_tcp(app: Arc<App>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
@@ -115,6 +139,7 @@ async fn handshake_phase<S: Transport>(
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "no HTTP request");
+            http::refuse_head(&mut stream, &e).await;
             return None;
         }
         Err(_) => {
@@ -248,7 +273,7 @@ fn tracked(a: &Accepted) -> bool {
 /// What a live session keeps after its set-up.
 struct Live {
     handle: Arc<ConnHandle>,
-    rx: mpsc::Receiver<Outbound>,
+    rx: Queue,
     node_id: Option<String>,
 }
 
@@ -308,6 +333,7 @@ async fn session_setup<S: Transport>(
             presence_key: presence_key.clone(),
             device_id: a.device_id.clone(),
             max_buffered: limits(version).max_buffered_bytes,
+            total: app.hub.total_counter(),
         },
     );
     app.hub.insert(Arc::clone(&handle));
@@ -317,7 +343,14 @@ async fn session_setup<S: Transport>(
         None
     };
     let hello = hello_ok(app, &a, &conn_id);
-    let hello = frame::ok(&a.request_id, &hello);
+    let (_, placeholder) = health_placeholder();
+    let hello = frame::hello_ok(
+        &a.request_id,
+        &hello,
+        placeholder,
+        &app.presence_encoded(version),
+        &app.health_cache().encoded,
+    );
     if ws.send(Message::text(hello)).await.is_err() {
         app.hub.remove(id);
         finish(app, &handle);
@@ -358,6 +391,10 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
     ));
     let cut = handle.cut_token();
     let mut session = rpc::Session::default();
+    // Set when the client broke the protocol: it may still be writing, so its socket is
+    // drained for a moment after our close frame (else its kernel answers our close with
+    // a reset and it sees 1006 instead of our code).
+    let mut linger = false;
     loop {
         let next = tokio::select! {
             m = stream.next() => m,
@@ -371,12 +408,13 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
                 Err(_) => continue,
             },
             Some(Ok(_)) => continue,
-            Some(Err(e)) if is_too_big(&e) => {
-                handle.close(1009, "");
-                break;
-            }
             Some(Err(e)) => {
-                tracing::debug!(conn = %conn_id, error = %e, "read failed");
+                let code = violation_code(&e);
+                tracing::debug!(conn = %conn_id, error = %e, code, "read failed");
+                if code != 0 {
+                    handle.close(code, "");
+                    linger = true;
+                }
                 break;
             }
         };
@@ -385,11 +423,16 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
             break;
         }
         app.metrics.frames_in.fetch_add(1, Relaxed);
-        rpc::request(&app, &handle, &mut session, &text).await;
+        rpc::request(&app, &handle, &mut session, text).await;
     }
     // Stop the writer unless it is already closing with a code of its own.
     handle.cut_token().cancel();
-    let _ = writer.await;
+    if let Ok(sink) = writer.await
+        && linger
+        && let Ok(mut ws) = sink.reunite(stream)
+    {
+        drain(ws.get_mut()).await;
+    }
     app.hub.remove(id);
     if let Some(node) = &node_id {
         app.nodes.unregister(node, id);
@@ -480,12 +523,14 @@ fn finish(app: &App, handle: &ConnHandle) {
     app.health_changed();
 }
 
+/// Drains the queue into the socket until the connection is cut or closed; hands the
+/// sink back (for the lingering close).
 async fn write_loop<S: Transport>(
     mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: Queue,
     handle: Arc<ConnHandle>,
     metrics: Arc<crate::app::metrics::Metrics>,
-) {
+) -> futures_util::stream::SplitSink<Ws<S>, Message> {
     let cut = handle.cut_token();
     loop {
         let next = tokio::select! {
@@ -493,41 +538,75 @@ async fn write_loop<S: Transport>(
             _ = cut.cancelled() => break,
             m = rx.recv() => m,
         };
-        match next {
-            Some(Outbound::Text(text)) => {
-                let n = text.len();
-                let sent = tokio::select! {
-                    r = sink.send(Message::text(text)) => r.is_ok(),
-                    _ = cut.cancelled() => { handle.written(n); break; }
-                };
-                handle.written(n);
-                if !sent {
-                    break;
-                }
-                metrics.frames_out.fetch_add(1, Relaxed);
-            }
+        let text = match next {
             Some(Outbound::Close(code, reason)) => {
                 let _ =
                     tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
                 cut.cancel();
-                return;
+                return sink;
             }
             None => break,
+            Some(Outbound::Text(text)) => text,
+            // The shared encoding, with this connection's number, put together for the write.
+            Some(Outbound::Event(template, seq)) => template.stamp(seq),
+        };
+        let n = text.len();
+        handle.writing(true);
+        let sent = tokio::select! {
+            r = sink.send(Message::text(text)) => r.is_ok(),
+            _ = cut.cancelled() => { handle.writing(false); handle.written(n); break; }
+        };
+        handle.writing(false);
+        handle.written(n);
+        if !sent {
+            break;
         }
+        metrics.frames_out.fetch_add(1, Relaxed);
     }
-    // Cut: queued frames are dropped with the receiver; say why if there is a reason.
+    // Cut: queued frames are dropped with the queue; say why if there is a reason.
     drop(rx);
     if let Some((code, reason)) = handle.take_close() {
         let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     cut.cancel();
+    sink
 }
 
+/// The health snapshot `hello-ok` is serialized with before the cached encoding takes
+/// its place (`frame::hello_ok`), and that placeholder's own encoding.
+fn health_placeholder() -> &'static (Arc<HealthSnapshot>, String) {
+    static P: std::sync::OnceLock<(Arc<HealthSnapshot>, String)> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let h = HealthSnapshot {
+            ok: false,
+            ts: 0,
+            duration_ms: 0,
+            channels: Default::default(),
+            channel_order: vec!["\u{0}switchboard-placeholder".into()],
+            channel_labels: Default::default(),
+            heartbeat_seconds: 0,
+            default_agent_id: String::new(),
+            agents: vec![],
+            sessions: SessionSummary {
+                path: String::new(),
+                count: 0,
+                recent: vec![],
+            },
+            gateway: None,
+            workers: None,
+        };
+        let json = serde_json::to_string(&h).unwrap_or_default();
+        (Arc::new(h), json)
+    })
+}
+
+/// `hello-ok` with the presence list empty and the placeholder health: the encoded ones
+/// go in their place (`frame::hello_ok`).
 fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
     let version = a.version;
     let l = limits(version);
-    let health = Arc::clone(&app.health_cache().snapshot);
+    let health = Arc::clone(&health_placeholder().0);
     let state_dir = app.config.state_dir.display().to_string();
     HelloOk {
         kind: "hello-ok".into(),
@@ -546,7 +625,7 @@ fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
             capabilities: None,
         },
         snapshot: Snapshot {
-            presence: app.presence_list(version),
+            presence: Vec::new(),
             health,
             state_version: app.state_version(),
             uptime_ms: app.uptime_ms(),

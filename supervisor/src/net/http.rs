@@ -104,6 +104,26 @@ pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Head, Vec<u8>
     }
 }
 
+/// Answers a request head that could not be read: `400` for a malformed one, `431` for
+/// one over [`MAX_HEAD`]; nothing for a connection that closed first.
+pub async fn refuse_head<S: AsyncWrite + Unpin>(stream: &mut S, e: &HeadError) {
+    let (status, reason, body) = match e {
+        HeadError::Malformed(_) => (400, "Bad Request", "malformed HTTP request head\n"),
+        HeadError::TooLarge => (
+            431,
+            "Request Header Fields Too Large",
+            "the request head is over 16 KiB\n",
+        ),
+        HeadError::Closed | HeadError::Io(_) => return,
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 /// A stream that first yields bytes already read from it.
 pub struct Prefixed<S> {
     prefix: Option<Box<[u8]>>,

@@ -1,6 +1,8 @@
 //! Encoding of outbound frames. Field order follows the reference gateways byte for byte:
 //! `{type,id,ok,payload,error}` and `{type,event,payload,seq,stateVersion}`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 use switchboard_schemas::frames::{ErrorShape, StateVersion};
@@ -122,12 +124,20 @@ pub fn unsequenced_event<P: Serialize>(event: &str, payload: &P) -> String {
     })
 }
 
-/// A sequenced event encoded once and stamped per connection: everything before the
-/// `seq` number, and everything after it.
+/// A sequenced event encoded once, whatever the number of recipients: everything before
+/// the `seq` number and everything after it, shared (`Arc`) by every connection's queue.
+/// Each connection's frame is the two parts with its own `seq` between them, put together
+/// only when it is written to that socket.
 #[derive(Debug, Clone)]
 pub struct EventTemplate {
-    head: String,
-    tail: String,
+    head: Arc<str>,
+    tail: Arc<str>,
+}
+
+thread_local! {
+    /// How many events this thread encoded (a structural check for tests: a broadcast to
+    /// N connections is encoded once per protocol version, not N times).
+    pub static EVENTS_ENCODED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 impl EventTemplate {
@@ -136,8 +146,14 @@ impl EventTemplate {
         payload: &P,
         state_version: Option<StateVersion>,
     ) -> Self {
-        let event = serde_json::to_string(event).unwrap_or_else(|_| "\"\"".into());
         let payload = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
+        EventTemplate::from_json(event, &payload, state_version)
+    }
+
+    /// From a payload already encoded as JSON.
+    pub fn from_json(event: &str, payload: &str, state_version: Option<StateVersion>) -> Self {
+        EVENTS_ENCODED.with(|n| n.set(n.get() + 1));
+        let event = serde_json::to_string(event).unwrap_or_else(|_| "\"\"".into());
         let head = format!("{{\"type\":\"event\",\"event\":{event},\"payload\":{payload},\"seq\":");
         let tail = match state_version {
             Some(sv) => format!(
@@ -146,16 +162,89 @@ impl EventTemplate {
             ),
             None => "}".to_owned(),
         };
-        EventTemplate { head, tail }
+        EventTemplate {
+            head: Arc::from(head),
+            tail: Arc::from(tail),
+        }
+    }
+
+    /// The frame's length for `seq` (what a connection's queue counts).
+    pub fn len(&self, seq: u64) -> usize {
+        self.head.len() + self.tail.len() + digits(seq)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
     }
 
     /// The frame for one connection.
     pub fn stamp(&self, seq: u64) -> String {
-        let mut s = String::with_capacity(self.head.len() + self.tail.len() + 20);
+        let mut s = String::with_capacity(self.len(seq));
         s.push_str(&self.head);
-        s.push_str(&seq.to_string());
+        s.push_str(itoa(seq, &mut [0u8; 20]));
         s.push_str(&self.tail);
         s
+    }
+
+    /// Whether two templates share their encoded bytes.
+    pub fn shares_bytes_with(&self, other: &EventTemplate) -> bool {
+        Arc::ptr_eq(&self.head, &other.head) && Arc::ptr_eq(&self.tail, &other.tail)
+    }
+}
+
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// `hello-ok` with its two big parts already encoded: the presence list and the health
+/// snapshot are encoded once per state version and shared by every handshake, then put
+/// in place of the placeholders `hello` was serialized with (an empty presence list and
+/// the health snapshot whose encoding is `health_placeholder`).
+pub fn hello_ok<H: Serialize>(
+    id: &str,
+    hello: &H,
+    health_placeholder: &str,
+    presence: &str,
+    health: &str,
+) -> String {
+    let text = ok(id, hello);
+    let marker = format!("\"presence\":[],\"health\":{health_placeholder}");
+    match text.find(&marker) {
+        Some(at) => {
+            let mut out = String::with_capacity(text.len() + presence.len() + health.len());
+            out.push_str(&text[..at]);
+            out.push_str("\"presence\":");
+            out.push_str(presence);
+            out.push_str(",\"health\":");
+            out.push_str(health);
+            out.push_str(&text[at + marker.len()..]);
+            out
+        }
+        None => {
+            tracing::error!(
+                "hello-ok placeholders not found; sending it without the snapshot parts"
+            );
+            text
+        }
     }
 }
 
@@ -190,6 +279,23 @@ mod tests {
         assert_eq!(
             t.stamp(1),
             r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":1}"#
+        );
+    }
+
+    #[test]
+    fn hello_ok_takes_the_encoded_parts_in_place_of_the_placeholders() {
+        let placeholder = json!({"ok": false});
+        let hello = json!({"type": "hello-ok", "snapshot": {"presence": [], "health": placeholder, "stateVersion": {"presence": 1}}});
+        let text = hello_ok(
+            "c1",
+            &hello,
+            &placeholder.to_string(),
+            r#"[{"host":"a"}]"#,
+            r#"{"ok":true}"#,
+        );
+        assert_eq!(
+            text,
+            r#"{"type":"res","id":"c1","ok":true,"payload":{"type":"hello-ok","snapshot":{"presence":[{"host":"a"}],"health":{"ok":true},"stateVersion":{"presence":1}}}}"#
         );
     }
 

@@ -26,6 +26,13 @@ pub struct SchemaError {
     message: String,
 }
 
+/// A message lists at most this many errors (then says there are more).
+pub const MAX_ERRORS_REPORTED: usize = 20;
+/// At most this many schema errors are looked at per frame.
+const MAX_ERRORS_SCANNED: usize = 100;
+/// Of one error with many parts (unexpected properties), at most this many are described.
+const MAX_PARTS_PER_ERROR: usize = MAX_ERRORS_REPORTED + 1;
+
 /// How many errors a message lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
@@ -77,9 +84,12 @@ impl Validators {
         if compiled.validator.is_valid(instance) {
             return Ok(());
         }
+        // Bounded: a frame with a hundred thousand bad keys costs one pass over it and a
+        // short message, never a quadratic dedupe or a megabyte of error text.
         let mut found: Vec<Found> = compiled
             .validator
             .iter_errors(instance)
+            .take(MAX_ERRORS_SCANNED)
             .map(|e| {
                 let path = e.instance_path().as_str().to_owned();
                 Found {
@@ -90,10 +100,19 @@ impl Validators {
             .collect();
         found.sort_by(|a, b| a.rank.cmp(&b.rank));
         let mut parts: Vec<String> = Vec::new();
-        for f in &found {
-            for part in f.parts.iter().cloned() {
-                if !parts.contains(&part) {
-                    parts.push(part);
+        let mut seen = std::collections::HashSet::new();
+        let mut more = 0usize;
+        'all: for f in &found {
+            for part in &f.parts {
+                if parts.len() >= MAX_ERRORS_REPORTED {
+                    more += 1;
+                    if more > 1000 {
+                        break 'all;
+                    }
+                    continue;
+                }
+                if seen.insert(part.as_str()) {
+                    parts.push(part.clone());
                 }
             }
             if report == Report::First && !parts.is_empty() {
@@ -103,7 +122,11 @@ impl Validators {
         if parts.is_empty() {
             parts.push("unknown validation error".into());
         }
-        Err(parts.join("; "))
+        let mut message = parts.join("; ");
+        if more > 0 {
+            message.push_str("; … and more errors not shown");
+        }
+        Err(message)
     }
 }
 
@@ -173,6 +196,7 @@ fn describe(
             };
             unexpected
                 .iter()
+                .take(MAX_PARTS_PER_ERROR)
                 .map(|p| format!("{place}: unexpected property '{p}'"))
                 .collect()
         }

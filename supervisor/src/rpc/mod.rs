@@ -233,18 +233,35 @@ pub struct Session {
     unauthorized_streak: u32,
 }
 
-fn respond_err(app: &App, conn: &ConnHandle, id: &str, e: &RpcError) {
-    app.metrics.error(e.code);
-    app.hub.send_direct(conn, frame::err(id, e));
+/// Frames larger than this are parsed and validated on the blocking pool, so one huge
+/// frame never holds an async worker thread (and the other connections it serves).
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// What checking a frame came to.
+enum Checked {
+    /// Not JSON: ignored, as the references do.
+    Ignored,
+    /// Refused before any handler: the response, and whether it was an unauthorized role.
+    Refused {
+        frame: String,
+        code: switchboard_schemas::frames::ErrorCode,
+        method: String,
+        unauthorized_role: bool,
+    },
+    /// Valid and authorized.
+    Ready {
+        id: String,
+        method: &'static Method,
+        params: Value,
+    },
 }
 
-/// One request frame, from text to the queued response.
-pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Session, text: &str) {
+/// Parse, frame schema, method lookup, authorization, params schema, in the references'
+/// order. Linear in the frame's size, with a bounded error list.
+fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
     let version = conn.version;
-    let started = std::time::Instant::now();
     let Ok(parsed) = serde_json::from_str::<Value>(text) else {
-        tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
-        return;
+        return Checked::Ignored;
     };
     let report = match version {
         V3 => Report::All,
@@ -253,32 +270,31 @@ pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Sessi
     let schema = format!("frames/request.{}", version.tag());
     if let Err(msg) = app.validators.check(&schema, version, report, &parsed) {
         let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
-        app.metrics.error(e.code);
-        app.hub
-            .send_direct(conn, frame::err_for_frame(parsed.get("id"), &e));
-        return;
+        return Checked::Refused {
+            frame: frame::err_for_frame(parsed.get("id"), &e),
+            code: e.code,
+            method: String::new(),
+            unauthorized_role: false,
+        };
     }
-    let id = parsed["id"].as_str().unwrap_or_default();
-    let name = parsed["method"].as_str().unwrap_or_default();
-    let method = lookup(name, version);
+    let id = parsed["id"].as_str().unwrap_or_default().to_owned();
+    let name = parsed["method"].as_str().unwrap_or_default().to_owned();
+    let method = lookup(&name, version);
+    let refused = |e: RpcError, unauthorized_role: bool| Checked::Refused {
+        frame: frame::err(&id, &e),
+        code: e.code,
+        method: name.clone(),
+        unauthorized_role,
+    };
     if let Err(e) = access::authorize(version, &conn.grant, method.map(|s| s.access)) {
-        respond_err(app, conn, id, &e);
-        if version == V4 && e.is_unauthorized_role() {
-            session.unauthorized_streak += 1;
-            if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
-                conn.close_after_queued(1008, "repeated unauthorized calls");
-            }
-        } else {
-            session.unauthorized_streak = 0;
-        }
-        return;
+        let role = e.is_unauthorized_role();
+        return refused(e, role);
     }
-    session.unauthorized_streak = 0;
     let Some(method) = method else {
-        let e = RpcError::invalid_request(format!("unknown method: {name}"));
-        respond_err(app, conn, id, &e);
-        app.metrics.request(name, started.elapsed());
-        return;
+        return refused(
+            RpcError::invalid_request(format!("unknown method: {name}")),
+            false,
+        );
     };
     // Absent or null params mean "none", as in the references.
     let params = match parsed.get("params") {
@@ -289,23 +305,71 @@ pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Sessi
         .validators
         .check(method.params, version, Report::All, &params)
     {
-        let e = RpcError::invalid_request(format!("invalid {name} params: {msg}"));
-        respond_err(app, conn, id, &e);
-        app.metrics.request(method.name, started.elapsed());
-        return;
+        return refused(
+            RpcError::invalid_request(format!("invalid {name} params: {msg}")),
+            false,
+        );
     }
+    Checked::Ready { id, method, params }
+}
+
+/// One request frame, from text to the queued response.
+pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Session, text: String) {
+    let version = conn.version;
+    let started = std::time::Instant::now();
+    let checked = if text.len() > OFFLOAD_BYTES {
+        let (a, c) = (Arc::clone(app), Arc::clone(conn));
+        match tokio::task::spawn_blocking(move || check(&a, &c, &text)).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                tracing::error!(conn = %conn.conn_id, error = %e, "checking a frame failed");
+                return;
+            }
+        }
+    } else {
+        check(app, conn, &text)
+    };
+    let (id, method, params) = match checked {
+        Checked::Ignored => {
+            tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
+            return;
+        }
+        Checked::Refused {
+            frame,
+            code,
+            method,
+            unauthorized_role,
+        } => {
+            app.metrics.error(code);
+            app.hub.send_direct(conn, frame);
+            if version == V4 && unauthorized_role {
+                session.unauthorized_streak += 1;
+                if session.unauthorized_streak >= UNAUTHORIZED_FLOOD {
+                    conn.close_after_queued(1008, "repeated unauthorized calls");
+                }
+            } else {
+                session.unauthorized_streak = 0;
+            }
+            if !method.is_empty() {
+                app.metrics.request(&method, started.elapsed());
+            }
+            return;
+        }
+        Checked::Ready { id, method, params } => (id, method, params),
+    };
+    session.unauthorized_streak = 0;
     let call = Call {
         app: Arc::clone(app),
         conn: Arc::clone(conn),
-        id: id.to_owned(),
+        id: id.clone(),
         method: method.name,
         params,
     };
     let text = match (method.handler)(call).await {
-        Ok(Reply::Json(v)) => frame::ok(id, &v),
-        Ok(Reply::Encoded(payload)) => frame::ok_encoded(id, &payload),
+        Ok(Reply::Json(v)) => frame::ok(&id, &v),
+        Ok(Reply::Encoded(payload)) => frame::ok_encoded(&id, &payload),
         Ok(Reply::Replay { ok, payload, error }) => {
-            frame::replayed(id, ok, &payload, error.as_ref())
+            frame::replayed(&id, ok, &payload, error.as_ref())
         }
         Ok(Reply::Deferred) => {
             app.metrics.request(method.name, started.elapsed());
@@ -313,7 +377,7 @@ pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Sessi
         }
         Err(e) => {
             app.metrics.error(e.code);
-            frame::err(id, &e)
+            frame::err(&id, &e)
         }
     };
     app.hub.send_direct(conn, text);

@@ -1,0 +1,331 @@
+//! Hardening (issue #17, points 1, 7 and 8): one frame or one connection never takes more
+//! than a bounded share of the gateway, and broken input is closed with the protocol's own
+//! codes. Frames the real client libraries refuse to send are written byte by byte here.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+
+/// A request whose params object has `keys` unknown top-level keys in the frame itself.
+fn many_keys_frame(id: &str, keys: usize) -> String {
+    let mut s = format!(r#"{{"type":"req","id":"{id}","method":"health","params":{{}}"#);
+    for i in 0..keys {
+        s.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    s.push('}');
+    s
+}
+
+#[tokio::test]
+async fn one_huge_frame_never_holds_up_another_connections_requests() {
+    let gw = Gateway::start();
+    let (mut big_a, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    let (mut big_b, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    let (mut other, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    // Two frames of 500 000 unknown keys (~7 MB each), on two connections at once.
+    let frame = many_keys_frame("big", 500_000);
+    big_a.send_text(frame.clone()).await;
+    big_b.send_text(frame).await;
+    // Meanwhile another connection's health is answered.
+    let health = other.request("health", json!({})).await;
+    assert_eq!(health["ok"], true);
+    let answered_other = std::time::Instant::now();
+    // Then each big frame gets its short, bounded refusal.
+    for c in [&mut big_a, &mut big_b] {
+        let r = c.response("big").await;
+        assert_eq!(r["ok"], false, "{r}");
+        let msg = r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(msg.starts_with("invalid request frame:"), "{msg}");
+        assert!(
+            msg.len() < 4096,
+            "the error list is bounded: {} bytes",
+            msg.len()
+        );
+    }
+    // The condition the issue names: the other connection was answered first.
+    assert!(answered_other.elapsed() > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_v3_error_list_stops_at_twenty_and_says_there_are_more() {
+    let gw = Gateway::start();
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    // 30 000 keys (~400 kB): inside v3's 512 KiB frame limit.
+    c.send_text(many_keys_frame("v3", 30_000)).await;
+    let r = c.response("v3").await;
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(msg.matches("unexpected property").count(), 20, "{msg}");
+    assert!(msg.ends_with("… and more errors not shown"), "{msg}");
+    // The connection stays up.
+    assert_eq!(c.request("health", json!({})).await["ok"], true);
+}
+
+// ---- a raw WebSocket client, for frames no library sends --------------------------------
+
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Upgrades, reads the challenge, connects (v4, token) and reads `hello-ok`.
+    async fn connect(port: u16) -> Raw {
+        Raw::connect_with(port, v4_params(Some(TOKEN))).await
+    }
+
+    async fn connect_with(port: u16, params: Value) -> Raw {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(
+            format!(
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = Raw { s, buf: Vec::new() };
+        let head = raw.read_until(b"\r\n\r\n").await;
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let (_, challenge) = raw.frame().await;
+        let challenge: Value = serde_json::from_slice(&challenge).unwrap();
+        assert_eq!(challenge["event"], "connect.challenge");
+        let connect = json!({"type": "req", "id": "c", "method": "connect", "params": params});
+        raw.send(0x1, connect.to_string().as_bytes()).await;
+        let (_, hello) = raw.frame().await;
+        let hello: Value = serde_json::from_slice(&hello).unwrap();
+        assert_eq!(hello["ok"], true, "{hello}");
+        raw
+    }
+
+    async fn read_until(&mut self, end: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
+                let out: Vec<u8> = self.buf.drain(..at + end.len()).collect();
+                return out;
+            }
+            self.fill().await;
+        }
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(30), self.s.read(&mut chunk))
+            .await
+            .expect("the gateway answers")
+            .expect("read");
+        assert!(n > 0, "the gateway closed the socket without a close frame");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    async fn need(&mut self, n: usize) {
+        while self.buf.len() < n {
+            self.fill().await;
+        }
+    }
+
+    /// The next frame from the server: (opcode, payload). Server frames are unmasked.
+    async fn frame(&mut self) -> (u8, Vec<u8>) {
+        self.need(2).await;
+        let op = self.buf[0] & 0x0f;
+        let mut len = u64::from(self.buf[1] & 0x7f);
+        let mut at = 2;
+        if len == 126 {
+            self.need(4).await;
+            len = u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+            at = 4;
+        } else if len == 127 {
+            self.need(10).await;
+            len = u64::from_be_bytes(self.buf[2..10].try_into().unwrap());
+            at = 10;
+        }
+        self.need(at + len as usize).await;
+        let payload = self.buf[at..at + len as usize].to_vec();
+        self.buf.drain(..at + len as usize);
+        (op, payload)
+    }
+
+    /// The close code the server sends next (skipping other frames).
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            let (op, payload) = self.frame().await;
+            if op == 0x8 {
+                assert!(payload.len() >= 2, "a close frame without a code");
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+
+    /// One masked client frame.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        self.s
+            .write_all(&client_frame(0x80 | opcode, payload))
+            .await
+            .unwrap();
+    }
+}
+
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_closes_with_1007() {
+    let gw = Gateway::start();
+    let mut raw = Raw::connect(gw.port).await;
+    raw.send(0x1, b"{\"type\":\"req\",\"id\":\"\xff\xfe\"}")
+        .await;
+    assert_eq!(raw.close_code().await, 1007);
+}
+
+#[tokio::test]
+async fn a_protocol_violation_closes_with_1002() {
+    let gw = Gateway::start();
+    let mut raw = Raw::connect(gw.port).await;
+    // Opcode 0x3 is reserved.
+    raw.send(0x3, b"x").await;
+    assert_eq!(raw.close_code().await, 1002);
+    // An unmasked client frame is a violation too.
+    let mut raw = Raw::connect(gw.port).await;
+    raw.s.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    assert_eq!(raw.close_code().await, 1002);
+}
+
+#[tokio::test]
+async fn a_v4_frame_over_max_payload_closes_with_1009_while_the_client_is_still_writing() {
+    let gw = Gateway::start();
+    let raw = Raw::connect(gw.port).await;
+    // A frame that says it is 26 MiB (over v4's 25 MiB), then its payload, streamed.
+    let len: u64 = 26 * 1024 * 1024;
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let (mut rd, mut wr) = raw.s.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&header).await;
+        let chunk = vec![b'a'; 64 * 1024];
+        for _ in 0..(len / chunk.len() as u64) {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Read the server's frames until its close frame.
+    let mut buf = raw.buf;
+    let code = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), rd.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .expect("no reset before the close frame");
+        assert!(n > 0, "closed without a close frame");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.iter().position(|b| *b == 0x88)
+            && buf.len() >= at + 4
+        {
+            break u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
+        }
+    };
+    assert_eq!(code, 1009);
+    writer.abort();
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_http_heads_get_400_and_431() {
+    let gw = Gateway::start();
+    let ask = |bytes: Vec<u8>| async move {
+        let mut s = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+        let _ = s.write_all(&bytes).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let bad = ask(b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec()).await;
+    assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(vec![b'a'; 17 * 1024]);
+    huge.extend_from_slice(b"\r\n\r\n");
+    let big = ask(huge).await;
+    assert!(big.starts_with("HTTP/1.1 431 "), "{big}");
+}
+
+#[tokio::test]
+async fn over_the_global_queue_bound_the_clients_that_stopped_reading_are_cut_first() {
+    // A small bound for all queues together (each v4 client's own bound is 50 MB): above
+    // what one client is sent in all (~14 MB), below what four stalled clients pile up.
+    let gw = Gateway::start_with(GatewayOpts {
+        extra: vec!["--max-queued-bytes".into(), "24000000".into()],
+        ..Default::default()
+    });
+    // The client that starts the run reads everything it is sent; the others stop reading
+    // their sockets.
+    let (mut reader, _) =
+        Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.write"])).await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let scopes = ["operator.read", "operator.write"];
+        stalled.push(Raw::connect_with(gw.port, v4_cli_params(TOKEN, &scopes)).await);
+    }
+    // A long reply streams as `agent`/`chat` deltas to every operator (~13 MB each).
+    let words: Vec<String> = (0..300).map(|i| format!("{i:0>300}")).collect();
+    let r = reader
+        .request(
+            "agent",
+            json!({"message": words.join(" "), "idempotencyKey": "global-bound-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    // The reader keeps up and gets its final answer; the stalled ones are cut.
+    let id = r["id"].as_str().unwrap_or("").to_owned();
+    let mut events = 0;
+    loop {
+        match reader.next().await {
+            Next::Frame(v) if v["type"] == "res" && v["id"] == id.as_str() => {
+                assert_eq!(v["ok"], true, "{v}");
+                break;
+            }
+            Next::Frame(_) => events += 1,
+            other => {
+                let log = gw.log();
+                let cuts: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("slow consumer"))
+                    .collect();
+                panic!("the reader (after {events} events) got {other:?}; cuts: {cuts:#?}");
+            }
+        }
+    }
+    gw.wait_log("the global bound to cut a stalled client", |l| {
+        l.contains("all queues together are over their bound")
+    });
+    for s in &mut stalled {
+        assert_eq!(s.close_code().await, 1008);
+    }
+    assert_eq!(reader.request("health", json!({})).await["ok"], true);
+}
