@@ -48,7 +48,7 @@ wait_port "$ref_port" 60
 ref_pid=$(ss -ltnp "sport = :$ref_port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
 [ -n "$ref_pid" ] || { echo "cannot find the reference gateway's pid" >&2; exit 1; }
 
-if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; else n=20000; hs=2000; idle=1000; fan=50; fi
+if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; storm=200; settle=3; soak=60; else n=20000; hs=2000; idle=1000; fan=50; storm=1000; settle=30; soak=600; fi
 results="$work/results.txt"
 run() { # label port pid args...
   local label=$1 port=$2 pid=$3; shift 3
@@ -57,6 +57,11 @@ run() { # label port pid args...
 for g in "reference $ref_port $ref_pid" "switchboard $sb_port $sb_pid"; do
   set -- $g
   echo "== $1"
+  # First, on a fresh process: presence-tracked clients (apps, nodes, UIs) joining at
+  # once, held while they read their sockets, then leaving; then the same untracked.
+  run "$1" "$2" "$3" --tracked --scenario join-storm --count "$storm" --concurrency 16 --settle-seconds "$settle"
+  run "$1" "$2" "$3" --scenario join-storm --count "$storm" --concurrency 16 --settle-seconds "$settle"
+  run "$1" "$2" "$3" --tracked --scenario handshake --count "$hs" --concurrency 10
   run "$1" "$2" "$3" --scenario handshake --count "$hs" --concurrency 10
   for c in 1 10 100; do run "$1" "$2" "$3" --scenario health --count "$n" --concurrency "$c"; done
   run "$1" "$2" "$3" --scenario pipelined --count "$n" --concurrency 10 --depth 16
@@ -69,6 +74,8 @@ echo "== switchboard only"
 # p99 at 100 connections under a load well below saturation (10 000 requests/s).
 run switchboard "$sb_port" "$sb_pid" --scenario health --count "$n" --concurrency 100 --rate 10000
 run switchboard "$sb_port" "$sb_pid" --scenario recovery --count 5
+# Churn soak: 200 tracked clients held, 50 joins (and leaves) a second, RSS every 10 s.
+run switchboard "$sb_port" "$sb_pid" --tracked --scenario soak --concurrency 200 --rate 50 --count 1000000 --max-seconds "$soak" --sample-seconds 10
 kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
 "$bench" --label switchboard --url "ws://127.0.0.1:$sb_port" --token "$token" --scenario coldstart --count 20 \
   --spawn "exec $sb gateway run --port $sb_port --token $token --state-dir $work/cold-\$\$" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
@@ -80,6 +87,8 @@ def key(r):
     extra = str(r.get("connections") or r.get("subscribers") or r.get("concurrency") or "")
     if "rate" in r:
         extra += f" @{r['rate']}/s"
+    if r.get("tracked"):
+        extra += " tracked"
     return (r["scenario"], extra)
 by = {}
 for r in rows:
@@ -88,11 +97,11 @@ print()
 print(f"{'scenario':<28}{'metric':<20}{'reference':>14}{'switchboard':>14}{'ratio':>10}")
 for k, g in sorted(by.items()):
     name = f"{k[0]} ({k[1]})" if k[1] else k[0]
-    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "kib_per_connection", "first_kill_us", "server_cpu_us_per_op", "client_cpu_us_per_op"]:
+    for metric in ["per_second", "p50_us", "p99_us", "p999_us", "open_ms", "rss_before_kib", "rss_with_kib", "kib_per_connection", "rss_settled_kib", "settled_over_before_pct", "slow_consumer_cuts", "errors", "rss_first_half_max_kib", "rss_second_half_max_kib", "first_kill_us", "server_cpu_us_per_op", "client_cpu_us_per_op"]:
         ref = g.get("reference", {}).get(metric); sb = g.get("switchboard", {}).get(metric)
         if ref is None and sb is None: continue
         ratio = ""
-        if ref and sb:
+        if ref and sb and metric not in ("errors", "slow_consumer_cuts", "settled_over_before_pct", "rss_before_kib"):
             ratio = f"{(sb/ref if metric=='per_second' else ref/sb):.1f}x"
         print(f"{name:<28}{metric:<20}{str(ref if ref is not None else '-'):>14}{str(sb if sb is not None else '-'):>14}{ratio:>10}")
 print("\n(ratio: how many times better Switchboard is; higher is better)")

@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod churn;
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -27,6 +29,12 @@ enum Scenario {
     Fanout,
     Coldstart,
     Recovery,
+    /// Open N connections that all read their sockets, hold them, let them all leave:
+    /// time to open, RSS with N, RSS after they left, slow-consumer cuts.
+    JoinStorm,
+    /// Clients join and leave continuously around a held population, for `--max-seconds`
+    /// (bounded by `--count` joins); RSS sampled every `--sample-seconds`.
+    Soak,
 }
 
 #[derive(Debug, Parser)]
@@ -75,14 +83,30 @@ struct Args {
     /// recovery: the worker to kill.
     #[arg(long, default_value = "agent")]
     worker: String,
+    /// Connect as a presence-tracked client (client id and mode `test`, as apps, nodes
+    /// and UIs are tracked) instead of an untracked CLI client.
+    #[arg(long)]
+    tracked: bool,
+    /// join-storm: seconds to wait after everyone left before the last RSS reading.
+    #[arg(long, default_value_t = 10)]
+    settle_seconds: u64,
+    /// soak: seconds between RSS readings.
+    #[arg(long, default_value_t = 10)]
+    sample_seconds: u64,
 }
 
 fn connect_params(a: &Args) -> Value {
-    // A CLI client: not tracked in presence (so the presence list does not grow with the
-    // load) and, on v4, it keeps the scopes it asks for over loopback.
+    // By default a CLI client: not tracked in presence (so the presence list does not
+    // grow with the load) and, on v4, it keeps the scopes it asks for over loopback.
+    // `--tracked`: a client that joins the presence list, as apps, nodes and UIs do.
+    let client = if a.tracked {
+        json!({"id": "test", "version": "bench", "platform": "linux", "mode": "test"})
+    } else {
+        json!({"id": "cli", "version": "bench", "platform": "linux", "mode": "cli"})
+    };
     let mut p = json!({
         "minProtocol": a.protocol, "maxProtocol": a.protocol,
-        "client": {"id": "cli", "version": "bench", "platform": "linux", "mode": "cli"},
+        "client": client,
         "scopes": ["operator.admin"],
     });
     if let Some(t) = &a.token {
@@ -169,6 +193,7 @@ impl Report {
                 ("gateway", json!(a.label)),
                 ("scenario", json!(scenario)),
                 ("protocol", json!(a.protocol)),
+                ("tracked", json!(a.tracked)),
             ],
         }
     }
@@ -189,12 +214,19 @@ impl Report {
                 .find(|(f, _)| *f == k)
                 .and_then(|(_, v)| v.as_u64())
         };
-        ["handshakes", "requests", "deliveries", "runs", "kills"]
-            .iter()
-            .filter_map(|k| get(k))
-            .max()
-            .or_else(|| get("connections"))
-            .unwrap_or(0)
+        [
+            "handshakes",
+            "requests",
+            "deliveries",
+            "runs",
+            "kills",
+            "joins",
+        ]
+        .iter()
+        .filter_map(|k| get(k))
+        .max()
+        .or_else(|| get("connections"))
+        .unwrap_or(0)
     }
 
     /// Nothing was measured: every attempt failed (e.g. nothing listens at the URL).
@@ -397,8 +429,10 @@ async fn idle(a: Arc<Args>) -> Result<Report> {
     let before = rss_kib(pid).context("read gateway RSS")?;
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let mut conns = Vec::new();
+    // Each connection is drained by its own task, as a real client reads its socket
+    // (tracked clients are sent every join's presence).
     while (conns.len() as u64) < a.count && Instant::now() < deadline {
-        conns.push(setup_connection(&a).await?);
+        conns.push(churn::hold(setup_connection(&a).await?));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid).context("read gateway RSS")?;
@@ -411,7 +445,7 @@ async fn idle(a: Arc<Args>) -> Result<Report> {
         "kib_per_connection",
         ((after.saturating_sub(before)) as f64 / n.max(1) as f64 * 10.0).round() / 10.0,
     );
-    drop(conns);
+    futures_util::future::join_all(conns.into_iter().map(churn::Held::leave)).await;
     Ok(r)
 }
 
@@ -586,11 +620,17 @@ async fn main() -> Result<()> {
         Scenario::Fanout => fanout(Arc::clone(&a)).await?,
         Scenario::Coldstart => coldstart(Arc::clone(&a)).await?,
         Scenario::Recovery => recovery(Arc::clone(&a)).await?,
+        Scenario::JoinStorm => churn::join_storm(Arc::clone(&a)).await?,
+        Scenario::Soak => churn::soak(Arc::clone(&a)).await?,
     };
     // Where the CPU went: who limits the figure, the gateway or this load generator.
     if !matches!(
         a.scenario,
-        Scenario::Idle | Scenario::Coldstart | Scenario::Recovery
+        Scenario::Idle
+            | Scenario::Coldstart
+            | Scenario::Recovery
+            | Scenario::JoinStorm
+            | Scenario::Soak
     ) {
         let ops = report.operations();
         if let (Some(b), Some(after)) = (server_before, a.pid.and_then(|p| cpu_ms(&p.to_string())))

@@ -187,6 +187,21 @@ async fn the_readme_set_up_works_as_written_in_a_fresh_home() {
         .await;
     assert_eq!(reply, "[echo] hello from the first five minutes");
     b.screenshot("first-run-webchat").await;
+    // A browser without WebCrypto Ed25519 (protocol v3, no device identity) also connects
+    // by itself, with nothing stored from before.
+    b.eval("localStorage.clear()").await;
+    b.goto("http://127.0.0.1:18789/?protocol=3").await;
+    b.wait_for(
+        "WebChat without Ed25519 to connect by itself",
+        "document.getElementById('status').textContent === 'connected (protocol v3)'",
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('login').hidden").await,
+        true,
+        "nothing to type"
+    );
+    b.screenshot("first-run-webchat-v3").await;
 }
 
 /// Stops the process this test started (SIGTERM, by its pid) and reaps it when dropped.

@@ -29,6 +29,7 @@ use crate::config::DEFAULT_AGENT_ID;
 use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound, Queue};
 use crate::net::budget::{Budget, BudgetStream};
 use crate::net::http::{self, Prefixed};
+use crate::net::outgoing;
 use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
 use crate::rpc;
 
@@ -351,7 +352,7 @@ async fn session_setup<S: Transport>(
         &app.presence_encoded(version),
         &app.health_cache().encoded,
     );
-    if ws.send(Message::text(hello)).await.is_err() {
+    if outgoing::send_pieces(ws, &hello).await.is_err() {
         app.hub.remove(id);
         finish(app, &handle);
         return None;
@@ -538,7 +539,7 @@ async fn write_loop<S: Transport>(
             _ = cut.cancelled() => break,
             m = rx.recv() => m,
         };
-        let text = match next {
+        let frame = match next {
             Some(Outbound::Close(code, reason)) => {
                 let _ =
                     tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
@@ -546,14 +547,26 @@ async fn write_loop<S: Transport>(
                 return sink;
             }
             None => break,
-            Some(Outbound::Text(text)) => text,
-            // The shared encoding, with this connection's number, put together for the write.
-            Some(Outbound::Event(template, seq)) => template.stamp(seq),
+            Some(f) => f,
         };
-        let n = text.len();
+        let n = frame.len();
         handle.writing(true);
+        let write = async {
+            match frame {
+                Outbound::Text(text) => outgoing::send_text(&mut sink, text).await,
+                // The shared encoding, with this connection's number: put together for a
+                // small event, written from the shared pieces for a large one.
+                Outbound::Event(template, seq) if n <= outgoing::FRAGMENT => {
+                    sink.send(Message::text(template.stamp(seq))).await
+                }
+                Outbound::Event(template, seq) => {
+                    outgoing::send_pieces(&mut sink, &template.pieces(seq)).await
+                }
+                Outbound::Close(..) => Ok(()),
+            }
+        };
         let sent = tokio::select! {
-            r = sink.send(Message::text(text)) => r.is_ok(),
+            r = write => r.is_ok(),
             _ = cut.cancelled() => { handle.writing(false); handle.written(n); break; }
         };
         handle.writing(false);

@@ -4,4 +4,5 @@
 pub mod budget;
 pub mod conn;
 pub mod http;
+pub mod outgoing;
 pub mod tls;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use switchboard_schemas::frames::{ErrorShape, StateVersion};
@@ -130,8 +131,8 @@ pub fn unsequenced_event<P: Serialize>(event: &str, payload: &P) -> String {
 /// only when it is written to that socket.
 #[derive(Debug, Clone)]
 pub struct EventTemplate {
-    head: Arc<str>,
-    tail: Arc<str>,
+    head: Bytes,
+    tail: Bytes,
 }
 
 thread_local! {
@@ -163,8 +164,8 @@ impl EventTemplate {
             None => "}".to_owned(),
         };
         EventTemplate {
-            head: Arc::from(head),
-            tail: Arc::from(tail),
+            head: Bytes::from(head),
+            tail: Bytes::from(tail),
         }
     }
 
@@ -179,16 +180,24 @@ impl EventTemplate {
 
     /// The frame for one connection.
     pub fn stamp(&self, seq: u64) -> String {
-        let mut s = String::with_capacity(self.len(seq));
-        s.push_str(&self.head);
-        s.push_str(itoa(seq, &mut [0u8; 20]));
-        s.push_str(&self.tail);
-        s
+        let mut s = Vec::with_capacity(self.len(seq));
+        s.extend_from_slice(&self.head);
+        s.extend_from_slice(itoa(seq, &mut [0u8; 20]).as_bytes());
+        s.extend_from_slice(&self.tail);
+        // Both halves were made from `String`s and the number is ASCII.
+        String::from_utf8(s).unwrap_or_default()
+    }
+
+    /// The frame for one connection as shared pieces (nothing copied but the number):
+    /// what large events are written from (`net::outgoing`).
+    pub fn pieces(&self, seq: u64) -> [Bytes; 3] {
+        let seq = Bytes::copy_from_slice(itoa(seq, &mut [0u8; 20]).as_bytes());
+        [self.head.clone(), seq, self.tail.clone()]
     }
 
     /// Whether two templates share their encoded bytes.
     pub fn shares_bytes_with(&self, other: &EventTemplate) -> bool {
-        Arc::ptr_eq(&self.head, &other.head) && Arc::ptr_eq(&self.tail, &other.tail)
+        self.head.as_ptr() == other.head.as_ptr() && self.tail.as_ptr() == other.tail.as_ptr()
     }
 }
 
@@ -223,28 +232,38 @@ pub fn hello_ok<H: Serialize>(
     id: &str,
     hello: &H,
     health_placeholder: &str,
-    presence: &str,
-    health: &str,
-) -> String {
+    presence: &Arc<str>,
+    health: &Arc<str>,
+) -> Vec<Bytes> {
     let text = ok(id, hello);
     let marker = format!("\"presence\":[],\"health\":{health_placeholder}");
     match text.find(&marker) {
         Some(at) => {
-            let mut out = String::with_capacity(text.len() + presence.len() + health.len());
-            out.push_str(&text[..at]);
-            out.push_str("\"presence\":");
-            out.push_str(presence);
-            out.push_str(",\"health\":");
-            out.push_str(health);
-            out.push_str(&text[at + marker.len()..]);
-            out
+            let text = Bytes::from(text);
+            vec![
+                text.slice(..at),
+                Bytes::from_static(b"\"presence\":"),
+                Bytes::from_owner(ArcText(Arc::clone(presence))),
+                Bytes::from_static(b",\"health\":"),
+                Bytes::from_owner(ArcText(Arc::clone(health))),
+                text.slice(at + marker.len()..),
+            ]
         }
         None => {
             tracing::error!(
                 "hello-ok placeholders not found; sending it without the snapshot parts"
             );
-            text
+            vec![Bytes::from(text)]
         }
+    }
+}
+
+/// Shared encoded text as the owner of `Bytes` (no copy).
+struct ArcText(Arc<str>);
+
+impl AsRef<[u8]> for ArcText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -286,15 +305,16 @@ mod tests {
     fn hello_ok_takes_the_encoded_parts_in_place_of_the_placeholders() {
         let placeholder = json!({"ok": false});
         let hello = json!({"type": "hello-ok", "snapshot": {"presence": [], "health": placeholder, "stateVersion": {"presence": 1}}});
-        let text = hello_ok(
+        let pieces = hello_ok(
             "c1",
             &hello,
             &placeholder.to_string(),
-            r#"[{"host":"a"}]"#,
-            r#"{"ok":true}"#,
+            &Arc::from(r#"[{"host":"a"}]"#),
+            &Arc::from(r#"{"ok":true}"#),
         );
+        let text: Vec<u8> = pieces.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(
-            text,
+            String::from_utf8(text).unwrap(),
             r#"{"type":"res","id":"c1","ok":true,"payload":{"type":"hello-ok","snapshot":{"presence":[{"host":"a"}],"health":{"ok":true},"stateVersion":{"presence":1}}}}"#
         );
     }
