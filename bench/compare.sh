@@ -20,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && cargo build --release --workspace --quiet)
+# Only what the runs start: the gateway, its agent worker and the load generator.
+(cd "$root" && cargo build --release -p switchboard -p worker-agent -p switchboard-bench --quiet)
 bench="$target/release/switchboard-bench"
 sb="$target/release/switchboard"
 

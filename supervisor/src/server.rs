@@ -216,6 +216,7 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     tasks.spawn(Arc::clone(&app).run_ticker());
     tasks.spawn(Arc::clone(&app).run_health_refresher());
     tasks.spawn(Arc::clone(&app).run_presence_broadcaster());
+    tasks.spawn(crate::ops::memory::run_trimmer(Arc::clone(&app)));
     for (ip, listener) in listeners {
         tracing::info!(
             pid = std::process::id(),

@@ -374,6 +374,8 @@ pub struct Hub {
     /// order of their numbers.
     bus: Mutex<()>,
     slow_cuts: AtomicU64,
+    /// The most connections held at once since `take_peak` last read it.
+    peak: AtomicUsize,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -398,7 +400,15 @@ impl Hub {
             max_total,
             bus: Mutex::new(()),
             slow_cuts: AtomicU64::new(0),
+            peak: AtomicUsize::new(0),
         }
+    }
+
+    /// The most connections held at once since the last call (then starts again from the
+    /// number held now), and the number held now.
+    pub fn take_peak(&self) -> (usize, usize) {
+        let now = self.conns.read().unwrap_or_else(|p| p.into_inner()).len();
+        (self.peak.swap(now, Ordering::Relaxed).max(now), now)
     }
 
     /// The counter a new connection's queue adds to.
@@ -453,10 +463,9 @@ impl Hub {
     }
 
     pub fn insert(&self, handle: Arc<ConnHandle>) {
-        self.conns
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(handle.id, handle);
+        let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
+        conns.insert(handle.id, handle);
+        self.peak.fetch_max(conns.len(), Ordering::Relaxed);
     }
 
     pub fn remove(&self, id: u64) -> Option<Arc<ConnHandle>> {

@@ -125,8 +125,8 @@ impl Presence {
         keys
     }
 
-    /// The list as JSON arrays, for v3 and v4, pruned of expired entries.
-    pub fn encoded(&mut self) -> [String; 2] {
+    /// Prunes expired entries and marks the gateway's own entry as seen now.
+    fn refresh(&mut self) {
         let now = now_ms();
         self.prune(now);
         let me = self.self_key.clone();
@@ -134,6 +134,11 @@ impl Presence {
             e.ts = now;
         }
         self.touched(&me);
+    }
+
+    /// The list as JSON arrays, for v3 and v4, pruned of expired entries.
+    pub fn encoded(&mut self) -> [String; 2] {
+        self.refresh();
         let keys: Vec<String> = self.order().into_iter().cloned().collect();
         [0, 1].map(|v| {
             let mut out = String::from("[");
@@ -227,13 +232,7 @@ impl Presence {
 
     /// The list, newest first, pruned of expired entries.
     pub fn list(&mut self) -> Vec<PresenceEntry> {
-        let now = now_ms();
-        self.prune(now);
-        let me = self.self_key.clone();
-        if let Some(e) = self.entries.get_mut(&me) {
-            e.ts = now;
-        }
-        self.touched(&me);
+        self.refresh();
         self.order()
             .into_iter()
             .filter_map(|k| self.entries.get(k).cloned())

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -16,8 +15,7 @@ use switchboard_schemas::hello::{
 use switchboard_schemas::methods::{HealthSnapshot, SessionSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::VERSION;
@@ -26,11 +24,11 @@ use crate::auth::access;
 use crate::auth::handshake::{self, Accepted, HandshakeCtx, Peer};
 use crate::clock::now_ms;
 use crate::config::DEFAULT_AGENT_ID;
-use crate::events::hub::{Broadcast, ConnHandle, NewConn, Outbound, Queue};
+use crate::events::hub::{Broadcast, ConnHandle, NewConn, Queue};
 use crate::net::budget::{Budget, BudgetStream};
 use crate::net::http::{self, Prefixed};
-use crate::net::outgoing;
-use crate::protocol::{self, PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
+use crate::net::outgoing::{self, CLOSE_GRACE, close_frame};
+use crate::protocol::{PRE_HANDSHAKE_MAX_PAYLOAD, frame, limits};
 use crate::rpc;
 
 /// Any byte stream a client can arrive on: plain TCP or TLS.
@@ -43,8 +41,6 @@ type Ws<S> = WebSocketStream<Prefixed<BudgetStream<S>>>;
 /// maximal first frame and its header, and one read buffer of look-ahead.
 const PRE_HANDSHAKE_BUDGET: usize = 16 * 1024 + PRE_HANDSHAKE_MAX_PAYLOAD + 14 + READ_BUFFER;
 const READ_BUFFER: usize = 1024;
-/// After a close frame, how long to wait for the peer's before dropping the socket.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 fn ws_config() -> WebSocketConfig {
     let max = limits(ProtocolVersion::LATEST).max_payload;
@@ -53,13 +49,6 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-}
-
-fn close_frame(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: protocol::truncate_close_reason(reason).to_owned().into(),
-    }))
 }
 
 /// Sends a close frame, then waits briefly for the peer's answer so the close is clean.
@@ -384,7 +373,7 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
     let id = handle.id;
     let conn_id = handle.conn_id.clone();
     let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(write_loop(
+    let writer = tokio::spawn(outgoing::write_loop(
         sink,
         rx,
         Arc::clone(&handle),
@@ -522,68 +511,6 @@ fn finish(app: &App, handle: &ConnHandle) {
         app.update_presence(|p| p.disconnect(key));
     }
     app.health_changed();
-}
-
-/// Drains the queue into the socket until the connection is cut or closed; hands the
-/// sink back (for the lingering close).
-async fn write_loop<S: Transport>(
-    mut sink: futures_util::stream::SplitSink<Ws<S>, Message>,
-    mut rx: Queue,
-    handle: Arc<ConnHandle>,
-    metrics: Arc<crate::app::metrics::Metrics>,
-) -> futures_util::stream::SplitSink<Ws<S>, Message> {
-    let cut = handle.cut_token();
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = cut.cancelled() => break,
-            m = rx.recv() => m,
-        };
-        let frame = match next {
-            Some(Outbound::Close(code, reason)) => {
-                let _ =
-                    tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
-                cut.cancel();
-                return sink;
-            }
-            None => break,
-            Some(f) => f,
-        };
-        let n = frame.len();
-        handle.writing(true);
-        let write = async {
-            match frame {
-                Outbound::Text(text) => outgoing::send_text(&mut sink, text).await,
-                // The shared encoding, with this connection's number: put together for a
-                // small event, written from the shared pieces for a large one.
-                Outbound::Event(template, seq) if n <= outgoing::FRAGMENT => {
-                    sink.send(Message::text(template.stamp(seq))).await
-                }
-                Outbound::Event(template, seq) => {
-                    outgoing::send_pieces(&mut sink, &template.pieces(seq)).await
-                }
-                Outbound::Close(..) => Ok(()),
-            }
-        };
-        let sent = tokio::select! {
-            r = write => r.is_ok(),
-            _ = cut.cancelled() => { handle.writing(false); handle.written(n); break; }
-        };
-        handle.writing(false);
-        handle.written(n);
-        if !sent {
-            break;
-        }
-        metrics.frames_out.fetch_add(1, Relaxed);
-    }
-    // Cut: queued frames are dropped with the queue; say why if there is a reason.
-    drop(rx);
-    if let Some((code, reason)) = handle.take_close() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    cut.cancel();
-    sink
 }
 
 /// The health snapshot `hello-ok` is serialized with before the cached encoding takes

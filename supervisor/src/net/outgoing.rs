@@ -4,12 +4,33 @@
 //! encoding without copying it: the WebSocket layer keeps a write buffer per connection
 //! as large as the largest frame it ever wrote, so whole large messages would leave every
 //! connection holding a copy of the largest broadcast for the rest of its life.
+//!
+//! A connection's writer task ([`write_loop`]) drains its queue into the socket here.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, SinkExt};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error, Message};
+
+use crate::app::metrics::Metrics;
+use crate::events::hub::{ConnHandle, Outbound, Queue};
+use crate::protocol;
+
+/// After a close frame, how long to wait for the peer's before dropping the socket.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+pub fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: protocol::truncate_close_reason(reason).to_owned().into(),
+    }))
+}
 
 /// The largest frame written for a message (and so the most a connection's write buffer
 /// holds after it). Control frames may go between fragments, as RFC 6455 allows.
@@ -17,6 +38,71 @@ pub const FRAGMENT: usize = 4 * 1024;
 
 /// A message as pieces of shared encoded text, in order.
 pub type Pieces = Vec<Bytes>;
+
+/// Drains the queue into the socket until the connection is cut or closed; hands the
+/// sink back (for the lingering close).
+pub async fn write_loop<K>(
+    mut sink: K,
+    mut rx: Queue,
+    handle: Arc<ConnHandle>,
+    metrics: Arc<Metrics>,
+) -> K
+where
+    K: Sink<Message, Error = Error> + Unpin,
+{
+    let cut = handle.cut_token();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cut.cancelled() => break,
+            m = rx.recv() => m,
+        };
+        let frame = match next {
+            Some(Outbound::Close(code, reason)) => {
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
+                cut.cancel();
+                return sink;
+            }
+            None => break,
+            Some(f) => f,
+        };
+        let n = frame.len();
+        handle.writing(true);
+        let write = async {
+            match frame {
+                Outbound::Text(text) => send_text(&mut sink, text).await,
+                // The shared encoding, with this connection's number: put together for a
+                // small event, written from the shared pieces for a large one.
+                Outbound::Event(template, seq) if n <= FRAGMENT => {
+                    sink.send(Message::text(template.stamp(seq))).await
+                }
+                Outbound::Event(template, seq) => {
+                    send_pieces(&mut sink, &template.pieces(seq)).await
+                }
+                Outbound::Close(..) => Ok(()),
+            }
+        };
+        let sent = tokio::select! {
+            r = write => r.is_ok(),
+            _ = cut.cancelled() => { handle.writing(false); handle.written(n); break; }
+        };
+        handle.writing(false);
+        handle.written(n);
+        if !sent {
+            break;
+        }
+        metrics.frames_out.fetch_add(1, Relaxed);
+    }
+    // Cut: queued frames are dropped with the queue; say why if there is a reason.
+    drop(rx);
+    if let Some((code, reason)) = handle.take_close() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    cut.cancel();
+    sink
+}
 
 /// Sends `text` as one frame when it is small, as fragments otherwise.
 pub async fn send_text<K>(sink: &mut K, text: String) -> Result<(), Error>
