@@ -60,20 +60,36 @@ async fn a_direct_message_reaches_the_agent_once_and_the_reply_goes_back() {
     let w = connected(&mut op).await;
     assert_eq!(w["restarts"], 0, "{w}");
     let ts = d.push_dm(ALICE, &uuid_of(ALICE), "Alice", "hello signal");
-    d.wait_for("the reply", WAIT, |s| s.sent.iter().any(|m| m.recipients == [ALICE]));
+    d.wait_for("the reply", WAIT, |s| {
+        s.sent.iter().any(|m| m.recipients == [ALICE])
+    });
     assert_eq!(replies(&d, ALICE), vec!["[echo] hello signal"]);
     // signal-cli delivers the same envelope again (same sender and timestamp): ignored.
-    d.push_raw(envelope(ALICE, &uuid_of(ALICE), "Alice", ts, json!({"message": "hello signal"})));
+    d.push_raw(envelope(
+        ALICE,
+        &uuid_of(ALICE),
+        "Alice",
+        ts,
+        json!({"message": "hello signal"}),
+    ));
     d.push_dm(ALICE, &uuid_of(ALICE), "Alice", "second");
     d.wait_for("the second reply", WAIT, |s| s.sent.len() == 2);
     let key = format!("agent:main:signal:dm:{ALICE}");
     assert_eq!(
         history(&mut op, &key).await,
-        vec!["hello signal", "[echo] hello signal", "second", "[echo] second"]
+        vec![
+            "hello signal",
+            "[echo] hello signal",
+            "second",
+            "[echo] second"
+        ]
     );
     assert_eq!(d.sent_to(ALICE).len(), 2, "the duplicate got no reply");
     let status = op.request("channels.status", json!({})).await;
-    assert_eq!(status["payload"]["channels"]["signal"]["connected"], true, "{status}");
+    assert_eq!(
+        status["payload"]["channels"]["signal"]["connected"], true,
+        "{status}"
+    );
     // The worker sent JSON (anything else is a 415 at signal-cli) to an allowed Host.
     assert_eq!(d.with(|s| s.refused_requests), 0);
     assert!(d.with(|s| s.methods.iter().any(|m| m == "version")));
@@ -85,18 +101,43 @@ async fn groups_are_admitted_by_id_answer_when_mentioned_and_allow_lists_take_uu
     let bob_uuid = "7ccae375-cd51-4c82-8b1e-7be3280aa485";
     let gw = gateway(
         &d,
-        &format!(r#"dmPolicy: "allowlist", allowFrom: ["uuid:{bob_uuid}"], groups: {{ "{GROUP}": {{}} }}"#),
+        &format!(
+            r#"dmPolicy: "allowlist", allowFrom: ["uuid:{bob_uuid}"], groups: {{ "{GROUP}": {{}} }}"#
+        ),
     );
     let mut op = operator(&gw).await;
     connected(&mut op).await;
-    d.push_dm("+15550000666", &uuid_of("+15550000666"), "Mallory", "let me in");
-    d.push_group(GROUP, "+15550000009", "Carol", "chatting among ourselves", false);
+    d.push_dm(
+        "+15550000666",
+        &uuid_of("+15550000666"),
+        "Mallory",
+        "let me in",
+    );
+    d.push_group(
+        GROUP,
+        "+15550000009",
+        "Carol",
+        "chatting among ourselves",
+        false,
+    );
     d.push_group(GROUP, "+15550000009", "Carol", "ping", true);
-    d.push_group("T3RoZXJHcm91cElkMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY=", "+15550000009", "Carol", "other", true);
-    d.wait_for("the group reply", WAIT, |s| s.sent.iter().any(|m| m.group_id.is_some()));
+    d.push_group(
+        "T3RoZXJHcm91cElkMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY=",
+        "+15550000009",
+        "Carol",
+        "other",
+        true,
+    );
+    d.wait_for("the group reply", WAIT, |s| {
+        s.sent.iter().any(|m| m.group_id.is_some())
+    });
     let group = d.sent_to(GROUP);
     assert_eq!(group.len(), 1, "{group:?}");
-    assert!(group[0].message.starts_with("[echo]") && group[0].message.ends_with("ping"), "{}", group[0].message);
+    assert!(
+        group[0].message.starts_with("[echo]") && group[0].message.ends_with("ping"),
+        "{}",
+        group[0].message
+    );
     // Bob has a UUID and a number; the allow-list names him by UUID.
     d.push_dm("+15550000077", bob_uuid, "Bob", "am I heard?");
     d.wait_for("Bob's reply", WAIT, |s| s.sent.len() == 2);
@@ -117,14 +158,24 @@ async fn a_silent_stream_is_reopened_and_what_came_meanwhile_arrives_once() {
     d.with(|s| s.silence_open_streams());
     let wedged_at = Instant::now();
     d.push_dm(ALICE, &uuid_of(ALICE), "Alice", "are you there?");
-    op.wait_worker("signal", "reconnecting", |w| w["providerState"] != "connected").await;
+    op.wait_worker("signal", "reconnecting", |w| {
+        w["providerState"] != "connected"
+    })
+    .await;
     d.wait_for("a new stream", WAIT, |s| s.streams_opened > opened);
-    assert!(wedged_at.elapsed() >= Duration::from_millis(1900), "reopened after {:?}", wedged_at.elapsed());
+    assert!(
+        wedged_at.elapsed() >= Duration::from_millis(1900),
+        "reopened after {:?}",
+        wedged_at.elapsed()
+    );
     d.wait_for("the reply", WAIT, |s| !s.sent.is_empty());
     connected(&mut op).await;
     d.push_dm(ALICE, &uuid_of(ALICE), "Alice", "and now?");
     d.wait_for("the second reply", WAIT, |s| s.sent.len() == 2);
-    assert_eq!(replies(&d, ALICE), vec!["[echo] are you there?", "[echo] and now?"]);
+    assert_eq!(
+        replies(&d, ALICE),
+        vec!["[echo] are you there?", "[echo] and now?"]
+    );
     let log = gw.log();
     assert!(log.contains("silent for 2 s"), "{log}");
 }
@@ -156,7 +207,11 @@ async fn messages_sent_while_no_stream_is_open_arrive_with_the_next_one() {
     let mut op = operator(&gw).await;
     let before = connected(&mut op).await;
     let pid = before["pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     d.wait_for("no stream open", WAIT, |s| s.streams_open == 0);
     d.push_dm(ALICE, &uuid_of(ALICE), "Alice", "while you were away");
     d.wait_for("the reply after the restart", WAIT, |s| !s.sent.is_empty());
@@ -187,15 +242,28 @@ async fn sends_follow_the_per_recipient_results_exactly_once_per_key() {
     let r = op
         .request("send", json!({"to": "+15550000404", "message": "x", "channel": "signal", "idempotencyKey": "sig-2"}))
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("not registered on Signal"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not registered on Signal"),
+        "{r}"
+    );
     // An untrusted identity (-4): refused, saying how to trust the key.
     d.with(|s| s.fail_next.push_back(Fail::Untrusted));
     let r = op
         .request("send", json!({"to": "+15550000405", "message": "x", "channel": "signal", "idempotencyKey": "sig-3"}))
         .await;
     let m = r["error"]["message"].as_str().unwrap();
-    assert!(m.contains("untrusted identity") && m.contains(&format!("signal-cli -a {ACCOUNT} trust")), "{r}");
-    assert_eq!(d.with(|s| s.send_attempts.len()), 3, "no retries of refusals");
+    assert!(
+        m.contains("untrusted identity") && m.contains(&format!("signal-cli -a {ACCOUNT} trust")),
+        "{r}"
+    );
+    assert_eq!(
+        d.with(|s| s.send_attempts.len()),
+        3,
+        "no retries of refusals"
+    );
     // Rate limited (-5, retryAfterSeconds 1): the next attempt waits for it.
     d.with(|s| s.fail_next.push_back(Fail::RateLimit(1)));
     let r = op
@@ -210,7 +278,10 @@ async fn sends_follow_the_per_recipient_results_exactly_once_per_key() {
     // A group whose members are all rate limited (RATE_LIMIT_FAILURE in the result).
     d.with(|s| s.fail_next.push_back(Fail::RateLimit(1)));
     let r = op
-        .request("send", json!({"to": GROUP, "message": "team", "channel": "signal", "idempotencyKey": "sig-5"}))
+        .request(
+            "send",
+            json!({"to": GROUP, "message": "team", "channel": "signal", "idempotencyKey": "sig-5"}),
+        )
         .await;
     assert_eq!(r["ok"], true, "{r}");
     let gap = d.with(|s| {
@@ -225,7 +296,10 @@ async fn sends_follow_the_per_recipient_results_exactly_once_per_key() {
         .request("send", json!({"to": ALICE, "message": "again", "channel": "signal", "idempotencyKey": "sig-6"}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(replies(&d, ALICE), vec!["hello from the operator", "patience", "again"]);
+    assert_eq!(
+        replies(&d, ALICE),
+        vec!["hello from the operator", "patience", "again"]
+    );
 }
 
 #[tokio::test]
@@ -239,12 +313,21 @@ async fn health_is_connected_only_while_the_stream_is_open_and_the_daemon_answer
     let w = op
         .wait_worker("signal", "backoff", |w| w["providerState"] == "backoff")
         .await;
-    assert!(w["detail"].as_str().unwrap().contains("event stream"), "{w}");
+    assert!(
+        w["detail"].as_str().unwrap().contains("event stream"),
+        "{w}"
+    );
     let status = op.request("channels.status", json!({})).await;
-    assert_eq!(status["payload"]["channels"]["signal"]["connected"], false, "{status}");
+    assert_eq!(
+        status["payload"]["channels"]["signal"]["connected"], false,
+        "{status}"
+    );
     // A send meanwhile is kept, not lost.
     let r = op
-        .request("send", json!({"to": ALICE, "message": "later", "channel": "signal", "idempotencyKey": "h-1"}))
+        .request(
+            "send",
+            json!({"to": ALICE, "message": "later", "channel": "signal", "idempotencyKey": "h-1"}),
+        )
         .await;
     assert_eq!(r["error"]["details"]["status"], "queued", "{r}");
 }
@@ -255,14 +338,26 @@ async fn an_account_the_daemon_does_not_list_is_reported_and_not_retried() {
     let gw = gateway(&d, "");
     let mut op = operator(&gw).await;
     let w = op
-        .wait_worker("signal", "unregistered", |w| w["providerState"] == "unregistered")
+        .wait_worker("signal", "unregistered", |w| {
+            w["providerState"] == "unregistered"
+        })
         .await;
-    assert!(w["detail"].as_str().unwrap().contains("account not registered"), "{w}");
+    assert!(
+        w["detail"]
+            .as_str()
+            .unwrap()
+            .contains("account not registered"),
+        "{w}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let w = op.worker("signal").await;
     assert_eq!(w["restarts"], 0, "{w}");
     assert_eq!(w["providerState"], "unregistered");
-    assert_eq!(d.with(|s| s.streams_opened), 0, "no stream for an unknown account");
+    assert_eq!(
+        d.with(|s| s.streams_opened),
+        0,
+        "no stream for an unknown account"
+    );
     let calls = d.with(|s| s.methods.iter().filter(|m| *m == "listAccounts").count());
     assert_eq!(calls, 1, "asked once, then waits for an operator");
 }
@@ -275,9 +370,14 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     connected(&mut op).await;
     let bob = "+15550000077";
     d.push_dm(bob, &uuid_of(bob), "Bob", "hi there");
-    d.wait_for("the pairing reply", WAIT, |s| s.sent.iter().any(|m| m.recipients == [bob]));
+    d.wait_for("the pairing reply", WAIT, |s| {
+        s.sent.iter().any(|m| m.recipients == [bob])
+    });
     let reply = replies(&d, bob)[0].clone();
-    assert!(reply.contains(&format!("Your signal user id: {bob}")), "{reply}");
+    assert!(
+        reply.contains(&format!("Your signal user id: {bob}")),
+        "{reply}"
+    );
     let code = reply
         .lines()
         .find_map(|l| l.strip_prefix("Pairing code: "))
@@ -288,7 +388,11 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
         .args(["--url", &gw.url(), "--token", TOKEN])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("approved signal sender {bob}")));
     d.wait_for("the approval notice", WAIT, |s| s.sent.len() == 2);
     assert!(replies(&d, bob)[1].contains("access approved"));

@@ -229,7 +229,14 @@ impl Daemon {
     }
 
     /// A group message; with `mention`, it mentions the account (U+FFFC in the text).
-    pub fn push_group(&self, group: &str, number: &str, name: &str, text: &str, mention: bool) -> i64 {
+    pub fn push_group(
+        &self,
+        group: &str,
+        number: &str,
+        name: &str,
+        text: &str,
+        mention: bool,
+    ) -> i64 {
         self.with(|s| {
             let ts = s.ts();
             let acct = s.account.clone();
@@ -252,7 +259,9 @@ impl Daemon {
         self.with(|s| {
             s.sent
                 .iter()
-                .filter(|m| m.recipients.iter().any(|r| r == who) || m.group_id.as_deref() == Some(who))
+                .filter(|m| {
+                    m.recipients.iter().any(|r| r == who) || m.group_id.as_deref() == Some(who)
+                })
                 .cloned()
                 .collect()
         })
@@ -274,13 +283,21 @@ impl Daemon {
 /// A stable fake UUID for a number (`+15550000042` → `…-000015550000042`).
 pub fn uuid_of(number: &str) -> String {
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    format!("0b3d6c1e-3f0a-4d5e-9a8b-{:0>12}", &digits[digits.len().saturating_sub(12)..])
+    format!(
+        "0b3d6c1e-3f0a-4d5e-9a8b-{:0>12}",
+        &digits[digits.len().saturating_sub(12)..]
+    )
 }
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves the daemon's API on `listener`; `host` is the address it was bound to.
-pub async fn serve(listener: TcpListener, host: String, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
+pub async fn serve(
+    listener: TcpListener,
+    host: String,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -365,7 +382,9 @@ async fn handle(
                 return refuse(415);
             }
             let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-                return json_reply(json!({"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error", "data": null}, "id": null}));
+                return json_reply(
+                    json!({"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error", "data": null}, "id": null}),
+                );
             };
             let id = v.get("id").cloned().unwrap_or(Value::Null);
             let out = match rpc(&v, &state) {
@@ -392,8 +411,10 @@ async fn handle(
                 .iter()
                 .map(|m| json!({"recipients": m.recipients, "groupId": m.group_id, "message": m.message, "timestamp": m.timestamp}))
                 .collect();
-            json_reply(json!({"sent": sent, "streamsOpened": s.streams_opened, "streamsOpen": s.streams_open,
-                "queued": s.queue.len(), "dropped": s.dropped.len(), "delivered": s.delivered}))
+            json_reply(
+                json!({"sent": sent, "streamsOpened": s.streams_opened, "streamsOpen": s.streams_open,
+                "queued": s.queue.len(), "dropped": s.dropped.len(), "delivered": s.delivered}),
+            )
         }
         _ => refuse(404),
     }
@@ -411,12 +432,18 @@ fn rpc(v: &Value, state: &Mutex<State>) -> RpcResult {
     if let (Some(accounts), Some(a)) = (&s.accounts, params["account"].as_str())
         && !accounts.iter().any(|x| x == a)
     {
-        return Err((-32602, "Specified account does not exist".into(), Value::Null));
+        return Err((
+            -32602,
+            "Specified account does not exist".into(),
+            Value::Null,
+        ));
     }
     match method {
         "version" => Ok(json!({"version": VERSION})),
         "listAccounts" => match &s.accounts {
-            Some(list) => Ok(Value::Array(list.iter().map(|n| json!({"number": n})).collect())),
+            Some(list) => Ok(Value::Array(
+                list.iter().map(|n| json!({"number": n})).collect(),
+            )),
             None => Err((-32601, "Method not implemented".into(), Value::Null)),
         },
         "send" => send(&mut s, &params),
@@ -431,7 +458,10 @@ fn send(s: &mut State, p: &Value) -> RpcResult {
     };
     let recipients: Vec<String> = match &p["recipient"] {
         Value::String(r) => vec![r.clone()],
-        Value::Array(a) => a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
         _ => vec![],
     };
     let group = p["groupId"].as_str().map(str::to_owned);
@@ -453,7 +483,11 @@ fn send(s: &mut State, p: &Value) -> RpcResult {
     };
     let fail = s.fail_next.pop_front();
     if let Some(Fail::IoError) = fail {
-        return Err((-3, "Failed to send message: connection to Signal's servers failed".into(), Value::Null));
+        return Err((
+            -3,
+            "Failed to send message: connection to Signal's servers failed".into(),
+            Value::Null,
+        ));
     }
     let results: Vec<Value> = addresses
         .iter()
@@ -487,9 +521,21 @@ fn send(s: &mut State, p: &Value) -> RpcResult {
         }
         // A group send reports per-member failures in its result.
         (Some(_), Some(_)) => Ok(response),
-        (Some(Fail::Untrusted), None) => Err((-4, "Failed to send message due to untrusted identities".into(), json!({"response": response}))),
-        (Some(Fail::RateLimit(_)), None) => Err((-5, "Failed to send message due to rate limiting".into(), json!({"response": response}))),
-        (Some(_), None) => Err((-1, "Failed to send message".into(), json!({"response": response}))),
+        (Some(Fail::Untrusted), None) => Err((
+            -4,
+            "Failed to send message due to untrusted identities".into(),
+            json!({"response": response}),
+        )),
+        (Some(Fail::RateLimit(_)), None) => Err((
+            -5,
+            "Failed to send message due to rate limiting".into(),
+            json!({"response": response}),
+        )),
+        (Some(_), None) => Err((
+            -1,
+            "Failed to send message".into(),
+            json!({"response": response}),
+        )),
     }
 }
 

@@ -66,7 +66,10 @@ fn main() -> ExitCode {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    std::thread::sleep(Duration::from_millis(env_ms("STANDIN_SIGNAL_STARTUP_MS", 200)));
+    std::thread::sleep(Duration::from_millis(env_ms(
+        "STANDIN_SIGNAL_STARTUP_MS",
+        200,
+    )));
     if std::env::var("STANDIN_SIGNAL_UNREGISTERED").is_ok_and(|v| v == "1") {
         eprintln!("User {account} is not registered.");
         return ExitCode::from(1);

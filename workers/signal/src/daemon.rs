@@ -41,10 +41,19 @@ pub async fn supervise(shared: Arc<Shared>) {
                 continue;
             }
         };
-        shared.set_state("starting", format!("starting {cli} (daemon on 127.0.0.1:{port})"), true);
+        shared.set_state(
+            "starting",
+            format!("starting {cli} (daemon on 127.0.0.1:{port})"),
+            true,
+        );
         let mut child = match spawn(&cli, &shared.cfg.account, port) {
             Ok(c) => c,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
                 shared.set_state(
                     "not-found",
                     format!(
@@ -56,7 +65,11 @@ pub async fn supervise(shared: Arc<Shared>) {
             }
             Err(e) => {
                 let d = backoff.next_delay();
-                shared.set_state("backoff", format!("cannot start {cli}: {e}; retrying in {} s", d.as_secs()), true);
+                shared.set_state(
+                    "backoff",
+                    format!("cannot start {cli}: {e}; retrying in {} s", d.as_secs()),
+                    true,
+                );
                 if !shared.pause(d).await {
                     return;
                 }
@@ -96,7 +109,11 @@ pub async fn supervise(shared: Arc<Shared>) {
             }
             Ready::Exited(s) => Some(Ok(s)),
             Ready::TimedOut => {
-                tracing::warn!(pid, "signal-cli did not answer /api/v1/check in {} s; killing it", startup.as_secs());
+                tracing::warn!(
+                    pid,
+                    "signal-cli did not answer /api/v1/check in {} s; killing it",
+                    startup.as_secs()
+                );
                 None
             }
             Ready::Shutdown => None,
@@ -111,7 +128,15 @@ pub async fn supervise(shared: Arc<Shared>) {
                     return;
                 }
                 let d = backoff.next_delay();
-                shared.set_state("backoff", format!("signal-cli did not come up in {} s; restarting in {} s", startup.as_secs(), d.as_secs()), true);
+                shared.set_state(
+                    "backoff",
+                    format!(
+                        "signal-cli did not come up in {} s; restarting in {} s",
+                        startup.as_secs(),
+                        d.as_secs()
+                    ),
+                    true,
+                );
                 if !shared.pause(d).await {
                     return;
                 }
@@ -121,7 +146,12 @@ pub async fn supervise(shared: Arc<Shared>) {
         *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Let the stderr reader drain what the child said last.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let last: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let last: Vec<String> = tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let how = match &status {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
@@ -139,8 +169,19 @@ pub async fn supervise(shared: Arc<Shared>) {
         }
         let d = backoff.next_delay();
         let said = last.last().map(|l| format!(" ({l})")).unwrap_or_default();
-        tracing::warn!(pid, "signal-cli exited: {how}{said}; restarting in {} ms", d.as_millis());
-        shared.set_state("backoff", format!("signal-cli exited: {how}{said}; restarting in {} s", d.as_secs().max(1)), true);
+        tracing::warn!(
+            pid,
+            "signal-cli exited: {how}{said}; restarting in {} ms",
+            d.as_millis()
+        );
+        shared.set_state(
+            "backoff",
+            format!(
+                "signal-cli exited: {how}{said}; restarting in {} s",
+                d.as_secs().max(1)
+            ),
+            true,
+        );
         if !shared.pause(d).await {
             return;
         }
@@ -227,7 +268,10 @@ async fn stop(child: &mut Child) {
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(3), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

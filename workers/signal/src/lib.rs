@@ -248,8 +248,13 @@ async fn health(shared: &Shared) -> Health {
         .filter(|(at, _)| at.elapsed() < VERSION_FRESH);
     let version = match cached {
         Some((_, v)) => Ok(v),
-        None => match rpc::call(shared, "version", serde_json::json!({}), Duration::from_secs(2))
-            .await
+        None => match rpc::call(
+            shared,
+            "version",
+            serde_json::json!({}),
+            Duration::from_secs(2),
+        )
+        .await
         {
             Ok(v) => {
                 let v = v["version"].as_str().unwrap_or("?").to_owned();

@@ -38,7 +38,9 @@ impl std::fmt::Display for RpcError {
             RpcError::NotRunning => write!(f, "signal-cli is not running"),
             RpcError::Transport(e) => write!(f, "cannot reach signal-cli: {e}"),
             RpcError::Http(s) => write!(f, "signal-cli answered HTTP {s}"),
-            RpcError::Malformed(e) => write!(f, "signal-cli answered something that is not JSON-RPC: {e}"),
+            RpcError::Malformed(e) => {
+                write!(f, "signal-cli answered something that is not JSON-RPC: {e}")
+            }
             RpcError::Rpc { code, message, .. } => write!(f, "{message} (error {code})"),
         }
     }
@@ -78,7 +80,10 @@ pub async fn call(
     if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
         return Err(RpcError::Rpc {
             code: err["code"].as_i64().unwrap_or(0),
-            message: err["message"].as_str().unwrap_or("unknown error").to_owned(),
+            message: err["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_owned(),
             data: err.get("data").cloned().unwrap_or(Value::Null),
         });
     }

@@ -128,7 +128,11 @@ fn trust_hint(account: &str, who: &str) -> String {
 
 /// The verdict of a send's `{timestamp, results}`: the timestamp (the message's id at
 /// Signal) when delivered. `error` is the JSON-RPC error that carried them, if any.
-fn of_results(result: &Value, account: &str, error: Option<(i64, &str)>) -> Result<String, Delivery> {
+fn of_results(
+    result: &Value,
+    account: &str,
+    error: Option<(i64, &str)>,
+) -> Result<String, Delivery> {
     let ts = result["timestamp"]
         .as_i64()
         .map(|t| t.to_string())
@@ -137,17 +141,26 @@ fn of_results(result: &Value, account: &str, error: Option<(i64, &str)>) -> Resu
     let ok = results.iter().filter(|r| r["type"] == "SUCCESS").count();
     if error.is_none() && (ok > 0 || results.is_empty()) {
         if ok < results.len() {
-            tracing::warn!(delivered = ok, of = results.len(), "a group message reached only some members");
+            tracing::warn!(
+                delivered = ok,
+                of = results.len(),
+                "a group message reached only some members"
+            );
         }
         return Ok(ts);
     }
     let failed: Vec<&Value> = results.iter().filter(|r| r["type"] != "SUCCESS").collect();
     let of_type = |t: &'static str| failed.iter().copied().filter(move |r| r["type"] == t);
-    if of_type("IDENTITY_FAILURE").next().is_some() && of_type("IDENTITY_FAILURE").count() == failed.len() {
+    if of_type("IDENTITY_FAILURE").next().is_some()
+        && of_type("IDENTITY_FAILURE").count() == failed.len()
+    {
         let who = failed.first().map(|r| address(r)).unwrap_or_default();
         return Err(Delivery::Refused(trust_hint(account, &who)));
     }
-    if let Some(wait) = of_type("RATE_LIMIT_FAILURE").filter_map(|r| r["retryAfterSeconds"].as_u64()).max() {
+    if let Some(wait) = of_type("RATE_LIMIT_FAILURE")
+        .filter_map(|r| r["retryAfterSeconds"].as_u64())
+        .max()
+    {
         return Err(Delivery::RetryAfter {
             after: Duration::from_secs(wait.max(1)),
             error: format!("rate limited by signal (retry after {wait} s)"),
@@ -164,7 +177,10 @@ fn of_results(result: &Value, account: &str, error: Option<(i64, &str)>) -> Resu
     }
     if let Some(r) = failed.first() {
         let t = r["type"].as_str().unwrap_or("an unknown failure");
-        return Err(Delivery::Retry(format!("signal could not deliver to {}: {t}", address(r))));
+        return Err(Delivery::Retry(format!(
+            "signal could not deliver to {}: {t}",
+            address(r)
+        )));
     }
     match error {
         Some((code, message)) => Err(of_code(code, message, account, Value::Null)),
@@ -174,9 +190,16 @@ fn of_results(result: &Value, account: &str, error: Option<(i64, &str)>) -> Resu
 
 fn of_error(e: RpcError, account: &str) -> Result<String, Delivery> {
     match e {
-        RpcError::Rpc { code, message, data } => {
+        RpcError::Rpc {
+            code,
+            message,
+            data,
+        } => {
             let response = &data["response"];
-            if response["results"].as_array().is_some_and(|r| !r.is_empty()) {
+            if response["results"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
                 return of_results(response, account, Some((code, &message)));
             }
             Err(of_code(code, &message, account, data))
@@ -195,9 +218,9 @@ fn of_code(code: i64, message: &str, account: &str, _data: Value) -> Delivery {
         RATELIMIT_ERROR => Delivery::Retry(format!("rate limited by signal: {message}")),
         IO_ERROR => Delivery::Retry(format!("signal-cli i/o error: {message}")),
         // JSON-RPC's own codes: the request is wrong, retrying cannot help.
-        -32602 | -32601 | -32600 | -32700 => {
-            Delivery::Refused(format!("signal-cli refused the request: {message} (error {code})"))
-        }
+        -32602 | -32601 | -32600 | -32700 => Delivery::Refused(format!(
+            "signal-cli refused the request: {message} (error {code})"
+        )),
         _ => Delivery::Retry(format!("signal-cli: {message} (error {code})")),
     }
 }
@@ -208,13 +231,24 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!(parse_target("+15550001111"), Some(Target::Recipient("+15550001111".into())));
+        assert_eq!(
+            parse_target("+15550001111"),
+            Some(Target::Recipient("+15550001111".into()))
+        );
         assert_eq!(
             parse_target("signal:uuid:0B3D6C1E-3f0a-4d5e-9a8b-1c2d3e4f5a6b"),
-            Some(Target::Recipient("0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b".into()))
+            Some(Target::Recipient(
+                "0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b".into()
+            ))
         );
-        assert_eq!(parse_target("group:R0lEaWQ="), Some(Target::Group("R0lEaWQ=".into())));
-        assert_eq!(parse_target("R0lEaWQ="), Some(Target::Group("R0lEaWQ=".into())));
+        assert_eq!(
+            parse_target("group:R0lEaWQ="),
+            Some(Target::Group("R0lEaWQ=".into()))
+        );
+        assert_eq!(
+            parse_target("R0lEaWQ="),
+            Some(Target::Group("R0lEaWQ=".into()))
+        );
         assert_eq!(parse_target("+1 555"), None);
         assert_eq!(parse_target("bob smith"), None);
     }
@@ -224,14 +258,30 @@ mod tests {
         let a = "+15550000001";
         let ok = json!({"timestamp": 99, "results": [{"recipientAddress": {"number": "+2"}, "type": "SUCCESS"}]});
         assert_eq!(of_results(&ok, a, None), Ok("99".into()));
-        let err = |data: Value, code: i64| RpcError::Rpc { code, message: "Failed to send message".into(), data };
+        let err = |data: Value, code: i64| RpcError::Rpc {
+            code,
+            message: "Failed to send message".into(),
+            data,
+        };
         let rl = json!({"response": {"timestamp": 1, "results": [{"recipientAddress": {"number": "+2"}, "type": "RATE_LIMIT_FAILURE", "retryAfterSeconds": 7}]}});
-        assert!(matches!(of_error(err(rl, -5), a), Err(Delivery::RetryAfter { after, .. }) if after == Duration::from_secs(7)));
+        assert!(
+            matches!(of_error(err(rl, -5), a), Err(Delivery::RetryAfter { after, .. }) if after == Duration::from_secs(7))
+        );
         let un = json!({"response": {"timestamp": 1, "results": [{"recipientAddress": {"number": "+2"}, "type": "UNREGISTERED_FAILURE"}]}});
-        assert!(matches!(of_error(err(un, -1), a), Err(Delivery::Refused(m)) if m.contains("not registered")));
+        assert!(
+            matches!(of_error(err(un, -1), a), Err(Delivery::Refused(m)) if m.contains("not registered"))
+        );
         let id = json!({"response": {"timestamp": 1, "results": [{"recipientAddress": {"number": "+2"}, "type": "IDENTITY_FAILURE"}]}});
-        assert!(matches!(of_error(err(id, -4), a), Err(Delivery::Refused(m)) if m.contains("trust")));
-        assert!(matches!(of_error(err(Value::Null, -3), a), Err(Delivery::Retry(_))));
-        assert!(matches!(of_error(RpcError::NotRunning, a), Err(Delivery::Retry(_))));
+        assert!(
+            matches!(of_error(err(id, -4), a), Err(Delivery::Refused(m)) if m.contains("trust"))
+        );
+        assert!(matches!(
+            of_error(err(Value::Null, -3), a),
+            Err(Delivery::Retry(_))
+        ));
+        assert!(matches!(
+            of_error(RpcError::NotRunning, a),
+            Err(Delivery::Retry(_))
+        ));
     }
 }

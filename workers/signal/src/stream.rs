@@ -86,7 +86,10 @@ pub async fn run(shared: Arc<Shared>) {
             Ended::Subscriber => {}
             Ended::Dead(why) => {
                 let d = backoff.next_delay();
-                tracing::warn!(delay_ms = d.as_millis() as u64, "event stream: {why}; reopening");
+                tracing::warn!(
+                    delay_ms = d.as_millis() as u64,
+                    "event stream: {why}; reopening"
+                );
                 if !shared.needs_operator() {
                     shared.set_state("backoff", format!("event stream: {why}; reopening"), true);
                 }
@@ -176,12 +179,20 @@ async fn read(
         r = tokio::time::timeout(idle, request) => r,
     };
     let resp = match resp {
-        Err(_) => return Ended::Dead(format!("no answer to GET /api/v1/events in {} s", idle.as_secs())),
+        Err(_) => {
+            return Ended::Dead(format!(
+                "no answer to GET /api/v1/events in {} s",
+                idle.as_secs()
+            ));
+        }
         Ok(Err(e)) => return Ended::Dead(format!("GET /api/v1/events: {}", rpc::describe(&e))),
         Ok(Ok(r)) => r,
     };
     if resp.status() != 200 {
-        return Ended::Dead(format!("GET /api/v1/events answered HTTP {}", resp.status().as_u16()));
+        return Ended::Dead(format!(
+            "GET /api/v1/events answered HTTP {}",
+            resp.status().as_u16()
+        ));
     }
     shared.stream_open.store(true, Ordering::SeqCst);
     shared.set_state("connected", "", true);
@@ -237,7 +248,11 @@ async fn read(
         prune(shared, pending, tx).await;
         if pending.len() >= MAX_PENDING {
             let last = pending.back().map(|e| e.event_id).unwrap_or(0);
-            if !shared.events.acked(last, tx, ACK_WAIT, &shared.shutdown).await {
+            if !shared
+                .events
+                .acked(last, tx, ACK_WAIT, &shared.shutdown)
+                .await
+            {
                 return Ended::Subscriber;
             }
             prune(shared, pending, tx).await;
@@ -316,16 +331,20 @@ pub fn inbound(v: &Value, account: &str) -> Option<InboundMessage> {
     let env = v.get("envelope")?;
     let dm = env.get("dataMessage")?;
     let body = dm["message"].as_str().filter(|t| !t.trim().is_empty())?;
-    let number = text(&env["sourceNumber"]).or_else(|| text(&env["source"]).filter(|s| s.starts_with('+')));
+    let number =
+        text(&env["sourceNumber"]).or_else(|| text(&env["source"]).filter(|s| s.starts_with('+')));
     let uuid = text(&env["sourceUuid"]);
     let sender = number.or(uuid)?;
     if number == Some(account) {
         return None; // our own message, synced from another device
     }
-    let ts = env["timestamp"].as_i64().or_else(|| dm["timestamp"].as_i64())?;
+    let ts = env["timestamp"]
+        .as_i64()
+        .or_else(|| dm["timestamp"].as_i64())?;
     let group = text(&dm["groupInfo"]["groupId"]);
     let mentions = dm["mentions"].as_array().cloned().unwrap_or_default();
-    let quoted_us = text(&dm["quote"]["authorNumber"]).or_else(|| text(&dm["quote"]["author"])) == Some(account);
+    let quoted_us = text(&dm["quote"]["authorNumber"]).or_else(|| text(&dm["quote"]["author"]))
+        == Some(account);
     let mentioned = quoted_us
         || mentions
             .iter()
@@ -344,8 +363,14 @@ pub fn inbound(v: &Value, account: &str) -> Option<InboundMessage> {
         timestamp_ms: ts,
         chat_type: if group.is_some() { "group" } else { "private" }.into(),
         // The UUID, so allow-lists may name people by it too (when the number is the id).
-        sender_username: if number.is_some() { uuid.unwrap_or_default().to_owned() } else { String::new() },
-        chat_title: text(&dm["groupInfo"]["groupName"]).unwrap_or_default().to_owned(),
+        sender_username: if number.is_some() {
+            uuid.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        },
+        chat_title: text(&dm["groupInfo"]["groupName"])
+            .unwrap_or_default()
+            .to_owned(),
         thread_id: String::new(),
     })
 }
@@ -381,7 +406,8 @@ mod tests {
 
     #[test]
     fn sse_lines_split_anywhere_make_the_same_events() {
-        let raw = b":\n\nevent:receive\ndata:{\"a\":1}\n\n:\nevent: receive\r\ndata: {\"b\":2}\r\n\r\n";
+        let raw =
+            b":\n\nevent:receive\ndata:{\"a\":1}\n\n:\nevent: receive\r\ndata: {\"b\":2}\r\n\r\n";
         for split in 1..raw.len() {
             let mut p = SseParser::default();
             let mut got = p.feed(&raw[..split]).unwrap();
@@ -406,7 +432,10 @@ mod tests {
             "timestamp": 1700000000123_i64, "dataMessage": {"timestamp": 1700000000123_i64, "message": "hi"}}});
         let m = inbound(&dm, acct).unwrap();
         assert_eq!(m.chat_id, "+15550000002");
-        assert_eq!(m.provider_message_id, "0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b:1700000000123");
+        assert_eq!(
+            m.provider_message_id,
+            "0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b:1700000000123"
+        );
         assert!(!m.is_group);
         let group = json!({"envelope": {"sourceUuid": "0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b", "timestamp": 5,
             "dataMessage": {"message": "\u{FFFC} look", "groupInfo": {"groupId": "R0lE", "type": "DELIVER"},

@@ -95,9 +95,8 @@ fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
 
 /// `+` and 7 to 15 digits.
 fn is_e164(n: &str) -> bool {
-    n.strip_prefix('+').is_some_and(|d| {
-        (7..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit())
-    })
+    n.strip_prefix('+')
+        .is_some_and(|d| (7..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// A UUID (a Signal service id) in its 8-4-4-4-12 hex form.
@@ -131,7 +130,12 @@ mod tests {
         let c = run("signal", configure, Some(json!({})), &[]);
         assert!(c.result.is_none());
         assert!(c.problems[0].starts_with("channels.signal.account: required"));
-        let c = run("signal", configure, Some(json!({"account": "0049 123"})), &[]);
+        let c = run(
+            "signal",
+            configure,
+            Some(json!({"account": "0049 123"})),
+            &[],
+        );
         assert!(c.problems[0].contains("E.164"), "{:?}", c.problems);
     }
 
@@ -144,23 +148,29 @@ mod tests {
             &[],
         );
         assert!(
-            c.problems.iter().any(|p| p.starts_with("channels.signal.httpUrl:") && p.contains("https")),
+            c.problems
+                .iter()
+                .any(|p| p.starts_with("channels.signal.httpUrl:") && p.contains("https")),
             "{:?}",
             c.problems
         );
         let c = run(
             "signal",
             configure,
-            Some(json!({"account": "+15550001111", "httpUrl": "http://127.0.0.1:8080/", "cliPath": "x"})),
+            Some(
+                json!({"account": "+15550001111", "httpUrl": "http://127.0.0.1:8080/", "cliPath": "x"}),
+            ),
             &[],
         );
         assert!(c.problems[0].contains("not both"), "{:?}", c.problems);
         let c = run(
             "signal",
             configure,
-            Some(json!({"account": "+15550001111", "httpUrl": "https://signal.example:8443",
+            Some(
+                json!({"account": "+15550001111", "httpUrl": "https://signal.example:8443",
                 "allowFrom": ["+15550002222", "uuid:0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b"],
-                "groups": {"aGVsbG8gd29ybGQgZ3JvdXAgaWQgMTIzNDU2Nzg5MDE=": {"requireMention": false}}})),
+                "groups": {"aGVsbG8gd29ybGQgZ3JvdXAgaWQgMTIzNDU2Nzg5MDE=": {"requireMention": false}}}),
+            ),
             &[],
         );
         assert!(c.problems.is_empty(), "{:?}", c.problems);
@@ -168,7 +178,12 @@ mod tests {
         assert_eq!(worker["httpUrl"], "https://signal.example:8443");
         assert_eq!(worker["eventStreamTimeoutSeconds"], 45);
         assert_eq!(routing.allow_from.len(), 2);
-        let c = run("signal", configure, Some(json!({"account": "+15550001111"})), &[]);
+        let c = run(
+            "signal",
+            configure,
+            Some(json!({"account": "+15550001111"})),
+            &[],
+        );
         assert_eq!(c.result.unwrap().1["cliPath"], "signal-cli");
     }
 
@@ -177,8 +192,12 @@ mod tests {
         assert!(!is_group_target("+15550001111"));
         assert!(!is_group_target("signal:+15550001111"));
         assert!(!is_group_target("0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b"));
-        assert!(!is_group_target("uuid:0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b"));
-        assert!(is_group_target("aGVsbG8gd29ybGQgZ3JvdXAgaWQgMTIzNDU2Nzg5MDE="));
+        assert!(!is_group_target(
+            "uuid:0b3d6c1e-3f0a-4d5e-9a8b-1c2d3e4f5a6b"
+        ));
+        assert!(is_group_target(
+            "aGVsbG8gd29ybGQgZ3JvdXAgaWQgMTIzNDU2Nzg5MDE="
+        ));
         assert!(is_group_target("group:abc"));
     }
 }
