@@ -309,6 +309,21 @@ async fn health_is_connected_only_while_the_stream_is_open_and_the_daemon_answer
     let mut op = operator(&gw).await;
     let w = connected(&mut op).await;
     assert_eq!(w["restarts"], 0);
+    assert_eq!(
+        w["labels"]["signalCliVersion"],
+        crate::standin_signal::VERSION,
+        "{w}"
+    );
+    // The stream is open but `version` stops answering: not connected.
+    d.with(|s| s.version_fails = true);
+    let w = op
+        .wait_worker("signal", "unresponsive", |w| {
+            w["providerState"] == "unresponsive"
+        })
+        .await;
+    assert!(w["detail"].as_str().unwrap().contains("version"), "{w}");
+    d.with(|s| s.version_fails = false);
+    connected(&mut op).await;
     drop(d); // the daemon goes away
     let w = op
         .wait_worker("signal", "backoff", |w| w["providerState"] == "backoff")

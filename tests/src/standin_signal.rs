@@ -85,6 +85,8 @@ pub struct State {
     /// The stream writing the next events is cut after this many more.
     cut_after: Option<u64>,
     pub methods: Vec<String>,
+    /// `version` fails with an I/O error (a daemon that stopped answering).
+    pub version_fails: bool,
     /// Requests refused with 4xx (wrong content type, Host, method).
     pub refused_requests: u64,
     next_ts: i64,
@@ -108,6 +110,7 @@ impl State {
             silent_upto: 0,
             cut_after: None,
             methods: Vec::new(),
+            version_fails: false,
             refused_requests: 0,
             next_ts: 1_700_000_000_000,
         }
@@ -439,6 +442,7 @@ fn rpc(v: &Value, state: &Mutex<State>) -> RpcResult {
         ));
     }
     match method {
+        "version" if s.version_fails => Err((-3, "IO error".into(), Value::Null)),
         "version" => Ok(json!({"version": VERSION})),
         "listAccounts" => match &s.accounts {
             Some(list) => Ok(Value::Array(

@@ -21,6 +21,8 @@ use crate::Shared;
 static RUNNING: Mutex<Option<u32>> = Mutex::new(None);
 /// Lines of the child's stderr kept for error reports.
 const TAIL: usize = 20;
+/// A daemon that ran this long before it died is restarted without delay growth.
+const STABLE: Duration = Duration::from_secs(60);
 
 pub async fn supervise(shared: Arc<Shared>) {
     let Some(cli) = shared.cfg.cli_path.clone() else {
@@ -96,10 +98,12 @@ pub async fn supervise(shared: Arc<Shared>) {
             });
         }
         let base = format!("http://127.0.0.1:{port}");
+        // Long ago, unless it came up: a daemon that dies soon after it is up backs off.
+        let mut started = Instant::now() - STABLE;
         let startup = Duration::from_secs(u64::from(shared.cfg.startup_timeout_seconds.max(1)));
         let status = match wait_ready(&shared, &base, &mut child, startup).await {
             Ready::Up => {
-                backoff.reset();
+                started = Instant::now();
                 shared.daemon.send_replace(Some(base));
                 shared.set_state("connecting", "", true);
                 tokio::select! {
@@ -144,6 +148,9 @@ pub async fn supervise(shared: Arc<Shared>) {
             }
         };
         *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if started.elapsed() >= STABLE {
+            backoff.reset();
+        }
         // Let the stderr reader drain what the child said last.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let last: Vec<String> = tail

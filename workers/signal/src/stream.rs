@@ -83,7 +83,11 @@ pub async fn run(shared: Arc<Shared>) {
         shared.stream_open.store(false, Ordering::SeqCst);
         match ended {
             Ended::Shutdown => return,
-            Ended::Subscriber => {}
+            Ended::Subscriber => {
+                if !shared.needs_operator() {
+                    shared.set_state("connecting", "waiting for the gateway to listen", true);
+                }
+            }
             Ended::Dead(why) => {
                 let d = backoff.next_delay();
                 tracing::warn!(
