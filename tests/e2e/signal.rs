@@ -415,3 +415,36 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     d.wait_for("the agent's reply", WAIT, |s| s.sent.len() == 3);
     assert_eq!(replies(&d, bob)[2], "[echo] now?");
 }
+
+#[tokio::test]
+async fn a_killed_worker_delivers_the_queued_sends_exactly_once_after_its_restart() {
+    let d = daemon(|_| {});
+    let gw = gateway(&d, "");
+    let mut op = operator(&gw).await;
+    let before = connected(&mut op).await;
+    // The first attempt is rate limited, so the sends are queued when the worker dies.
+    d.with(|s| s.fail_next.push_back(Fail::RateLimit(4)));
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        op.send_json(&json!({"type": "req", "id": format!("s{i}"), "method": "send",
+            "params": {"to": ALICE, "message": text, "channel": "signal", "idempotencyKey": format!("q-{i}")}}))
+            .await;
+    }
+    d.wait_for("the first attempt", WAIT, |s| s.send_attempts.len() == 1);
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for i in 0..3 {
+        let r = op.response(&format!("s{i}")).await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    assert_eq!(
+        replies(&d, ALICE),
+        vec!["one", "two", "three"],
+        "each exactly once, in order"
+    );
+    let after = op.worker("signal").await;
+    assert_ne!(after["pid"], before["pid"]);
+}
