@@ -60,7 +60,9 @@ const BASES: &[&str] = &[
     "workers/runtime/src",
     "workers/telegram/src",
     "workers/whatsapp/src",
+    "workers/signal/src",
     "workers/agent/src",
+    "tests/src",
     "tests/e2e",
 ];
 
