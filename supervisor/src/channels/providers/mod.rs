@@ -6,6 +6,7 @@
 //! Adding a provider: a file here with its [`Provider`] (and its section type), a line
 //! in [`ALL`], and a worker crate implementing `worker_runtime::channel::Channel`.
 
+pub mod imessage;
 pub mod telegram;
 pub mod whatsapp;
 
@@ -56,7 +57,7 @@ pub struct Provider {
 pub const V3_DEFAULT_SEND_CHANNEL: &str = whatsapp::PROVIDER.id;
 
 /// Every provider Switchboard knows.
-pub const ALL: &[&Provider] = &[&telegram::PROVIDER, &whatsapp::PROVIDER];
+pub const ALL: &[&Provider] = &[&telegram::PROVIDER, &whatsapp::PROVIDER, &imessage::PROVIDER];
 
 /// The provider with this channel id.
 pub fn get(id: &str) -> Option<&'static Provider> {
