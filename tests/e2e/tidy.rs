@@ -60,6 +60,7 @@ const BASES: &[&str] = &[
     "workers/runtime/src",
     "workers/telegram/src",
     "workers/whatsapp/src",
+    "workers/imessage/src",
     "workers/agent/src",
     "tests/e2e",
 ];
