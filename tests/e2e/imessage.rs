@@ -51,7 +51,9 @@ async fn operator(gw: &Gateway) -> Client {
 /// Waits until the worker reports `connected` and imsg has a watch open.
 async fn connected(op: &mut Client, imsg: &Imsg, subscribes: usize) -> serde_json::Value {
     let w = op
-        .wait_worker("imessage", "connected", |w| w["providerState"] == "connected")
+        .wait_worker("imessage", "connected", |w| {
+            w["providerState"] == "connected"
+        })
         .await;
     imsg.wait_for("watch.subscribe", |i| i.subscribes().len() >= subscribes);
     w
@@ -66,14 +68,20 @@ async fn a_new_message_gets_the_agents_reply_through_send_and_own_messages_are_i
     let imsg = Imsg::new();
     let gw = gateway(
         &imsg,
-        &format!(r#"allowFrom: ["{ALICE}", "Bob@Example.com"], groups: {{ "7": {{ requireMention: false }} }}"#),
+        &format!(
+            r#"allowFrom: ["{ALICE}", "Bob@Example.com"], groups: {{ "7": {{ requireMention: false }} }}"#
+        ),
     );
     let mut op = operator(&gw).await;
     connected(&mut op, &imsg, 1).await;
     let spawn = &imsg.spawns()[0];
     assert_eq!(spawn["args"][0], "rpc");
     assert_eq!(spawn["args"][1], "--json");
-    assert_eq!(spawn["args"][3], imsg.db.display().to_string(), "dbPath is passed as --db");
+    assert_eq!(
+        spawn["args"][3],
+        imsg.db.display().to_string(),
+        "dbPath is passed as --db"
+    );
     imsg.push_dm(1, ALICE, "hello mac");
     imsg.wait_for("the reply", |i| !i.sent().is_empty());
     let sent = imsg.sent();
@@ -88,8 +96,16 @@ async fn a_new_message_gets_the_agents_reply_through_send_and_own_messages_are_i
     let sent = imsg.sent();
     assert_eq!(sent[1]["to"], "bob@example.com");
     assert_eq!(sent[2]["chat_id"], 7, "{sent:?}");
-    assert!(sent[2]["text"].as_str().unwrap().ends_with("team hello"), "{sent:?}");
-    assert_eq!(imsg.sent().len(), 3, "own messages were answered: {:?}", imsg.sent());
+    assert!(
+        sent[2]["text"].as_str().unwrap().ends_with("team hello"),
+        "{sent:?}"
+    );
+    assert_eq!(
+        imsg.sent().len(),
+        3,
+        "own messages were answered: {:?}",
+        imsg.sent()
+    );
     let h = op
         .request(
             "chat.history",
@@ -101,7 +117,10 @@ async fn a_new_message_gets_the_agents_reply_through_send_and_own_messages_are_i
         vec!["hello mac", "[echo] hello mac"]
     );
     let h = op
-        .request("chat.history", json!({"sessionKey": "agent:main:imessage:group:7"}))
+        .request(
+            "chat.history",
+            json!({"sessionKey": "agent:main:imessage:group:7"}),
+        )
         .await;
     assert_eq!(message_texts(&h["payload"]).len(), 2, "{h}");
     let status = op.request("channels.status", json!({})).await;
@@ -112,8 +131,7 @@ async fn a_new_message_gets_the_agents_reply_through_send_and_own_messages_are_i
 }
 
 #[tokio::test]
-async fn an_exiting_imsg_is_restarted_and_resumes_from_since_rowid_losing_and_repeating_nothing()
-{
+async fn an_exiting_imsg_is_restarted_and_resumes_from_since_rowid_losing_and_repeating_nothing() {
     let imsg = Imsg::new();
     let gw = gateway(&imsg, &format!(r#"allowFrom: ["{ALICE}"]"#));
     let mut op = operator(&gw).await;
@@ -142,7 +160,9 @@ async fn an_exiting_imsg_is_restarted_and_resumes_from_since_rowid_losing_and_re
     let since = subs[1]["params"]["since_rowid"].as_i64().unwrap();
     assert!((1..two).contains(&since), "{subs:?}");
     let w = op
-        .wait_worker("imessage", "connected", |w| w["providerState"] == "connected")
+        .wait_worker("imessage", "connected", |w| {
+            w["providerState"] == "connected"
+        })
         .await;
     assert_eq!(w["restarts"], 0, "imsg restarted inside the worker: {w}");
 }
@@ -173,7 +193,11 @@ async fn a_gateway_restart_resumes_from_the_cursor_it_stored() {
         vec!["[echo] before", "[echo] while down", "[echo] after"]
     );
     let subs = imsg.subscribes();
-    assert_eq!(subs.last().unwrap()["params"]["since_rowid"], row, "{subs:?}");
+    assert_eq!(
+        subs.last().unwrap()["params"]["since_rowid"],
+        row,
+        "{subs:?}"
+    );
     drop(gw);
 }
 
@@ -184,7 +208,9 @@ async fn missing_full_disk_access_is_reported_in_those_words_and_not_retried() {
     let gw = gateway(&imsg, "");
     let mut op = operator(&gw).await;
     let w = op
-        .wait_worker("imessage", "permission", |w| w["providerState"] == "permission")
+        .wait_worker("imessage", "permission", |w| {
+            w["providerState"] == "permission"
+        })
         .await;
     let detail = w["detail"].as_str().unwrap();
     assert!(detail.starts_with("Full Disk Access is missing"), "{w}");
@@ -192,7 +218,10 @@ async fn missing_full_disk_access_is_reported_in_those_words_and_not_retried() {
         detail.contains("System Settings → Privacy & Security → Full Disk Access"),
         "{w}"
     );
-    assert!(detail.contains("switchboard workers restart imessage"), "{w}");
+    assert!(
+        detail.contains("switchboard workers restart imessage"),
+        "{w}"
+    );
     // Absence can only be seen over time: many health checks (every 100 ms) later, still
     // one start of imsg, one request, no worker restarts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -276,19 +305,31 @@ async fn send_with_channel_imessage_is_delivered_once_per_idempotency_key() {
     // imsg's error is the verdict: a refused target fails at once, without a retry.
     std::fs::write(imsg.side("send-error"), "Invalid chat target: 999").unwrap();
     let r = op
-        .request("send", json!({"to": "999", "message": "x", "channel": "imessage",
-            "idempotencyKey": "im-2"}))
+        .request(
+            "send",
+            json!({"to": "999", "message": "x", "channel": "imessage",
+            "idempotencyKey": "im-2"}),
+        )
         .await;
     assert!(
-        r["error"]["message"].as_str().unwrap().contains("Invalid chat target"),
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid chat target"),
         "{r}"
     );
     let r = op
-        .request("send", json!({"to": "nobody", "message": "x", "channel": "imessage",
-            "idempotencyKey": "im-3"}))
+        .request(
+            "send",
+            json!({"to": "nobody", "message": "x", "channel": "imessage",
+            "idempotencyKey": "im-3"}),
+        )
         .await;
     assert!(
-        r["error"]["message"].as_str().unwrap().contains("invalid imessage target"),
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid imessage target"),
         "{r}"
     );
     assert_eq!(imsg.sent().len(), 1);

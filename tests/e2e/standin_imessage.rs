@@ -50,16 +50,20 @@ impl Imsg {
 
     /// A direct message from `handle` (its chat: `chat_id`).
     pub fn push_dm(&self, chat_id: i64, handle: &str, text: &str) -> i64 {
-        self.push(json!({"chat_id": chat_id, "chat_identifier": handle, "sender": handle,
+        self.push(
+            json!({"chat_id": chat_id, "chat_identifier": handle, "sender": handle,
             "sender_name": "", "is_from_me": false, "is_group": false, "text": text,
-            "participants": [handle], "created_at": "2026-01-02T03:04:05.000Z"}))
+            "participants": [handle], "created_at": "2026-01-02T03:04:05.000Z"}),
+        )
     }
 
     pub fn push_group(&self, chat_id: i64, handle: &str, text: &str) -> i64 {
-        self.push(json!({"chat_id": chat_id, "chat_identifier": format!("chat{chat_id}"),
+        self.push(
+            json!({"chat_id": chat_id, "chat_identifier": format!("chat{chat_id}"),
             "chat_name": "Team", "sender": handle, "is_from_me": false, "is_group": true,
             "text": text, "participants": [handle, "+15550000002"],
-            "created_at": "2026-01-02T03:04:05.000Z"}))
+            "created_at": "2026-01-02T03:04:05.000Z"}),
+        )
     }
 
     fn lines(&self, what: &str) -> Vec<Value> {

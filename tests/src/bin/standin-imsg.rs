@@ -72,8 +72,11 @@ fn main() {
         let req: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                write(&out, &json!({"jsonrpc": "2.0", "id": null,
-                    "error": {"code": -32700, "message": "Parse error", "data": e.to_string()}}));
+                write(
+                    &out,
+                    &json!({"jsonrpc": "2.0", "id": null,
+                    "error": {"code": -32700, "message": "Parse error", "data": e.to_string()}}),
+                );
                 continue;
             }
         };
@@ -82,9 +85,12 @@ fn main() {
         if fda {
             // What imsg answers when it cannot open chat.db (README, docs/rpc.md).
             let path = db.display();
-            write(&out, &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
+            write(
+                &out,
+                &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
                 "message": "Internal error",
-                "data": format!("authorization denied (code: 23)\n\n⚠️  Permission Error: Cannot access Messages database\n\nThe Messages database at {path} requires Full Disk Access permission.\n\nTo fix:\n1. Open System Settings → Privacy & Security → Full Disk Access\n2. Add your terminal application and any parent launcher")}}));
+                "data": format!("authorization denied (code: 23)\n\n⚠️  Permission Error: Cannot access Messages database\n\nThe Messages database at {path} requires Full Disk Access permission.\n\nTo fix:\n1. Open System Settings → Privacy & Security → Full Disk Access\n2. Add your terminal application and any parent launcher")}}),
+            );
             continue;
         }
         let result = match req["method"].as_str().unwrap_or_default() {
@@ -111,7 +117,10 @@ fn main() {
                 let (db, out, stop2) = (db.clone(), Arc::clone(&out), Arc::clone(&stop));
                 subs.push((sub, stop));
                 // The answer goes out before the first notification.
-                write(&out, &json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": sub}}));
+                write(
+                    &out,
+                    &json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": sub}}),
+                );
                 std::thread::spawn(move || watch(&db, &out, sub, since, chat, &stop2));
                 continue;
             }
@@ -145,10 +154,7 @@ fn main() {
 }
 
 fn limit(p: &Value, default: usize) -> usize {
-    p["limit"]
-        .as_u64()
-        .map(|l| l as usize)
-        .unwrap_or(default)
+    p["limit"].as_u64().map(|l| l as usize).unwrap_or(default)
 }
 
 fn side(db: &Path, what: &str) -> PathBuf {
@@ -209,8 +215,11 @@ fn watch(db: &Path, out: &Out, sub: i64, mut since: i64, chat: Option<i64>, stop
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            write(out, &json!({"jsonrpc": "2.0", "method": "message",
-                "params": {"subscription": sub, "message": m}}));
+            write(
+                out,
+                &json!({"jsonrpc": "2.0", "method": "message",
+                "params": {"subscription": sub, "message": m}}),
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -249,23 +258,39 @@ fn send(db: &Path, p: &Value) -> Result<Value, (i64, String)> {
             let Some(m) = all.iter().find(|m| m["chat_id"] == c) else {
                 return Err((-32603, format!("Chat not found: {c}")));
             };
-            (c, m["chat_identifier"].as_str().unwrap_or_default().to_owned(), m["is_group"] == true)
+            (
+                c,
+                m["chat_identifier"].as_str().unwrap_or_default().to_owned(),
+                m["is_group"] == true,
+            )
         }
         (None, Some(to)) if !to.is_empty() => {
             let existing = all
                 .iter()
                 .find(|m| m["chat_identifier"] == to && m["is_group"] != true)
                 .and_then(|m| m["chat_id"].as_i64());
-            let next = all.iter().filter_map(|m| m["chat_id"].as_i64()).max().unwrap_or(0) + 1;
+            let next = all
+                .iter()
+                .filter_map(|m| m["chat_id"].as_i64())
+                .max()
+                .unwrap_or(0)
+                + 1;
             (existing.unwrap_or(next), to.to_owned(), false)
         }
         _ => return Err((-32602, "exactly one of to or chat_id is required".into())),
     };
     let rows = {
         // The row is appended and numbered under the lock the tests append under.
-        let mut f = OpenOptions::new().create(true).append(true).open(db).unwrap();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(db)
+            .unwrap();
         f.lock().unwrap();
-        let rows = std::fs::read_to_string(db).unwrap_or_default().lines().count() as i64;
+        let rows = std::fs::read_to_string(db)
+            .unwrap_or_default()
+            .lines()
+            .count() as i64;
         let guid = format!("SENT-{}", rows + 1);
         let row = json!({"chat_id": chat_id, "chat_identifier": ident, "guid": guid, "sender": "",
             "is_from_me": true, "is_group": group, "text": text, "created_at": "2026-01-01T00:00:00Z"});

@@ -257,8 +257,15 @@ mod tests {
         .unwrap();
         assert!(fda.starts_with("Full Disk Access is missing"), "{fda}");
         assert!(fda.contains("Privacy & Security → Full Disk Access"));
-        let auto = permission_problem(&cfg, "AppleScript failed: Not authorized to send Apple events to Messages. (-1743)").unwrap();
-        assert!(auto.starts_with("Automation permission is missing"), "{auto}");
+        let auto = permission_problem(
+            &cfg,
+            "AppleScript failed: Not authorized to send Apple events to Messages. (-1743)",
+        )
+        .unwrap();
+        assert!(
+            auto.starts_with("Automation permission is missing"),
+            "{auto}"
+        );
         assert!(permission_problem(&cfg, "Chat not found: 7").is_none());
     }
 }

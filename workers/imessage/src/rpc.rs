@@ -66,8 +66,7 @@ pub fn command_line(cfg: &Config) -> (String, Vec<String>) {
 /// A word for a POSIX shell: as is when it is plainly safe, else in single quotes.
 pub fn shell_quote(w: &str) -> String {
     let safe = !w.is_empty()
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,~".contains(c));
     if safe && !w.starts_with('~') {
         w.to_owned()
@@ -182,7 +181,10 @@ pub fn spawn(cfg: &Config) -> std::io::Result<(Arc<Imsg>, mpsc::Receiver<Value>)
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
-    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
     let stderr_pipe = child.stderr.take();
     let pending: Arc<Pending> = Arc::default();
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -391,8 +393,8 @@ impl Imsg {
             }
             p.insert(id, tx);
         }
-        let mut line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-            .to_string();
+        let mut line =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
         line.push('\n');
         let written = {
             let mut stdin = self.stdin.lock().await;
@@ -476,7 +478,12 @@ mod tests {
         assert_eq!(p, "/opt/homebrew/bin/imsg");
         assert_eq!(
             a,
-            ["rpc", "--json", "--db", "/Users/me/Library/Messages/chat db"]
+            [
+                "rpc",
+                "--json",
+                "--db",
+                "/Users/me/Library/Messages/chat db"
+            ]
         );
         let (p, a) = command_line(&cfg(Some("me@mac.local")));
         assert_eq!(p, "ssh");

@@ -130,7 +130,9 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
         Err(e @ (CallError::Exited | CallError::Timeout(..))) => {
             // It may have reached Messages: look before sending again.
             mark_uncertain(&req.delivery_id);
-            Delivery::Retry(format!("{e}; the send will be checked before it is repeated"))
+            Delivery::Retry(format!(
+                "{e}; the send will be checked before it is repeated"
+            ))
         }
         Err(e) => Delivery::Retry(e.to_string()),
     }

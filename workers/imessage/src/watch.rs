@@ -132,23 +132,37 @@ pub async fn run(shared: Arc<Shared>) {
 fn exited_for_good(shared: &Shared, exit: &rpc::Exit) -> Option<(&'static str, String)> {
     let stderr = exit.stderr.to_lowercase();
     match (&shared.cfg.remote_host, exit.code()) {
-        (Some(host), Some(127)) => Some(("missing", format!(
-            "imsg was not found on {host}: install it there (`brew install steipete/tap/imsg`) or set channels.imessage.cliPath to its full path (ssh's non-interactive PATH may lack /opt/homebrew/bin)"
-        ))),
+        (Some(host), Some(127)) => Some((
+            "missing",
+            format!(
+                "imsg was not found on {host}: install it there (`brew install steipete/tap/imsg`) or set channels.imessage.cliPath to its full path (ssh's non-interactive PATH may lack /opt/homebrew/bin)"
+            ),
+        )),
         (Some(host), Some(255))
             if stderr.contains("permission denied")
                 || stderr.contains("host key verification failed")
                 || stderr.contains("could not resolve hostname") =>
         {
-            Some(("ssh", format!(
-                "ssh to {host} failed: {}; set up key login (`ssh-copy-id {host}`, then `ssh {host} true` must work without a prompt)",
-                exit.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim()
-            )))
+            Some((
+                "ssh",
+                format!(
+                    "ssh to {host} failed: {}; set up key login (`ssh-copy-id {host}`, then `ssh {host} true` must work without a prompt)",
+                    exit.stderr
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or_default()
+                        .trim()
+                ),
+            ))
         }
-        (None, Some(127)) => Some(("missing", format!(
-            "imsg ({:?}) could not be run: install it with `brew install steipete/tap/imsg` or fix channels.imessage.cliPath",
-            shared.cfg.cli_path
-        ))),
+        (None, Some(127)) => Some((
+            "missing",
+            format!(
+                "imsg ({:?}) could not be run: install it with `brew install steipete/tap/imsg` or fix channels.imessage.cliPath",
+                shared.cfg.cli_path
+            ),
+        )),
         _ => None,
     }
 }
@@ -180,7 +194,11 @@ async fn session(
         return failed(shared, "chats.list", e);
     }
     shared.set_imsg(Some(Arc::clone(imsg)));
-    shared.set_state("connected", format!("imsg {} answers", shared.place()), true);
+    shared.set_state(
+        "connected",
+        format!("imsg {} answers", shared.place()),
+        true,
+    );
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         // Subscribe only while a supervisor listens: until then rows stay in chat.db.

@@ -64,7 +64,9 @@ pub fn normalize_handle(h: &str) -> String {
         .chars()
         .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
     if phoneish && h.chars().any(|c| c.is_ascii_digit()) {
-        h.chars().filter(|c| *c == '+' || c.is_ascii_digit()).collect()
+        h.chars()
+            .filter(|c| *c == '+' || c.is_ascii_digit())
+            .collect()
     } else {
         h.to_owned()
     }
@@ -99,7 +101,9 @@ fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
         if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
             s.problem(
                 "remoteHost",
-                format!("{host:?} is not an SSH host (expected e.g. \"mac-mini\" or \"me@mac.local\")"),
+                format!(
+                    "{host:?} is not an SSH host (expected e.g. \"mac-mini\" or \"me@mac.local\")"
+                ),
             );
         }
         config["remoteHost"] = json!(host);
@@ -144,8 +148,10 @@ mod tests {
         let c = run(
             "imessage",
             configure,
-            Some(json!({"allowFrom": ["+1 (415) 555-1212", "imessage:Alice@iCloud.com"],
-                        "remoteHost": "mac-mini", "dbPath": "/Users/me/chat.db"})),
+            Some(
+                json!({"allowFrom": ["+1 (415) 555-1212", "imessage:Alice@iCloud.com"],
+                        "remoteHost": "mac-mini", "dbPath": "/Users/me/chat.db"}),
+            ),
             &[],
         );
         assert!(c.problems.is_empty(), "{:?}", c.problems);

@@ -57,7 +57,11 @@ pub struct Provider {
 pub const V3_DEFAULT_SEND_CHANNEL: &str = whatsapp::PROVIDER.id;
 
 /// Every provider Switchboard knows.
-pub const ALL: &[&Provider] = &[&telegram::PROVIDER, &whatsapp::PROVIDER, &imessage::PROVIDER];
+pub const ALL: &[&Provider] = &[
+    &telegram::PROVIDER,
+    &whatsapp::PROVIDER,
+    &imessage::PROVIDER,
+];
 
 /// The provider with this channel id.
 pub fn get(id: &str) -> Option<&'static Provider> {
