@@ -333,4 +333,135 @@ async fn send_with_channel_imessage_is_delivered_once_per_idempotency_key() {
         "{r}"
     );
     assert_eq!(imsg.sent().len(), 1);
+    // Automation refused (AppleScript's -1743): said in those words, and no more sends
+    // are tried until an operator acts.
+    std::fs::write(
+        imsg.side("send-error"),
+        "AppleScript failed: Not authorized to send Apple events to Messages. (-1743)",
+    )
+    .unwrap();
+    let r = op
+        .request(
+            "send",
+            json!({"to": ALICE, "message": "x", "channel": "imessage",
+            "idempotencyKey": "im-4"}),
+        )
+        .await;
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("Automation permission is missing"), "{r}");
+    assert!(msg.contains("Privacy & Security → Automation"), "{r}");
+    let w = op
+        .wait_worker("imessage", "permission", |w| {
+            w["providerState"] == "permission"
+        })
+        .await;
+    assert!(
+        w["detail"].as_str().unwrap().starts_with("Automation"),
+        "{w}"
+    );
+    let sends = |i: &Imsg| {
+        i.requests()
+            .iter()
+            .filter(|r| r["method"] == "send")
+            .count()
+    };
+    let before = sends(&imsg);
+    let r = op
+        .request(
+            "send",
+            json!({"to": ALICE, "message": "y", "channel": "imessage",
+            "idempotencyKey": "im-5"}),
+        )
+        .await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Automation"),
+        "{r}"
+    );
+    assert_eq!(
+        sends(&imsg),
+        before,
+        "a send was tried without the permission"
+    );
+}
+
+/// An `ssh` on `PATH` that records its arguments and runs the remote command here, as
+/// sshd would run it on the Mac (through a shell).
+fn fake_ssh(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let args = dir.join("ssh-args");
+    let script = dir.join("ssh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\nshift 2\nexec sh -c \"$1\"\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, args)
+}
+
+#[tokio::test]
+async fn remote_host_runs_imsg_through_ssh_and_a_missing_remote_imsg_is_named() {
+    let imsg = Imsg::new();
+    let tools = tempfile::tempdir().unwrap();
+    let (path, args) = fake_ssh(tools.path());
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    write_config(
+        state.path(),
+        &imsg,
+        &format!(r#"remoteHost: "me@mac.local", allowFrom: ["{ALICE}"]"#),
+    );
+    let gw = Gateway::start_with(GatewayOpts {
+        env: vec![("PATH".into(), path.clone())],
+        ..opts(&state)
+    });
+    let mut op = operator(&gw).await;
+    connected(&mut op, &imsg, 1).await;
+    let argv = std::fs::read_to_string(&args).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    assert_eq!(argv[0], "-T", "{argv:?}");
+    assert!(argv.contains(&"BatchMode=yes"), "{argv:?}");
+    assert_eq!(argv[argv.len() - 2], "me@mac.local", "{argv:?}");
+    let remote = format!(
+        "{} rpc --json --db {}",
+        bin("standin-imsg").display(),
+        imsg.db.display()
+    );
+    assert_eq!(argv[argv.len() - 1], remote, "the remote command: {argv:?}");
+    imsg.push_dm(1, ALICE, "over ssh");
+    imsg.wait_for("the reply", |i| i.sent().len() == 1);
+    assert_eq!(imsg.sent_texts(), vec!["[echo] over ssh"]);
+    let w = op.worker("imessage").await;
+    assert_eq!(w["labels"]["remoteHost"], "me@mac.local", "{w}");
+    drop(op);
+    drop(gw);
+
+    // imsg not installed on the Mac: the remote shell's 127, named, not retried.
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(
+        state.path().join("config.json5"),
+        r#"{ channels: { imessage: { remoteHost: "mac-mini", cliPath: "/nonexistent/imsg" } } }"#,
+    )
+    .unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        env: vec![("PATH".into(), path)],
+        ..opts(&state)
+    });
+    let mut op = operator(&gw).await;
+    let w = op
+        .wait_worker("imessage", "missing", |w| w["providerState"] == "missing")
+        .await;
+    let detail = w["detail"].as_str().unwrap();
+    assert!(detail.contains("imsg was not found on mac-mini"), "{w}");
+    assert_eq!(w["restarts"], 0, "{w}");
 }

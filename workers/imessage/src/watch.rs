@@ -268,7 +268,8 @@ async fn stream(
                     if let Err(e) = imsg.call("chats.list", json!({"limit": 1}), CALL_TIMEOUT).await {
                         return Some(failed(shared, "ping", e));
                     }
-                    if shared.state().state != "connected" {
+                    // A permission problem found by a send stays until an operator acts.
+                    if !matches!(shared.state().state, "connected" | "permission") {
                         shared.set_state("connected", format!("imsg {} answers", shared.place()), true);
                     }
                 }
