@@ -262,16 +262,19 @@ async fn a_missing_imsg_is_named_with_how_to_install_it() {
 }
 
 #[tokio::test]
-async fn kill_9_of_the_worker_leaves_no_imsg_behind() {
+async fn kill_9_of_the_worker_leaves_no_imsg_behind_and_loses_no_message() {
     let imsg = Imsg::new();
-    let gw = gateway(&imsg, "");
+    let gw = gateway(&imsg, &format!(r#"allowFrom: ["{ALICE}"]"#));
     let mut op = operator(&gw).await;
     let w = connected(&mut op, &imsg, 1).await;
+    imsg.push_dm(1, ALICE, "one");
+    imsg.wait_for("the first reply", |i| i.sent().len() == 1);
     let child = pid_of(&imsg.spawns()[0]);
     assert!(alive(child));
     let worker = w["pid"].as_i64().unwrap() as i32;
     kill(Pid::from_raw(worker), Signal::SIGKILL).unwrap();
     imsg.wait_for("the orphan to be gone", |_| !alive(child));
+    imsg.push_dm(1, ALICE, "two"); // while no worker runs
     // The restarted worker has its own imsg.
     imsg.wait_for("a new imsg", |i| i.spawns().len() == 2);
     let w = op
@@ -281,6 +284,13 @@ async fn kill_9_of_the_worker_leaves_no_imsg_behind() {
         .await;
     assert!(w["restarts"].as_u64().unwrap() >= 1, "{w}");
     assert!(alive(pid_of(&imsg.spawns()[1])));
+    imsg.wait_for("the second reply", |i| i.sent().len() == 2);
+    imsg.push_dm(1, ALICE, "three");
+    imsg.wait_for("the third reply", |i| i.sent().len() == 3);
+    assert_eq!(
+        imsg.sent_texts(),
+        vec!["[echo] one", "[echo] two", "[echo] three"]
+    );
     drop(gw);
 }
 
