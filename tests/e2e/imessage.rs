@@ -475,3 +475,39 @@ async fn remote_host_runs_imsg_through_ssh_and_a_missing_remote_imsg_is_named() 
     assert!(detail.contains("imsg was not found on mac-mini"), "{w}");
     assert_eq!(w["restarts"], 0, "{w}");
 }
+
+#[tokio::test]
+async fn an_unknown_sender_gets_a_pairing_code_that_lets_them_in_once_approved() {
+    let imsg = Imsg::new();
+    let gw = gateway(&imsg, "");
+    let mut op = operator(&gw).await;
+    connected(&mut op, &imsg, 1).await;
+    let bob = "Bob@Example.com";
+    imsg.push_dm(3, bob, "who are you?");
+    imsg.wait_for("the pairing reply", |i| i.sent().len() == 1);
+    let reply = imsg.sent_texts()[0].clone();
+    assert!(reply.contains("bob@example.com"), "{reply}");
+    assert!(
+        reply.contains("switchboard pairing approve imessage"),
+        "{reply}"
+    );
+    let code = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("Pairing code: "))
+        .unwrap()
+        .to_owned();
+    let ok = std::process::Command::new(bin("switchboard"))
+        .args(["pairing", "approve", "imessage", &code])
+        .args(["--url", &gw.url(), "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    imsg.push_dm(3, bob, "and now?");
+    imsg.wait_for("the agent's reply", |i| i.sent().len() == 2);
+    assert_eq!(imsg.sent_texts()[1], "[echo] and now?");
+    assert_eq!(imsg.sent()[1]["to"], "bob@example.com");
+}
