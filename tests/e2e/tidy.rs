@@ -61,6 +61,7 @@ const BASES: &[&str] = &[
     "workers/telegram/src",
     "workers/whatsapp/src",
     "workers/signal/src",
+    "workers/imessage/src",
     "workers/agent/src",
     "tests/src",
     "tests/e2e",

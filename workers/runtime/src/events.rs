@@ -65,6 +65,12 @@ impl EventHub {
         });
     }
 
+    /// The highest event id acknowledged so far (0: none); for workers whose event ids
+    /// are the provider's ordered positions (a row id), everything up to it is stored.
+    pub fn last_acked(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
     /// The cursor the current subscriber stored last (empty when it has none).
     pub fn cursor(&self) -> String {
         self.cursor

@@ -7,6 +7,7 @@
 //! in [`ALL`], and a worker crate implementing `worker_runtime::channel::Channel`.
 
 pub mod signal;
+pub mod imessage;
 pub mod telegram;
 pub mod whatsapp;
 
@@ -57,7 +58,12 @@ pub struct Provider {
 pub const V3_DEFAULT_SEND_CHANNEL: &str = whatsapp::PROVIDER.id;
 
 /// Every provider Switchboard knows.
-pub const ALL: &[&Provider] = &[&telegram::PROVIDER, &whatsapp::PROVIDER, &signal::PROVIDER];
+pub const ALL: &[&Provider] = &[
+    &telegram::PROVIDER,
+    &whatsapp::PROVIDER,
+    &signal::PROVIDER,
+    &imessage::PROVIDER,
+];
 
 /// The provider with this channel id.
 pub fn get(id: &str) -> Option<&'static Provider> {
