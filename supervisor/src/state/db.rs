@@ -494,6 +494,11 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        // FULL = 2: a commit is on disk before the gateway acknowledges it.
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
     }
 
     /// The cost of `synchronous = FULL` against `NORMAL` on this machine (for the module
