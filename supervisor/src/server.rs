@@ -329,7 +329,10 @@ fn open_database(state: &StateDir, used_before: Option<&str>, reset: bool) -> Re
             }
             if let Err(e) = moved {
                 return Err(RunError::Db(DbError::Damaged {
-                    reason: format!("{reason}; moving it aside to {} failed: {e}", aside.display()),
+                    reason: format!(
+                        "{reason}; moving it aside to {} failed: {e}",
+                        aside.display()
+                    ),
                     path,
                 }));
             }

@@ -26,7 +26,13 @@ impl Tmpfs {
     pub fn mount(size: &str) -> Result<Tmpfs, String> {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -35,7 +41,6 @@ impl Tmpfs {
         }
         Ok(Tmpfs { dir })
     }
-
 }
 
 /// Writes a filler file into `dir` until its file system is full; returns its path.
@@ -109,9 +114,15 @@ async fn an_outcome_that_cannot_be_recorded_is_not_acknowledged_and_is_kept_once
     });
     let params = json!({"to": "42", "message": "durable or nothing", "idempotencyKey": "full-1"});
     let r = op.request("send", params.clone()).await;
-    assert_eq!(r["ok"], false, "never 'delivered' while the outcome is not recorded: {r}");
+    assert_eq!(
+        r["ok"], false,
+        "never 'delivered' while the outcome is not recorded: {r}"
+    );
     let msg = r["error"]["message"].as_str().unwrap_or_default();
-    assert!(msg.contains("not confirmed") && msg.contains("delivered"), "{r}");
+    assert!(
+        msg.contains("not confirmed") && msg.contains("delivered"),
+        "{r}"
+    );
     assert!(msg.contains("full"), "says why: {r}");
     assert_eq!(r["error"]["details"]["status"], "unrecorded", "{r}");
     assert_eq!(tg.sent_to("42").len(), 1, "the provider has it");
@@ -135,7 +146,10 @@ async fn an_outcome_that_cannot_be_recorded_is_not_acknowledged_and_is_kept_once
     assert_eq!(h["ok"], true, "{h}");
     let again = op.request("send", params).await;
     assert_eq!(again["ok"], true, "{again}");
-    assert_eq!(again["payload"]["messageId"], sent[0].message_id.to_string());
+    assert_eq!(
+        again["payload"]["messageId"],
+        sent[0].message_id.to_string()
+    );
     assert_eq!(tg.sent_to("42").len(), 1, "no second message");
     drop(op);
     drop(gw);

@@ -22,7 +22,9 @@ enum Answer {
     /// The guess was checked and refused.
     Checked,
     /// Refused unchecked: the gateway-wide budget is spent.
-    Limited { retry_after_ms: u64 },
+    Limited {
+        retry_after_ms: u64,
+    },
     Accepted,
 }
 
@@ -31,10 +33,7 @@ async fn attempt(port: u16, source: [u8; 4], token: &str) -> Answer {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind((std::net::Ipv4Addr::from(source), 0).into())
         .unwrap();
-    let tcp = sock
-        .connect(([127, 0, 0, 1], port).into())
-        .await
-        .unwrap();
+    let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     let (ws, _) = tokio_tungstenite::client_async(
         format!("ws://127.0.0.1:{port}"),
         tokio_tungstenite::MaybeTlsStream::Plain(tcp),
@@ -117,7 +116,10 @@ async fn parallel_guesses_from_loopback_are_held_to_the_gateway_wide_budget_and_
         (checked as f64) <= allowed,
         "{checked} guesses checked in {elapsed:.1} s; the budget allows {allowed:.0}"
     );
-    assert!(limited >= 100, "most guesses were refused unchecked: {limited}");
+    assert!(
+        limited >= 100,
+        "most guesses were refused unchecked: {limited}"
+    );
 
     // During a lockout the right token is held too; it gets in once the lockout ends.
     let wave: Vec<_> = (0..30u8)
@@ -139,7 +141,10 @@ async fn parallel_guesses_from_loopback_are_held_to_the_gateway_wide_budget_and_
             Answer::Accepted => continue,
         }
     };
-    assert!(owner <= 500, "the hint names the next free attempt: {owner} ms");
+    assert!(
+        owner <= 500,
+        "the hint names the next free attempt: {owner} ms"
+    );
     for t in wave {
         t.await.unwrap();
     }

@@ -43,7 +43,9 @@ fn run_to_exit(state: &Path, extra: &[&str]) -> (Option<i32>, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             // The log reader gets the last lines once the pipe closes.
-            wait_log(&log, "the refusal", |l| l.contains("ERROR") || l.contains("error"));
+            wait_log(&log, "the refusal", |l| {
+                l.contains("ERROR") || l.contains("error")
+            });
             return (status.code(), log.lock().unwrap().clone());
         }
         if Instant::now() > deadline {
@@ -125,7 +127,10 @@ async fn a_used_state_dir_whose_database_is_gone_refuses_to_start_until_reset_st
     assert_eq!(code, Some(STATE_LOST), "{log}");
     assert!(log.contains("is missing or empty"), "{log}");
     assert!(log.contains(&db.display().to_string()), "{log}");
-    assert!(log.contains("state-initialized"), "names the evidence: {log}");
+    assert!(
+        log.contains("state-initialized"),
+        "names the evidence: {log}"
+    );
     assert!(log.contains("--reset-state"), "says what to do: {log}");
     assert!(!db.exists(), "nothing was created in its place");
 
@@ -135,7 +140,9 @@ async fn a_used_state_dir_whose_database_is_gone_refuses_to_start_until_reset_st
         extra: vec!["--reset-state".into()],
         ..Default::default()
     });
-    gw.wait_log("the reset noted", |l| l.contains("--reset-state: the missing or empty database starts afresh"));
+    gw.wait_log("the reset noted", |l| {
+        l.contains("--reset-state: the missing or empty database starts afresh")
+    });
     let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
     assert_eq!(c.request("health", json!({})).await["ok"], true);
 }
@@ -176,14 +183,20 @@ async fn a_database_with_a_corrupt_header_is_refused_and_reset_state_moves_it_as
     assert_eq!(code, Some(STATE_LOST), "{log}");
     assert!(log.contains("is damaged"), "{log}");
     assert!(log.contains("--reset-state"), "{log}");
-    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the damaged file is untouched");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "the damaged file is untouched"
+    );
 
     let gw = Gateway::start_with(GatewayOpts {
         state: Some(Arc::clone(&state)),
         extra: vec!["--reset-state".into()],
         ..Default::default()
     });
-    gw.wait_log("the move noted", |l| l.contains("the damaged database was moved aside"));
+    gw.wait_log("the move noted", |l| {
+        l.contains("the damaged database was moved aside")
+    });
     let aside: Vec<_> = std::fs::read_dir(state.path())
         .unwrap()
         .filter_map(|e| e.ok())

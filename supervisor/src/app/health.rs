@@ -232,7 +232,10 @@ impl App {
     pub async fn run_storage_watch(self: Arc<Self>) {
         let mut fault = self.db.watch_fault();
         loop {
-            let passing = fault.borrow_and_update().as_ref().is_some_and(|f| !f.sticky);
+            let passing = fault
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|f| !f.sticky);
             if passing {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,

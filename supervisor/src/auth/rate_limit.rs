@@ -198,7 +198,9 @@ mod tests {
     fn the_gateway_wide_budget_holds_every_address_and_successes_give_back() {
         let l = AuthLimiter::default();
         for i in 0..GLOBAL_BURST as u32 {
-            let ip: IpAddr = format!("127.0.{}.{}", i / 200, i % 200 + 1).parse().unwrap();
+            let ip: IpAddr = format!("127.0.{}.{}", i / 200, i % 200 + 1)
+                .parse()
+                .unwrap();
             assert_eq!(l.gate(ip), Gate::Open, "attempt {i}");
             l.failed(ip);
         }

@@ -57,13 +57,20 @@ pub struct NewDelivery {
 /// A row's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Delivered { message_id: String },
-    Failed { error: String },
+    Delivered {
+        message_id: String,
+    },
+    Failed {
+        error: String,
+    },
     /// The worker answered, but its verdict could not be committed (full disk, I/O
     /// error): nothing is acknowledged. The row stays `sending` (what is durably known)
     /// while the dispatcher keeps trying to record the verdict; a restart before that
     /// makes it an uncertain delivery, attempted again with the worker told so.
-    Unrecorded { verdict: String, error: String },
+    Unrecorded {
+        verdict: String,
+        error: String,
+    },
 }
 
 /// A row as `enqueue` found or made it.

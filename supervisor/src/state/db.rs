@@ -265,7 +265,9 @@ impl Db {
     /// integrity check runs (`quick_check`) and a write probe: a failure there does not
     /// stop the start, it becomes the [`Fault`] `health` reports.
     pub fn open_state(path: &Path, used_before: Option<&str>) -> Result<Db, DbError> {
-        let empty = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+        let empty = std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
         let missing = |evidence: &str| DbError::Missing {
             path: path.to_owned(),
             dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
