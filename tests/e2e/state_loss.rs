@@ -299,7 +299,11 @@ impl ReadOnly {
 impl Drop for ReadOnly {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = Command::new("umount").arg(&self.file).status();
+            // Lazily: the gateway still holds the file open through the mount.
+            let _ = Command::new("umount").arg("-l").arg(&self.file).status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.file, std::fs::Permissions::from_mode(0o600));
         }
     }
 }
@@ -308,7 +312,7 @@ impl Drop for ReadOnly {
 async fn a_read_only_database_fails_health_with_the_reason_and_refuses_side_effects() {
     let state = Arc::new(tempfile::tempdir().unwrap());
     use_once(&state);
-    let Some(_ro) = ReadOnly::new(&db_file(state.path())) else {
+    let Some(ro) = ReadOnly::new(&db_file(state.path())) else {
         println!("skipped: the kernel refused a read-only bind mount (not permitted here)");
         return;
     };
@@ -323,6 +327,23 @@ async fn a_read_only_database_fails_health_with_the_reason_and_refuses_side_effe
     let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
     assert_unhealthy(&gw, &mut c, "read-only").await;
     assert_side_effect_refused(&mut c, "read-only").await;
+
+    // Writable again: the gateway notices by itself (its probe) and records again.
+    drop(ro);
+    gw.wait_log("the recovery logged", |l| {
+        l.contains("the database records again")
+    });
+    let h = c.request("health", json!({"probe": true})).await;
+    assert_eq!(h["ok"], true, "{h}");
+    let (code, _) = http_get(gw.port, "/healthz");
+    assert_eq!(code, 200);
+    let r = c
+        .request(
+            "agent",
+            json!({"message": "hello", "idempotencyKey": "after-ro"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
     drop(c);
     drop(gw);
 }

@@ -373,7 +373,15 @@ impl Db {
 
     fn probe_blocking(&self) -> Result<(), DbError> {
         let result = {
-            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            // SQLite opens a file it cannot write read-only, for good: once the file is
+            // writable again, only a new connection can write.
+            if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false)
+                && let Ok(fresh) = connect(&self.path)
+                && !fresh.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+            {
+                *conn = fresh;
+            }
             conn.execute(
                 "INSERT INTO state_meta (key, value) VALUES ('probe', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
