@@ -68,6 +68,7 @@ impl RunError {
         match self {
             RunError::Config(_) => ExitCode::Config,
             RunError::StateDir(StateDirError::Locked { .. }) => ExitCode::StateDirLocked,
+            RunError::Db(DbError::Missing { .. } | DbError::Damaged { .. }) => ExitCode::StateLost,
             RunError::StateDir(_)
             | RunError::Db(_)
             | RunError::Devices(_)
@@ -108,6 +109,8 @@ fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, RunError> {
 pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     config.validate()?;
     let state = StateDir::open(&config.state_dir)?;
+    // Looked at before this start creates anything in the directory.
+    let used_before = state.used_before();
     // No token or password configured: the gateway's own token, made at first start.
     let generated = if config.auth.token.is_none() && config.auth.password.is_none() {
         let (token, created) = crate::state::gateway_token::load_or_create(state.path())?;
@@ -121,7 +124,10 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     } else {
         None
     };
-    let db = Db::open(&state.db_path())?;
+    let db = open_database(&state, used_before.as_deref(), config.reset_state)?;
+    if let Err(e) = state.mark_used() {
+        tracing::warn!(error = %e, dir = %state.path().display(), "cannot write the state directory's marker");
+    }
     let validators = Validators::build()?;
 
     let addrs = config.bind.addrs();
@@ -215,6 +221,7 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     crate::channels::inbound::resume(&app).await;
     tasks.spawn(Arc::clone(&app).run_ticker());
     tasks.spawn(Arc::clone(&app).run_health_refresher());
+    tasks.spawn(Arc::clone(&app).run_storage_watch());
     tasks.spawn(Arc::clone(&app).run_presence_broadcaster());
     tasks.spawn(crate::ops::memory::run_trimmer(Arc::clone(&app)));
     for (ip, listener) in listeners {
@@ -300,6 +307,46 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     drop(state);
     tracing::info!("gateway stopped");
     Ok(stopped)
+}
+
+/// The database, refusing to replace a lost one silently unless `reset` (`--reset-state`):
+/// then an unreadable file is moved aside, and a missing or empty one is started afresh.
+fn open_database(state: &StateDir, used_before: Option<&str>, reset: bool) -> Result<Db, RunError> {
+    let path = state.db_path();
+    match Db::open_state(&path, used_before) {
+        Err(DbError::Missing { .. }) if reset => {
+            tracing::warn!(path = %path.display(), "--reset-state: the missing or empty database starts afresh");
+            Ok(Db::open_state(&path, None)?)
+        }
+        Err(DbError::Damaged { reason, .. }) if reset => {
+            let aside = path.with_extension(format!("sqlite.damaged-{}", crate::clock::now_ms()));
+            let moved = std::fs::rename(&path, &aside);
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.clone().into_os_string();
+                side.push(suffix);
+                let mut moved_side = aside.clone().into_os_string();
+                moved_side.push(suffix);
+                let _ = std::fs::rename(&side, &moved_side);
+            }
+            if let Err(e) = moved {
+                return Err(RunError::Db(DbError::Damaged {
+                    reason: format!(
+                        "{reason}; moving it aside to {} failed: {e}",
+                        aside.display()
+                    ),
+                    path,
+                }));
+            }
+            tracing::warn!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                reason,
+                "--reset-state: the damaged database was moved aside; starting with an empty one"
+            );
+            Ok(Db::open_state(&path, None)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Pings systemd's watchdog from the runtime: if the runtime stalls, the pings stop and

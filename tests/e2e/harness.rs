@@ -136,16 +136,29 @@ impl Gateway {
     }
 
     pub fn start_with(opts: GatewayOpts) -> Gateway {
+        Gateway::start_until(opts, |l| l.contains(" ERROR "))
+    }
+
+    /// Starts a gateway expected to log errors while it serves (a damaged database):
+    /// waits for it to listen, or to exit.
+    pub fn start_degraded(opts: GatewayOpts) -> Gateway {
+        Gateway::start_until(opts, |l| l.contains("gateway stopped"))
+    }
+
+    fn start_until(opts: GatewayOpts, failed: impl Fn(&str) -> bool) -> Gateway {
         let state = opts
             .state
             .clone()
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
         let (child, log) = spawn_gateway(&opts, state.path());
+        let child = std::cell::RefCell::new(child);
         wait_log(&log, "the gateway to listen", |l| {
             l.contains("listening on ws://")
                 || l.contains("listening on wss://")
-                || l.contains(" ERROR ")
+                || failed(l)
+                || child.borrow_mut().try_wait().ok().flatten().is_some()
         });
+        let child = child.into_inner();
         let port = {
             let l = log.lock().unwrap();
             let Some(at) = l.find("listening on ws") else {
@@ -284,6 +297,15 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("websocket connect");
+        Client {
+            ws,
+            next_id: 0,
+            backlog: vec![],
+        }
+    }
+
+    /// A client on a WebSocket the test opened itself (e.g. from a chosen source address).
+    pub fn from_ws(ws: Ws) -> Client {
         Client {
             ws,
             next_id: 0,

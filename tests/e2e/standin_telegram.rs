@@ -59,6 +59,9 @@ pub struct State {
     pub fail_next: VecDeque<Fail>,
     /// Requests whose path did not carry the right token.
     pub unauthorized_calls: u64,
+    /// Runs when a `sendMessage` has been accepted, before the answer goes out (a test
+    /// breaks the gateway's disk exactly there).
+    pub on_accept: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub struct Telegram {
@@ -323,6 +326,9 @@ async fn handle(
                 text: text.clone(),
                 message_id: id,
             });
+            if let Some(hook) = s.on_accept.clone() {
+                hook();
+            }
             let chat_num: i64 = chat_id.parse().unwrap_or(0);
             let chat = if chat_num < 0 {
                 json!({"id": chat_num, "type": "supergroup", "title": "Team"})

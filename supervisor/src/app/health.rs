@@ -155,7 +155,7 @@ impl App {
             channel_order.push(id);
         }
         let mut snapshot = HealthSnapshot {
-            ok: true,
+            ok: self.db.fault().is_none(),
             ts: now_ms(),
             duration_ms: 0,
             channels,
@@ -224,6 +224,31 @@ impl App {
                 _ = tokio::time::sleep(Duration::from_millis(HEALTH_CACHE_MS)) => {}
             }
             self.refresh_health(false).await;
+        }
+    }
+
+    /// While the database cannot record for a reason that may pass (full disk, I/O
+    /// error, read-only), probes it every two seconds; health follows every change.
+    pub async fn run_storage_watch(self: Arc<Self>) {
+        let mut fault = self.db.watch_fault();
+        loop {
+            let passing = fault
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|f| !f.sticky);
+            if passing {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                let _ = self.db.probe().await;
+            } else {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = fault.changed() => {}
+                }
+            }
+            self.health_changed();
         }
     }
 

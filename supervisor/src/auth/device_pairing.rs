@@ -24,7 +24,7 @@ use crate::auth::pending::{Pending, PendingError, Request};
 use crate::clock::now_ms;
 use crate::state::db::{Db, DbError};
 
-const KEY_FILE: &str = "device-token.key";
+pub const KEY_FILE: &str = "device-token.key";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -1,8 +1,23 @@
-//! Slows down and locks out repeated failed authentication, per peer address.
+//! Slows down and locks out repeated failed authentication, per peer address and for the
+//! whole gateway.
 //!
-//! Loopback peers are never locked out, but each failure in a row delays the answer:
-//! 250 ms, doubling to 5 s (as the v4 reference does). Other peers get ten tries a
-//! minute, then five minutes of `AUTH_RATE_LIMITED`. Guessed secrets are never recorded.
+//! * **Per address.** A loopback peer's failures in a row delay its answer: 250 ms,
+//!   doubling to 5 s (as the v4 reference does). Other peers get ten tries a minute,
+//!   then five minutes of `AUTH_RATE_LIMITED`.
+//! * **Per gateway.** Every connect draws one attempt from one budget shared by all
+//!   peers (loopback included, whatever their address or however many connections run
+//!   in parallel): [`GLOBAL_BURST`] at once, refilled at [`GLOBAL_PER_SECOND`] per second.
+//!   A connect that authenticates gives its attempt back, so only failures spend the
+//!   budget. With the budget spent, connects are refused unchecked with
+//!   `AUTH_RATE_LIMITED` and `retryAfterMs` (the time to the next attempt): however
+//!   many connections a guesser opens, it gets at most 20 guesses and then 2 a second.
+//!
+//! The owner during a lockout: a right secret is held too (letting it through would tell
+//! a guesser when it is right, at full speed). The lockout ends by itself: it lasts only
+//! while failures come faster than the budget refills, and the owner gets in at the
+//! first attempt after `retryAfterMs` (at most 500 ms) once the guessing stops.
+//! Connections already open are never affected. The lockout is logged once when it
+//! starts and once when it ends, with counts only: no guessed secret is ever recorded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +31,36 @@ const REMOTE_MAX_FAILURES: u32 = 10;
 const REMOTE_LOCKOUT: Duration = Duration::from_secs(300);
 /// Peers tracked at most; the oldest entries are forgotten beyond this.
 const MAX_PEERS: usize = 4096;
+/// Gateway-wide: attempts that may fail at once.
+pub const GLOBAL_BURST: f64 = 20.0;
+/// Gateway-wide: attempts that may fail per second after the burst.
+pub const GLOBAL_PER_SECOND: f64 = 2.0;
+
+/// The gateway-wide attempt budget (a token bucket).
+struct Budget {
+    tokens: f64,
+    at: Instant,
+    /// In a lockout: attempts refused unchecked since it began.
+    refused: Option<u64>,
+}
+
+impl Budget {
+    fn refill(&mut self, now: Instant) {
+        let dt = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * GLOBAL_PER_SECOND).min(GLOBAL_BURST);
+        self.at = now;
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            tokens: GLOBAL_BURST,
+            at: Instant::now(),
+            refused: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -27,6 +72,7 @@ struct Failures {
 #[derive(Default)]
 pub struct AuthLimiter {
     peers: Mutex<HashMap<IpAddr, Failures>>,
+    budget: Mutex<Budget>,
 }
 
 /// What to do about a peer before checking its credentials.
@@ -37,17 +83,47 @@ pub enum Gate {
 }
 
 impl AuthLimiter {
+    /// Before a connect's credentials are checked: open (one attempt drawn from the
+    /// gateway's budget; [`AuthLimiter::succeeded`] gives it back) or locked.
     pub fn gate(&self, ip: IpAddr) -> Gate {
-        if ip.is_loopback() {
-            return Gate::Open;
+        let now = Instant::now();
+        if !ip.is_loopback() {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(until) = peers.get(&ip).and_then(|f| f.locked_until)
+                && until > now
+            {
+                return Gate::Locked {
+                    retry_after: until - now,
+                };
+            }
         }
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        match peers.get(&ip).and_then(|f| f.locked_until) {
-            Some(until) if until > Instant::now() => Gate::Locked {
-                retry_after: until - Instant::now(),
-            },
-            _ => Gate::Open,
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        b.refill(now);
+        if b.tokens < 1.0 {
+            let retry_after = Duration::from_secs_f64((1.0 - b.tokens) / GLOBAL_PER_SECOND)
+                .max(Duration::from_millis(1));
+            match &mut b.refused {
+                Some(n) => *n += 1,
+                None => {
+                    b.refused = Some(1);
+                    tracing::warn!(
+                        burst = GLOBAL_BURST,
+                        per_second = GLOBAL_PER_SECOND,
+                        "authentication failures exceed the gateway-wide budget: new connects are \
+                         refused unchecked (AUTH_RATE_LIMITED) until the budget refills"
+                    );
+                }
+            }
+            return Gate::Locked { retry_after };
         }
+        if let Some(refused) = b.refused.take() {
+            tracing::warn!(
+                refused,
+                "gateway-wide authentication lockout ended (connects refused unchecked meanwhile)"
+            );
+        }
+        b.tokens -= 1.0;
+        Gate::Open
     }
 
     /// Records a failure; returns how long to wait before answering.
@@ -85,7 +161,12 @@ impl AuthLimiter {
         }
     }
 
+    /// The connect authenticated: its attempt goes back to the budget.
     pub fn succeeded(&self, ip: IpAddr) {
+        {
+            let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+            b.tokens = (b.tokens + 1.0).min(GLOBAL_BURST);
+        }
         self.peers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -111,6 +192,25 @@ mod tests {
         assert_eq!(l.gate(ip), Gate::Open);
         l.succeeded(ip);
         assert_eq!(l.failed(ip), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_gateway_wide_budget_holds_every_address_and_successes_give_back() {
+        let l = AuthLimiter::default();
+        for i in 0..GLOBAL_BURST as u32 {
+            let ip: IpAddr = format!("127.0.{}.{}", i / 200, i % 200 + 1)
+                .parse()
+                .unwrap();
+            assert_eq!(l.gate(ip), Gate::Open, "attempt {i}");
+            l.failed(ip);
+        }
+        let other: IpAddr = "127.9.9.9".parse().unwrap();
+        let Gate::Locked { retry_after } = l.gate(other) else {
+            panic!("the budget is spent");
+        };
+        assert!(retry_after <= Duration::from_millis(500), "{retry_after:?}");
+        l.succeeded(other);
+        assert_eq!(l.gate(other), Gate::Open);
     }
 
     #[test]

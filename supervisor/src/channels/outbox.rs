@@ -30,13 +30,24 @@ pub async fn dispatch(app: Arc<App>, channel: String) {
         return;
     };
     let outbox = &app.outbox;
+    let mut fault = app.db.watch_fault();
     loop {
+        // The database cannot record: deliver nothing (an outcome could not be kept)
+        // until it can, without retrying in a loop.
+        if fault.borrow_and_update().is_some() {
+            tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                _ = fault.changed() => {}
+            }
+            continue;
+        }
         // Registered before looking, so a row added meanwhile is not missed.
         let woken = outbox.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let next = match next(&app.db, &channel).await {
             Ok(n) => n,
+            Err(_) if app.db.fault().is_some() => continue,
             Err(e) => {
                 tracing::error!(channel, error = %e, "cannot read the outbox; retrying");
                 Next::At(now_ms() + 1000)
@@ -87,8 +98,11 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
         })
         .await;
     if let Err(e) = marked {
-        tracing::error!(delivery = %id, error = %e, "cannot mark a delivery as sending");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Not sent: the row stays pending. A storage fault is waited out by `dispatch`.
+        if app.db.fault().is_none() {
+            tracing::error!(delivery = %id, error = %e, "cannot mark a delivery as sending");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         return;
     }
     let mut client = WorkerClient::new(ch);
@@ -155,11 +169,79 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
             None
         }
     };
-    let session = due.session_key.clone();
-    let text = due.text.clone();
-    let stored = app
-        .db
-        .call(move |c| {
+    let said = match &verdict {
+        Verdict::Delivered(mid) => format!("delivered (message id {mid})"),
+        Verdict::Failed => format!("a permanent failure ({detail})"),
+        Verdict::RetryIn(_) => format!("not delivered yet ({detail})"),
+    };
+    let record = Record {
+        seq,
+        verdict,
+        detail,
+        lost,
+        session: due.session_key.clone(),
+        text: due.text.clone(),
+    };
+    // Acknowledged only once durable: until the verdict is committed, a waiting client
+    // hears that it is not confirmed, and the dispatcher keeps trying to record it.
+    let mut told = false;
+    let mut fault = app.db.watch_fault();
+    loop {
+        let r = record.clone();
+        match app.db.call(move |c| r.store(c)).await {
+            Ok(()) => break,
+            Err(e) => {
+                if !told {
+                    tracing::error!(delivery = %id, error = %e, "cannot record a delivery's outcome; holding it until it can be recorded");
+                    app.outbox.finished(
+                        &id,
+                        Outcome::Unrecorded {
+                            verdict: said.clone(),
+                            error: e.to_string(),
+                        },
+                    );
+                    told = true;
+                }
+                fault.borrow_and_update();
+                tokio::select! {
+                    // The row stays `sending`: the next start resumes it as uncertain.
+                    _ = app.shutdown.cancelled() => return,
+                    _ = fault.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
+    if told {
+        tracing::info!(delivery = %id, "a delivery's outcome is recorded after all");
+    }
+    if let Some(o) = outcome {
+        app.outbox.finished(&id, o);
+    }
+}
+
+/// A verdict to commit.
+#[derive(Clone)]
+struct Record {
+    seq: i64,
+    verdict: Verdict,
+    detail: String,
+    lost: bool,
+    session: Option<String>,
+    text: String,
+}
+
+impl Record {
+    fn store(self, c: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        let Record {
+            seq,
+            verdict,
+            detail,
+            lost,
+            session,
+            text,
+        } = self;
+        {
             let now = now_ms() as i64;
             let tx = c.transaction()?;
             match verdict {
@@ -187,16 +269,11 @@ async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: D
                 }
             }
             tx.commit()
-        })
-        .await;
-    if let Err(e) = stored {
-        tracing::error!(delivery = %id, error = %e, "cannot record a delivery's outcome");
-    }
-    if let Some(o) = outcome {
-        app.outbox.finished(&id, o);
+        }
     }
 }
 
+#[derive(Clone)]
 enum Verdict {
     Delivered(String),
     Failed,

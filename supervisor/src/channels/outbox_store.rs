@@ -10,6 +10,10 @@
 //!   `reply:<inbound id>`); a second request with the key finds the first row.
 //! * **Ordered per chat.** A row is attempted only when no older row to the same target
 //!   is still open.
+//! * **Acknowledged only once durable.** A `send` is answered "delivered" only after the
+//!   outcome is committed (WAL, `synchronous = FULL`: it survives a power loss). When the
+//!   outcome cannot be written (disk full, I/O error), the client gets `UNAVAILABLE`
+//!   naming what the provider said and why it is not recorded; the row stays `sending`.
 //! * **The provider's verdict is honoured.** Delivered: its message id is kept. Rate
 //!   limited: the row waits `retry_after`. Refused for good (chat not found, blocked):
 //!   the row fails at once with the provider's reason. Anything else is retried with
@@ -53,8 +57,20 @@ pub struct NewDelivery {
 /// A row's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Delivered { message_id: String },
-    Failed { error: String },
+    Delivered {
+        message_id: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The worker answered, but its verdict could not be committed (full disk, I/O
+    /// error): nothing is acknowledged. The row stays `sending` (what is durably known)
+    /// while the dispatcher keeps trying to record the verdict; a restart before that
+    /// makes it an uncertain delivery, attempted again with the worker told so.
+    Unrecorded {
+        verdict: String,
+        error: String,
+    },
 }
 
 /// A row as `enqueue` found or made it.

@@ -191,5 +191,15 @@ fn answer(
         })
         .unwrap_or_default()),
         Outcome::Failed { error } => Err(RpcError::unavailable(error.clone())),
+        Outcome::Unrecorded { verdict, error } => {
+            let mut e = RpcError::unavailable(format!(
+                "not confirmed: the {channel} worker reported {verdict}, but the gateway could not \
+                 record it ({error}); the delivery stays open until it is recorded. Do not send \
+                 it again under a new key; retry with the same idempotencyKey for the result"
+            ))
+            .with_details(json!({"status": "unrecorded"}));
+            e.retryable = Some(true);
+            Err(e)
+        }
     }
 }

@@ -401,6 +401,12 @@ pub struct RunArgs {
     /// (testing aid; default 256 MiB).
     #[arg(long, hide = true)]
     pub max_queued_bytes: Option<usize>,
+    /// Start even though the state directory was used before and its database is
+    /// missing, empty or unreadable: an unreadable database is moved aside
+    /// (`switchboard.sqlite.damaged-<time>`) and an empty one is created. History, paired
+    /// devices and delivery records start afresh. Use once, not in a service unit.
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 impl RunArgs {
@@ -420,6 +426,7 @@ impl RunArgs {
             worker_health_interval_ms: self.worker_health_interval_ms,
             max_queued_bytes: self.max_queued_bytes,
             no_agent: self.no_agent,
+            reset_state: self.reset_state,
             workers: self.workers,
         }
     }

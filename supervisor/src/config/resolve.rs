@@ -180,6 +180,7 @@ impl Resolver<'_> {
         if let Some(ms) = self.flags.tick_interval_ms {
             self.cfg.tick_interval = Duration::from_millis(ms.max(10));
         }
+        self.cfg.reset_state = self.flags.reset_state;
         if let Some(b) = self.flags.max_queued_bytes {
             self.cfg.max_queued_bytes = b.max(64 * 1024);
         }

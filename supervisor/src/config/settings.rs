@@ -160,6 +160,8 @@ pub struct GatewayConfig {
     pub metrics: bool,
     /// Bytes queued for all clients together before the longest queues are cut.
     pub max_queued_bytes: usize,
+    /// `--reset-state`: a used state directory may start with a fresh database.
+    pub reset_state: bool,
     /// Routing of each enabled messaging channel.
     pub channels: Vec<ChannelConfig>,
     /// Where each secret came from (`gateway.auth.token` → `env SWITCHBOARD_GATEWAY_TOKEN`),
@@ -191,6 +193,7 @@ impl GatewayConfig {
             tls: None,
             metrics: true,
             max_queued_bytes: crate::events::hub::DEFAULT_MAX_QUEUED_TOTAL,
+            reset_state: false,
             channels: Vec::new(),
             sources: BTreeMap::new(),
         }
@@ -308,6 +311,8 @@ pub struct Flags {
     pub worker_health_interval_ms: Option<u64>,
     pub max_queued_bytes: Option<usize>,
     pub no_agent: bool,
+    /// `--reset-state`: accept a fresh database in a used state directory.
+    pub reset_state: bool,
     /// Extra workers as JSON objects (`--worker`).
     pub workers: Vec<String>,
 }

@@ -213,6 +213,8 @@ impl Response {
             404 => "Not Found",
             405 => "Method Not Allowed",
             413 => "Payload Too Large",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
             _ => "Error",
         }
     }
@@ -347,10 +349,21 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
                 ],
             }
         }
-        "/healthz" => Response::json(
-            200,
-            &serde_json::json!({"ok": true, "version": crate::VERSION, "uptimeMs": app.uptime_ms()}),
-        ),
+        "/healthz" => match app.db.fault() {
+            None => Response::json(
+                200,
+                &serde_json::json!({"ok": true, "version": crate::VERSION, "uptimeMs": app.uptime_ms()}),
+            ),
+            Some(fault) => Response::json(
+                503,
+                &serde_json::json!({
+                    "ok": false,
+                    "version": crate::VERSION,
+                    "uptimeMs": app.uptime_ms(),
+                    "error": format!("the database {} cannot record: {}", app.db.path().display(), fault.reason),
+                }),
+            ),
+        },
         "/metrics" if app.config.metrics => {
             if !local && !authorized(app, head) {
                 let mut r = Response::text(

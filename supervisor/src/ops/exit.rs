@@ -20,12 +20,16 @@ pub enum ExitCode {
     State = 6,
     /// A client command could not reach the gateway or was refused by it.
     Unreachable = 7,
+    /// The state directory was used before but its database is missing, empty or
+    /// unreadable: the gateway refuses to start over it silently (`--reset-state`).
+    StateLost = 8,
 }
 
 impl ExitCode {
     pub const HELP: &'static str = "Exit codes: 0 ok, 1 failure, 2 usage, 3 config error, \
 4 port in use (another gateway), 5 state directory locked (another gateway), \
-6 state directory/database error, 7 gateway unreachable or request refused.";
+6 state directory/database error, 7 gateway unreachable or request refused, \
+8 database missing, empty or unreadable in a used state directory (see --reset-state).";
 }
 
 impl From<ExitCode> for std::process::ExitCode {

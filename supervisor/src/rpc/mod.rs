@@ -34,6 +34,39 @@ use crate::protocol::error::RpcError;
 use crate::protocol::frame;
 use crate::protocol::validate::Report;
 
+/// Methods whose effect the database must record (a side effect, an acknowledgement, a
+/// pairing). While the database cannot record ([`crate::state::db::Db::fault`]) they are
+/// refused with `UNAVAILABLE` and the reason, before anything is done.
+const RECORDING: &[&str] = &[
+    "send",
+    "agent",
+    "chat.send",
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.token.rotate",
+    "device.token.revoke",
+    "node.pair.request",
+    "node.pair.approve",
+    "node.pair.reject",
+    "node.rename",
+    "pairing.approve",
+    "pairing.reject",
+    "pairing.revoke",
+];
+
+/// The refusal of a recording method while the database cannot record.
+pub fn storage_refusal(app: &App) -> Option<RpcError> {
+    let fault = app.db.fault()?;
+    let mut e = RpcError::unavailable(format!(
+        "the gateway cannot record to its database {} ({}); nothing was done. \
+         The operator must fix the storage (see `health`)",
+        app.db.path().display(),
+        fault.reason
+    ));
+    e.retryable = Some(!fault.sticky);
+    Some(e)
+}
+
 /// v4: this many `unauthorized role` refusals in a row close the connection.
 const UNAUTHORIZED_FLOOD: u32 = 11;
 
@@ -296,6 +329,11 @@ fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
             false,
         );
     };
+    if RECORDING.contains(&method.name)
+        && let Some(e) = storage_refusal(app)
+    {
+        return refused(e, false);
+    }
     // Absent or null params mean "none", as in the references.
     let params = match parsed.get("params") {
         None | Some(Value::Null) => json!({}),

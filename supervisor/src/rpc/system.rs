@@ -10,6 +10,15 @@ use super::{Call, Reply, to_value};
 use crate::protocol::error::RpcError;
 
 pub async fn health(c: Call) -> Result<Reply, RpcError> {
+    if let Some(fault) = c.app.db.fault() {
+        let mut e = RpcError::unavailable(format!(
+            "unhealthy: the database {} cannot record: {}",
+            c.app.db.path().display(),
+            fault.reason
+        ));
+        e.retryable = Some(!fault.sticky);
+        return Err(e);
+    }
     let probe = c.params.get("probe").and_then(Value::as_bool) == Some(true);
     let cached = c.app.health_cache();
     let fresh =

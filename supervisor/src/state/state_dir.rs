@@ -3,6 +3,11 @@
 //! The lock is an exclusive `flock` on `gateway.lock`, held for the process's life. The
 //! kernel drops it when the process dies, however it dies, so a stale lock file from a
 //! killed gateway never blocks a restart; the pid written inside is only for messages.
+//!
+//! The directory knows it has been used: [`MARKER_FILE`] is written once the database
+//! was opened at the first start, and the key files made at first start count too (for
+//! directories from before the marker). A used directory whose database is missing or
+//! empty is refused at start (`--reset-state` overrides).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -41,6 +46,8 @@ pub enum StateDirError {
 
 pub const LOCK_FILE: &str = "gateway.lock";
 pub const DB_FILE: &str = "switchboard.sqlite";
+/// Written at the first start: this directory has held a gateway's state.
+pub const MARKER_FILE: &str = "state-initialized";
 
 impl StateDir {
     /// Creates the directory (mode 0700) if needed and takes its lock without waiting.
@@ -106,6 +113,46 @@ impl StateDir {
 
     pub fn db_path(&self) -> PathBuf {
         self.path.join(DB_FILE)
+    }
+
+    /// What shows an earlier start used this directory (the files found), if anything.
+    /// Call before this start creates any of them.
+    pub fn used_before(&self) -> Option<String> {
+        let found: Vec<&str> = [
+            MARKER_FILE,
+            crate::auth::device_pairing::KEY_FILE,
+            crate::state::gateway_token::FILE_NAME,
+        ]
+        .into_iter()
+        .filter(|f| self.path.join(f).exists())
+        .collect();
+        (!found.is_empty()).then(|| format!("found {}", found.join(", ")))
+    }
+
+    /// Records that this directory holds a gateway's state (once; durable).
+    pub fn mark_used(&self) -> std::io::Result<()> {
+        let path = self.path.join(MARKER_FILE);
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            writeln!(
+                f,
+                "{{\"createdAtMs\":{},\"version\":\"{}\"}}",
+                crate::clock::now_ms(),
+                crate::VERSION
+            )?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.path)?.sync_all()
     }
 }
 
