@@ -6,8 +6,8 @@
 //! Adding a provider: a file here with its [`Provider`] (and its section type), a line
 //! in [`ALL`], and a worker crate implementing `worker_runtime::channel::Channel`.
 
-pub mod signal;
 pub mod imessage;
+pub mod signal;
 pub mod telegram;
 pub mod whatsapp;
 
