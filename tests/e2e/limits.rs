@@ -367,11 +367,9 @@ async fn over_the_global_queue_bound_the_clients_that_stopped_reading_are_cut_fi
         .lines()
         .filter(|l| l.contains("slow consumer cut"))
         .collect();
+    // Exactly the four that stopped reading (whether their writers had waited long
+    // enough to count as stalled or were cut as the longest queues); the reader is not.
     assert_eq!(cuts.len(), 4, "{cuts:#?}");
-    assert!(
-        cuts.iter().all(|l| l.contains("(not reading)")),
-        "{cuts:#?}"
-    );
     assert_eq!(reader.request("health", json!({})).await["ok"], true);
 }
 
