@@ -3,7 +3,8 @@
 # v3) and Switchboard (release build), one after the other on this machine, and prints
 # both figures and their ratios. Loopback only; every scenario is bounded in count and time.
 #
-# Usage: bench/compare.sh            (QUICK=1 for a short run)
+# Usage: bench/compare.sh            (QUICK=1 for a short run; SOAK=0 skips the 10-minute
+#                                    churn soak; RESULTS=FILE keeps the raw results)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(cd "$root/../shared" && pwd)
@@ -50,10 +51,12 @@ ref_pid=$(ss -ltnp "sport = :$ref_port" | grep -o 'pid=[0-9]*' | head -1 | cut -
 [ -n "$ref_pid" ] || { echo "cannot find the reference gateway's pid" >&2; exit 1; }
 
 if [ "$quick" = 1 ]; then n=300; hs=300; idle=200; fan=10; storm=200; settle=3; soak=60; else n=20000; hs=2000; idle=1000; fan=50; storm=1000; settle=30; soak=600; fi
-results="$work/results.txt"
+# RESULTS=FILE keeps the raw results (one JSON line per run) after the run.
+results=${RESULTS:-$work/results.txt}
+: >"$results"
 run() { # label port pid args...
   local label=$1 port=$2 pid=$3; shift 3
-  "$bench" --label "$label" --url "ws://127.0.0.1:$port" --token "$token" --max-seconds 120 "$@" --pid "$pid" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
+  "$bench" --label "$label" --url "ws://127.0.0.1:$port" --token "$token" --max-seconds "${max:-120}" "$@" --pid "$pid" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
 }
 for g in "reference $ref_port $ref_pid" "switchboard $sb_port $sb_pid"; do
   set -- $g
@@ -76,7 +79,9 @@ echo "== switchboard only"
 run switchboard "$sb_port" "$sb_pid" --scenario health --count "$n" --concurrency 100 --rate 10000
 run switchboard "$sb_port" "$sb_pid" --scenario recovery --count 5
 # Churn soak: 200 tracked clients held, 50 joins (and leaves) a second, RSS every 10 s.
-run switchboard "$sb_port" "$sb_pid" --tracked --scenario soak --concurrency 200 --rate 50 --count 1000000 --max-seconds "$soak" --sample-seconds 10
+if [ "${SOAK:-1}" != 0 ]; then
+  max=$soak run switchboard "$sb_port" "$sb_pid" --tracked --scenario soak --concurrency 200 --rate 50 --count 1000000 --sample-seconds 10
+fi
 kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
 "$bench" --label switchboard --url "ws://127.0.0.1:$sb_port" --token "$token" --scenario coldstart --count 20 \
   --spawn "exec $sb gateway run --port $sb_port --token $token --state-dir $work/cold-\$\$" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"

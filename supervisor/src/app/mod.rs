@@ -40,6 +40,15 @@ pub const HEALTH_CACHE_MS: u64 = 60_000;
 const HEALTH_DEBOUNCE: Duration = Duration::from_millis(200);
 /// Presence changes within this long go out as one `presence` event.
 pub const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
+/// The window grows with the audience: 50 µs per connection, up to [`PRESENCE_COALESCE`]
+/// (a hundred clients hear of back-to-back changes within 5 ms, a thousand within 50).
+const PRESENCE_COALESCE_PER_CONN: Duration = Duration::from_micros(50);
+
+fn presence_window(connections: usize) -> Duration {
+    PRESENCE_COALESCE_PER_CONN
+        .saturating_mul(u32::try_from(connections).unwrap_or(u32::MAX))
+        .min(PRESENCE_COALESCE)
+}
 /// System-event lines kept for `status`.
 const SYSTEM_EVENTS_MAX: usize = 20;
 
@@ -237,27 +246,38 @@ impl App {
         self.presence_dirty.notify_one();
     }
 
-    /// Sends `presence` events: after a change, at most one per [`PRESENCE_COALESCE`],
-    /// carrying the list as it is then. A storm of joins and leaves costs a few events,
-    /// each encoded once, instead of one full list per change per client; a client only
-    /// ever needed the newest list (the events are drop-if-slow in the reference too).
+    /// Sends `presence` events: a change is sent at once, then changes within the next
+    /// window ([`presence_window`], at most [`PRESENCE_COALESCE`]) go out together when it
+    /// ends, carrying the list as it is
+    /// then. A lone change costs no delay; a storm of joins and leaves costs one event per
+    /// window, each encoded once, instead of one full list per change per client (a
+    /// client only ever needed the newest list; the events are drop-if-slow in the
+    /// reference too).
     pub async fn run_presence_broadcaster(self: Arc<Self>) {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.presence_dirty.notified() => {}
             }
+            self.broadcast_presence();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(PRESENCE_COALESCE) => {}
+                _ = tokio::time::sleep(presence_window(self.hub.connections())) => {}
             }
+        }
+    }
+
+    fn broadcast_presence(&self) {
+        {
             let payload = |v| format!("{{\"presence\":{}}}", self.presence_encoded(v));
+            let sv = self.state_version();
             let b = Broadcast::encoded_per_version(
                 "presence",
                 [&payload(ProtocolVersion::V3), &payload(ProtocolVersion::V4)],
-                Some(self.state_version()),
+                Some(sv),
                 true,
-            );
+            )
+            .of_presence_version(sv.presence);
             self.hub.broadcast(&b);
         }
     }

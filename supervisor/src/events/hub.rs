@@ -81,6 +81,9 @@ pub struct ConnHandle {
     /// [`clock_ms`], 0 when it is not waiting): a client that stopped reading leaves its
     /// writer waiting, one that reads slowly does not.
     write_started: AtomicU64,
+    /// The presence version this client's `hello-ok` snapshot carried: a `presence`
+    /// event of that version or older tells it nothing new and is not sent.
+    presence_seen: AtomicU64,
 }
 
 /// A writer that has waited this long on one write counts as stalled when the global
@@ -169,6 +172,7 @@ impl ConnHandle {
             cut: CancellationToken::new(),
             close_with: Mutex::new(None),
             write_started: AtomicU64::new(0),
+            presence_seen: AtomicU64::new(0),
         };
         let handle = Arc::new(handle);
         let queue = Queue {
@@ -205,6 +209,11 @@ impl ConnHandle {
             0 => std::time::Duration::ZERO,
             t => std::time::Duration::from_millis(clock_ms().saturating_sub(t)),
         }
+    }
+
+    /// Notes the presence version the client's `hello-ok` carried.
+    pub fn saw_presence(&self, version: u64) {
+        self.presence_seen.fetch_max(version, Ordering::Relaxed);
     }
 
     /// Whether the connection is already being closed.
@@ -293,6 +302,8 @@ pub struct Broadcast {
     pub event: String,
     pub drop_if_slow: bool,
     templates: [Option<EventTemplate>; 2],
+    /// For `presence`: the list's version (0: not a presence list).
+    presence_version: u64,
 }
 
 impl Broadcast {
@@ -308,6 +319,7 @@ impl Broadcast {
             event: event.to_owned(),
             drop_if_slow,
             templates: [Some(t.clone()), Some(t)],
+            presence_version: 0,
         }
     }
 
@@ -322,6 +334,7 @@ impl Broadcast {
             event: event.to_owned(),
             drop_if_slow,
             templates: payloads.map(|p| Some(EventTemplate::from_json(event, p, state_version))),
+            presence_version: 0,
         }
     }
 }
@@ -339,6 +352,7 @@ impl Broadcast {
             event: event.to_owned(),
             drop_if_slow,
             templates: [Some(t.clone()), Some(t)],
+            presence_version: 0,
         }
     }
 
@@ -355,7 +369,14 @@ impl Broadcast {
             event: event.to_owned(),
             drop_if_slow,
             templates,
+            presence_version: 0,
         }
+    }
+
+    /// A presence list of this version: not sent to clients whose `hello-ok` had it.
+    pub fn of_presence_version(mut self, version: u64) -> Broadcast {
+        self.presence_version = version;
+        self
     }
 
     fn template(&self, v: ProtocolVersion) -> Option<&EventTemplate> {
@@ -497,6 +518,11 @@ impl Hub {
         c
     }
 
+    /// Connections held now.
+    pub fn connections(&self) -> usize {
+        self.conns.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn slow_cuts(&self) -> u64 {
         self.slow_cuts.load(Ordering::Relaxed)
     }
@@ -519,6 +545,11 @@ impl Hub {
 
     fn send_event_locked(&self, conn: &ConnHandle, b: &Broadcast) {
         if !access::may_receive(conn.version, &conn.grant, &b.event) {
+            return;
+        }
+        if b.presence_version != 0
+            && conn.presence_seen.load(Ordering::Relaxed) >= b.presence_version
+        {
             return;
         }
         self.stamp_and_push(conn, b);

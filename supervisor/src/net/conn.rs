@@ -333,6 +333,7 @@ async fn session_setup<S: Transport>(
         None
     };
     let hello = hello_ok(app, &a, &conn_id);
+    handle.saw_presence(hello.snapshot.state_version.presence);
     let (_, placeholder) = health_placeholder();
     let hello = frame::hello_ok(
         &a.request_id,
