@@ -25,6 +25,7 @@ use switchboard_proto::v1::SendRequest;
 use tokio_util::sync::CancellationToken;
 use worker_runtime::channel::{Channel, Delivery, Health};
 use worker_runtime::events::EventHub;
+use worker_runtime::status::StatusCell;
 use worker_runtime::{RuntimeError, WorkerContext};
 
 /// The worker's configuration, as the supervisor passes it.
@@ -45,19 +46,10 @@ fn default_cli() -> String {
     "imsg".into()
 }
 
-/// The provider state reported by `Health`.
-#[derive(Debug, Clone)]
-pub struct State {
-    /// `starting`, `connected`, `backoff`, `missing`, `permission`, `ssh`.
-    pub state: &'static str,
-    pub detail: String,
-    pub restartable: bool,
-}
-
 /// What the watcher, the sender and the gRPC service share.
 pub struct Shared {
     pub cfg: Config,
-    state: Mutex<State>,
+    pub state: StatusCell,
     /// The imsg that answers now (`None` while it is (re)starting).
     imsg: Mutex<Option<Arc<rpc::Imsg>>>,
     pub events: EventHub,
@@ -68,36 +60,11 @@ impl Shared {
     pub fn new(cfg: Config, shutdown: CancellationToken) -> Shared {
         Shared {
             cfg,
-            state: Mutex::new(State {
-                state: "starting",
-                detail: String::new(),
-                restartable: true,
-            }),
+            state: StatusCell::new("imessage", "starting"),
             imsg: Mutex::new(None),
             events: EventHub::default(),
             shutdown,
         }
-    }
-
-    pub fn set_state(&self, state: &'static str, detail: impl Into<String>, restartable: bool) {
-        let detail = detail.into();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.state != state || s.detail != detail {
-            if restartable {
-                tracing::info!(state, detail = %detail, "imessage state");
-            } else {
-                tracing::error!(state, detail = %detail, "imessage needs an operator");
-            }
-        }
-        *s = State {
-            state,
-            detail,
-            restartable,
-        };
-    }
-
-    pub fn state(&self) -> State {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn imsg(&self) -> Option<Arc<rpc::Imsg>> {
@@ -214,14 +181,7 @@ impl Channel for IMessage {
     }
 
     async fn health(&self) -> Health {
-        let s = self.0.state();
-        let mut h = Health {
-            connected: Some(s.state == "connected"),
-            state: s.state.into(),
-            detail: s.detail,
-            restartable: s.restartable,
-            ..Health::default()
-        };
+        let mut h = self.0.state.health("connected");
         if let Some(i) = self.0.imsg() {
             h.labels.insert("imsgPid".into(), i.pid.to_string());
         }

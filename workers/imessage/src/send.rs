@@ -70,7 +70,7 @@ fn mark_uncertain(id: &str) {
 }
 
 pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
-    let state = shared.state();
+    let state = shared.state.get();
     if state.state == "permission" && state.detail.starts_with("Automation") {
         return Delivery::Refused(state.detail);
     }
@@ -116,7 +116,7 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
             let text = e.text();
             tracing::warn!(delivery = %req.delivery_id, code = e.code, "imsg send failed: {text}");
             if let Some(detail) = permission_problem(&shared.cfg, &text) {
-                shared.set_state("permission", detail.clone(), false);
+                shared.state.set("permission", detail.clone(), false);
                 return Delivery::Refused(detail);
             }
             // -32602: invalid params (bad handle, unknown chat); the rest may pass.

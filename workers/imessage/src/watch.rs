@@ -74,7 +74,7 @@ pub async fn run(shared: Arc<Shared>) {
                 match end {
                     End::Restart(why) => match exited_for_good(&shared, &exit) {
                         Some((state, detail)) => {
-                            shared.set_state(state, detail, false);
+                            shared.state.set(state, detail, false);
                             End::Operator
                         }
                         None => End::Restart(format!("{why} ({})", exit.describe())),
@@ -91,7 +91,7 @@ pub async fn run(shared: Arc<Shared>) {
                         shared.cfg.cli_path
                     )
                 };
-                shared.set_state("missing", detail, false);
+                shared.state.set("missing", detail, false);
                 End::Operator
             }
             Err(e) => End::Restart(format!("cannot start imsg: {e}")),
@@ -109,7 +109,7 @@ pub async fn run(shared: Arc<Shared>) {
                 }
                 let d = backoff.next_delay();
                 tracing::warn!(delay_ms = d.as_millis() as u64, "imsg stopped: {why}");
-                shared.set_state(
+                shared.state.set(
                     "backoff",
                     format!(
                         "imsg {}: {why}; starting it again in {} s",
@@ -172,7 +172,7 @@ fn failed(shared: &Shared, what: &str, e: CallError) -> End {
     if let CallError::Rpc(r) = &e
         && let Some(detail) = permission_problem(&shared.cfg, &r.text())
     {
-        shared.set_state("permission", detail, false);
+        shared.state.set("permission", detail, false);
         return End::Operator;
     }
     End::Restart(format!("{what}: {e}"))
@@ -194,7 +194,7 @@ async fn session(
         return failed(shared, "chats.list", e);
     }
     shared.set_imsg(Some(Arc::clone(imsg)));
-    shared.set_state(
+    shared.state.set(
         "connected",
         format!("imsg {} answers", shared.place()),
         true,
@@ -269,8 +269,8 @@ async fn stream(
                         return Some(failed(shared, "ping", e));
                     }
                     // A permission problem found by a send stays until an operator acts.
-                    if !matches!(shared.state().state, "connected" | "permission") {
-                        shared.set_state("connected", format!("imsg {} answers", shared.place()), true);
+                    if !matches!(shared.state.get().state, "connected" | "permission") {
+                        shared.state.set("connected", format!("imsg {} answers", shared.place()), true);
                     }
                 }
                 n = notes.recv() => {

@@ -32,6 +32,7 @@ const DRAIN: Duration = Duration::from_millis(500);
 pub mod backoff;
 pub mod channel;
 pub mod events;
+pub mod status;
 pub mod text;
 
 /// Worker exit codes the supervisor understands.

@@ -36,14 +36,16 @@ pub async fn supervise(shared: Arc<Shared>) {
         let port = match free_port() {
             Ok(p) => p,
             Err(e) => {
-                shared.set_state("backoff", format!("no free loopback port: {e}"), true);
+                shared
+                    .state
+                    .set("backoff", format!("no free loopback port: {e}"), true);
                 if !shared.pause(backoff.next_delay()).await {
                     return;
                 }
                 continue;
             }
         };
-        shared.set_state(
+        shared.state.set(
             "starting",
             format!("starting {cli} (daemon on 127.0.0.1:{port})"),
             true,
@@ -56,7 +58,7 @@ pub async fn supervise(shared: Arc<Shared>) {
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
                 ) =>
             {
-                shared.set_state(
+                shared.state.set(
                     "not-found",
                     format!(
                         "signal-cli not found: cannot run {cli:?} ({e}); install signal-cli (it needs Java 21+) or set channels.signal.cliPath, then `switchboard workers restart signal`"
@@ -67,7 +69,7 @@ pub async fn supervise(shared: Arc<Shared>) {
             }
             Err(e) => {
                 let d = backoff.next_delay();
-                shared.set_state(
+                shared.state.set(
                     "backoff",
                     format!("cannot start {cli}: {e}; retrying in {} s", d.as_secs()),
                     true,
@@ -105,7 +107,7 @@ pub async fn supervise(shared: Arc<Shared>) {
             Ready::Up => {
                 started = Instant::now();
                 shared.daemon.send_replace(Some(base));
-                shared.set_state("connecting", "", true);
+                shared.state.set("connecting", "", true);
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => None,
                     s = child.wait() => Some(s),
@@ -132,7 +134,7 @@ pub async fn supervise(shared: Arc<Shared>) {
                     return;
                 }
                 let d = backoff.next_delay();
-                shared.set_state(
+                shared.state.set(
                     "backoff",
                     format!(
                         "signal-cli did not come up in {} s; restarting in {} s",
@@ -164,7 +166,7 @@ pub async fn supervise(shared: Arc<Shared>) {
             Err(e) => e.to_string(),
         };
         if let Some(line) = last.iter().find(|l| l.contains("not registered")) {
-            shared.set_state(
+            shared.state.set(
                 "unregistered",
                 format!(
                     "account not registered: {line}; register it (`signal-cli -a {a} register`, then `verify`) or link it (`signal-cli link`), then `switchboard workers restart signal`",
@@ -181,7 +183,7 @@ pub async fn supervise(shared: Arc<Shared>) {
             "signal-cli exited: {how}{said}; restarting in {} ms",
             d.as_millis()
         );
-        shared.set_state(
+        shared.state.set(
             "backoff",
             format!(
                 "signal-cli exited: {how}{said}; restarting in {} s",

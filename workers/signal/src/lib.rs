@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use worker_runtime::channel::{Channel, Delivery, Health};
 use worker_runtime::events::EventHub;
+use worker_runtime::status::StatusCell;
 use worker_runtime::{RuntimeError, WorkerContext};
 
 /// The worker's configuration, as the supervisor passes it (`channels.signal`).
@@ -58,22 +59,13 @@ fn default_startup_timeout() -> u32 {
     120
 }
 
-/// The provider state reported by `Health`.
-#[derive(Debug, Clone)]
-pub struct ProviderState {
-    pub state: &'static str,
-    pub detail: String,
-    /// `false`: only an operator can fix it.
-    pub restartable: bool,
-}
-
 /// What the daemon watcher, the event reader, the sender and the gRPC service share.
 pub struct Shared {
     pub cfg: Config,
     pub http: reqwest::Client,
     /// The daemon's base URL while it is up (`None` while it is being started).
     pub daemon: watch::Sender<Option<String>>,
-    pub state: Mutex<ProviderState>,
+    pub state: StatusCell,
     pub events: EventHub,
     /// Whether the event stream is open now.
     pub stream_open: AtomicBool,
@@ -85,28 +77,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn set_state(&self, state: &'static str, detail: impl Into<String>, restartable: bool) {
-        let detail = detail.into();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.state != state || s.detail != detail {
-            tracing::info!(state, detail = %detail, "signal state");
-        }
-        *s = ProviderState {
-            state,
-            detail,
-            restartable,
-        };
-    }
-
-    pub fn state(&self) -> ProviderState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Whether an operator must act before anything is tried again.
-    pub fn needs_operator(&self) -> bool {
-        !self.state().restartable
-    }
-
     /// The daemon's base URL, if it is up.
     pub fn base_url(&self) -> Option<String> {
         self.daemon.borrow().clone()
@@ -164,11 +134,7 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), SignalError> {
         cfg,
         http,
         daemon,
-        state: Mutex::new(ProviderState {
-            state: initial,
-            detail: String::new(),
-            restartable: true,
-        }),
+        state: StatusCell::new("signal", initial),
         events: EventHub::default(),
         stream_open: AtomicBool::new(false),
         next_event: AtomicU64::new(0),
@@ -233,7 +199,7 @@ impl Channel for Signal {
 const VERSION_FRESH: Duration = Duration::from_secs(2);
 
 async fn health(shared: &Shared) -> Health {
-    let s = shared.state();
+    let s = shared.state.get();
     let label = |h: Health| h.label("account", shared.cfg.account.clone());
     if s.state != "connected" || !shared.stream_open.load(std::sync::atomic::Ordering::SeqCst) {
         let mut h = Health::down(s.state, s.detail);

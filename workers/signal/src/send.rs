@@ -64,7 +64,7 @@ fn is_group_id(s: &str) -> bool {
 }
 
 pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
-    let state = shared.state();
+    let state = shared.state.get();
     if !state.restartable {
         // Kept in the outbox: delivered once an operator fixed it.
         return Delivery::Retry(state.detail);

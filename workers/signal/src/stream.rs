@@ -42,7 +42,7 @@ pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut checked: Option<String> = None;
     loop {
-        if shared.needs_operator() {
+        if shared.state.needs_operator() {
             // Only an operator can fix it (and restarts the worker to say so).
             shared.shutdown.cancelled().await;
             return;
@@ -60,7 +60,7 @@ pub async fn run(shared: Arc<Shared>) {
                 Err(None) => continue, // needs an operator now
                 Err(Some(why)) => {
                     let d = backoff.next_delay();
-                    shared.set_state("backoff", why, true);
+                    shared.state.set("backoff", why, true);
                     if !shared.pause(d).await {
                         return;
                     }
@@ -84,8 +84,10 @@ pub async fn run(shared: Arc<Shared>) {
         match ended {
             Ended::Shutdown => return,
             Ended::Subscriber => {
-                if !shared.needs_operator() {
-                    shared.set_state("connecting", "waiting for the gateway to listen", true);
+                if !shared.state.needs_operator() {
+                    shared
+                        .state
+                        .set("connecting", "waiting for the gateway to listen", true);
                 }
             }
             Ended::Dead(why) => {
@@ -94,8 +96,10 @@ pub async fn run(shared: Arc<Shared>) {
                     delay_ms = d.as_millis() as u64,
                     "event stream: {why}; reopening"
                 );
-                if !shared.needs_operator() {
-                    shared.set_state("backoff", format!("event stream: {why}; reopening"), true);
+                if !shared.state.needs_operator() {
+                    shared
+                        .state
+                        .set("backoff", format!("event stream: {why}; reopening"), true);
                 }
                 if !shared.pause(d).await {
                     return;
@@ -132,7 +136,7 @@ async fn check_account(shared: &Shared) -> Result<(), Option<String>> {
             {
                 Ok(())
             } else {
-                shared.set_state(
+                shared.state.set(
                     "unregistered",
                     format!(
                         "account not registered: signal-cli does not know {account}; register it (`signal-cli -a {account} register`, then `verify`) or link it (`signal-cli link`), then `switchboard workers restart signal`"
@@ -199,7 +203,7 @@ async fn read(
         ));
     }
     shared.stream_open.store(true, Ordering::SeqCst);
-    shared.set_state("connected", "", true);
+    shared.state.set("connected", "", true);
     backoff.reset();
     let mut body = resp.bytes_stream();
     let mut parser = SseParser::default();

@@ -17,7 +17,6 @@
 mod poll;
 mod send;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use teloxide_core::Bot;
 use tokio_util::sync::CancellationToken;
 use worker_runtime::channel::{Channel, Delivery, Health};
 use worker_runtime::events::EventHub;
+use worker_runtime::status::StatusCell;
 use worker_runtime::{RuntimeError, WorkerContext};
 
 /// The worker's configuration, as the supervisor passes it.
@@ -49,18 +49,10 @@ fn default_poll_timeout() -> u32 {
     30
 }
 
-/// The provider state reported by `Health`.
-#[derive(Debug, Clone)]
-pub struct ProviderState {
-    pub state: &'static str,
-    pub detail: String,
-    pub restartable: bool,
-}
-
 /// What the poller, the sender and the gRPC service share.
 pub struct Shared {
     pub bot: Bot,
-    pub state: Mutex<ProviderState>,
+    pub state: StatusCell,
     /// `@username` of the bot, once `getMe` answered.
     pub username: Mutex<Option<String>>,
     /// The `Events` stream to the supervisor and its acknowledgements.
@@ -69,24 +61,7 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
-impl Shared {
-    pub fn set_state(&self, state: &'static str, detail: impl Into<String>, restartable: bool) {
-        let detail = detail.into();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.state != state {
-            tracing::info!(state, detail = %detail, "telegram state");
-        }
-        *s = ProviderState {
-            state,
-            detail,
-            restartable,
-        };
-    }
-
-    pub fn state(&self) -> ProviderState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
+impl Shared {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelegramError {
@@ -122,11 +97,7 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), TelegramError> {
     let bot = Bot::with_client(cfg.bot_token, client).set_api_url(api);
     let shared = Arc::new(Shared {
         bot,
-        state: Mutex::new(ProviderState {
-            state: "connecting",
-            detail: String::new(),
-            restartable: true,
-        }),
+        state: StatusCell::new("telegram", "connecting"),
         username: Mutex::new(None),
         events: Default::default(),
         poll_timeout: cfg.poll_timeout_seconds,
@@ -167,14 +138,7 @@ impl Channel for Telegram {
     }
 
     async fn health(&self) -> Health {
-        let s = self.0.state();
-        let mut h = Health {
-            connected: Some(s.state == "polling"),
-            state: s.state.into(),
-            detail: s.detail,
-            restartable: s.restartable,
-            labels: HashMap::new(),
-        };
+        let mut h = self.0.state.health("polling");
         if let Some(u) = self
             .0
             .username

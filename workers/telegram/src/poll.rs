@@ -101,7 +101,7 @@ pub fn redact(shared: &Shared, text: &str) -> String {
 }
 
 fn unauthorized(shared: &Shared) {
-    shared.set_state(
+    shared.state.set(
         "unauthorized",
         "Telegram refused the bot token (401 Unauthorized): fix channels.telegram.botToken, then `switchboard workers restart telegram`",
         false,
@@ -132,7 +132,7 @@ async fn failed(
             false
         }
         Verdict::RetryAfter(d) => {
-            shared.set_state(
+            shared.state.set(
                 "backoff",
                 format!("{what}: rate limited, retrying after {} s", d.as_secs()),
                 true,
@@ -142,7 +142,7 @@ async fn failed(
         Verdict::Transient(msg) | Verdict::Permanent(msg) => {
             let d = backoff.next_delay();
             tracing::warn!(delay_ms = d.as_millis() as u64, "{what} failed: {msg}");
-            shared.set_state("backoff", format!("{what}: {msg}"), true);
+            shared.state.set("backoff", format!("{what}: {msg}"), true);
             pause(shared, d).await
         }
     }
@@ -168,7 +168,7 @@ pub async fn run(shared: Arc<Shared>) {
     backoff.reset();
     *shared.username.lock().unwrap_or_else(|p| p.into_inner()) = me.user.username.clone();
     tracing::info!(bot = ?me.user.username, "bot token accepted");
-    shared.set_state("polling", "", true);
+    shared.state.set("polling", "", true);
 
     let mut offset: Option<u32> = None;
     loop {
@@ -199,8 +199,8 @@ pub async fn run(shared: Arc<Shared>) {
             }
         };
         backoff.reset();
-        if shared.state().state != "polling" {
-            shared.set_state("polling", "", true);
+        if shared.state.get().state != "polling" {
+            shared.state.set("polling", "", true);
         }
         let Some(last) = updates.iter().map(|u| u.id.0).max() else {
             continue;

@@ -35,7 +35,7 @@ pub fn parse_target(to: &str) -> Option<Recipient> {
 }
 
 pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
-    let state = shared.state();
+    let state = shared.state.get();
     if state.state == "unauthorized" {
         return Delivery::Refused("telegram refused the bot token; an operator must fix it".into());
     }
@@ -68,7 +68,7 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
                 tracing::warn!(delivery = %req.delivery_id, chunk = sent, verdict = ?v, "sendMessage failed");
                 return match v {
                     Verdict::Unauthorized => {
-                        shared.set_state(
+                        shared.state.set(
                             "unauthorized",
                             "Telegram refused the bot token (401 Unauthorized): fix channels.telegram.botToken",
                             false,
