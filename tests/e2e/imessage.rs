@@ -511,3 +511,32 @@ async fn an_unknown_sender_gets_a_pairing_code_that_lets_them_in_once_approved()
     assert_eq!(imsg.sent_texts()[1], "[echo] and now?");
     assert_eq!(imsg.sent()[1]["to"], "bob@example.com");
 }
+
+/// The outbox's guarantee for iMessage, exactly (README, `outbox_store.rs`): imsg has no
+/// idempotency key, but Messages keeps what was sent, so an attempt whose outcome was
+/// lost (here the worker is killed while imsg holds its answer) is looked up in the chat's
+/// recent messages before it is repeated: the message goes out once.
+#[tokio::test]
+async fn imessage_checks_an_attempt_whose_outcome_was_lost_and_does_not_send_it_again() {
+    let imsg = Imsg::new();
+    let gw = gateway(&imsg, "");
+    let mut op = operator(&gw).await;
+    let before = connected(&mut op, &imsg, 1).await;
+    std::fs::write(imsg.side("send-hang"), "").unwrap();
+    op.send_json(&json!({"type": "req", "id": "w", "method": "send",
+        "params": {"to": ALICE, "message": "in the window", "channel": "imessage",
+        "idempotencyKey": "w-1"}}))
+        .await;
+    imsg.wait_for("Messages took the message", |i| i.sent().len() == 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before["pid"].as_i64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let r = op.response("w").await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(imsg.sent_texts(), vec!["in the window"], "sent once");
+    assert_eq!(r["payload"]["messageId"], imsg.sent()[0]["guid"], "{r}");
+    let after = op.worker("imessage").await;
+    assert_ne!(after["pid"], before["pid"]);
+}

@@ -448,3 +448,43 @@ async fn a_killed_worker_delivers_the_queued_sends_exactly_once_after_its_restar
     let after = op.worker("signal").await;
     assert_ne!(after["pid"], before["pid"]);
 }
+
+/// The outbox's guarantee for Signal, exactly (README, `outbox_store.rs`): signal-cli's
+/// `send` takes no idempotency key (each send gets a new timestamp), so a worker that dies
+/// after signal-cli took a message but before the outcome reached the supervisor makes the
+/// message go out again: at-least-once, in exactly that window. The `send` is still
+/// answered once.
+#[tokio::test]
+async fn signal_is_at_least_once_a_worker_killed_after_signal_cli_took_the_message_sends_it_again()
+{
+    let d = daemon(|_| {});
+    let gw = gateway(&d, "");
+    let mut op = operator(&gw).await;
+    let before = connected(&mut op).await;
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = std::sync::Arc::clone(&killed);
+    d.with(|s| {
+        s.on_accept = Some(std::sync::Arc::new(move || {
+            if !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }))
+    });
+    let r = op
+        .request(
+            "send",
+            json!({"to": ALICE, "message": "in the window", "channel": "signal", "idempotencyKey": "w-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(killed.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        replies(&d, ALICE),
+        vec!["in the window", "in the window"],
+        "sent twice"
+    );
+}

@@ -515,3 +515,46 @@ async fn an_unreachable_api_is_reported_as_backoff_with_the_error_and_no_restart
     assert_eq!(r["error"]["retryable"], true);
     assert!(!gw.log().contains(BOT_TOKEN));
 }
+
+/// The outbox's guarantee for Telegram, exactly (README, `outbox_store.rs`): the Bot API
+/// has no idempotency key and no way to ask whether a message arrived, so a worker that
+/// dies after Telegram took a message but before the outcome reached the supervisor makes
+/// the message go out again: at-least-once, in exactly that window. The `send` is still
+/// answered once.
+#[tokio::test]
+async fn telegram_is_at_least_once_a_worker_killed_after_telegram_took_the_message_sends_it_again()
+{
+    let tg = Telegram::start();
+    let gw = gateway(&tg, "", BOT_TOKEN);
+    let mut op = operator(&gw).await;
+    let before = op
+        .wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = Arc::clone(&killed);
+    tg.with(|s| {
+        s.on_accept = Some(Arc::new(move || {
+            if !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }))
+    });
+    let r = op
+        .request(
+            "send",
+            json!({"to": "42", "message": "in the window", "idempotencyKey": "w-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(killed.load(std::sync::atomic::Ordering::SeqCst));
+    let texts: Vec<String> = tg.sent_to("42").into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec!["in the window", "in the window"], "sent twice");
+    assert_eq!(
+        r["payload"]["messageId"],
+        tg.sent_to("42")[1].message_id.to_string()
+    );
+}

@@ -90,6 +90,9 @@ pub struct State {
     /// Requests refused with 4xx (wrong content type, Host, method).
     pub refused_requests: u64,
     next_ts: i64,
+    /// Runs when a `send` has been accepted, before the answer goes out (a test kills
+    /// the worker exactly there).
+    pub on_accept: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl State {
@@ -113,6 +116,7 @@ impl State {
             version_fails: false,
             refused_requests: 0,
             next_ts: 1_700_000_000_000,
+            on_accept: None,
         }
     }
 
@@ -521,6 +525,9 @@ fn send(s: &mut State, p: &Value) -> RpcResult {
                 message: message.to_owned(),
                 timestamp: ts,
             });
+            if let Some(hook) = s.on_accept.clone() {
+                hook();
+            }
             Ok(response)
         }
         // A group send reports per-member failures in its result.

@@ -124,7 +124,7 @@ impl Channel for WhatsApp {
     async fn receive(self: Arc<Self>) {}
 
     async fn send(&self, r: SendRequest) -> Delivery {
-        self.0.send(&r.to, &r.text).await
+        self.0.send(&r.delivery_id, &r.to, &r.text).await
     }
 
     async fn health(&self) -> Health {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use switchboard_proto::v1::{
     LoginStartReply, LoginWaitReply, LogoutReply, WorkerEvent, worker_event,
 };
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::prelude::{Bot, BotHandle, Client, Event, EventKind, SqliteStore};
+use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::InboundMessage as WaInbound;
 use worker_runtime::channel::Delivery;
@@ -628,7 +630,7 @@ impl Session {
     }
 
     /// `Send`: one text to one chat.
-    pub async fn send(&self, to: &str, text: &str) -> Delivery {
+    pub async fn send(&self, delivery_id: &str, to: &str, text: &str) -> Delivery {
         let refused = Delivery::Refused;
         let (phase, client) = {
             let i = self.lock();
@@ -656,7 +658,15 @@ impl Session {
         let Some(client) = client.filter(|c| c.is_connected()) else {
             return Delivery::Retry("WhatsApp is not connected right now".into());
         };
-        match tokio::time::timeout(Duration::from_secs(60), client.send_text(jid, text)).await {
+        // The message id is the delivery's, so a repeat after a lost outcome is the same
+        // message to WhatsApp (see `message_id_for`).
+        let message = whatsapp_rust::waproto::whatsapp::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let options = SendOptions::default().with_message_id(message_id_for(delivery_id));
+        let sending = client.send_message_with_options(jid, message, options);
+        match tokio::time::timeout(Duration::from_secs(60), sending).await {
             Ok(Ok(r)) => Delivery::Delivered(r.message_id),
             Ok(Err(e)) => Delivery::Retry(format!("WhatsApp did not take the message: {e}")),
             Err(_) => Delivery::Retry("WhatsApp did not confirm the message within 60 s".into()),
@@ -829,11 +839,47 @@ mod tests {
         );
         assert_eq!(s.phase(), Phase::NotLinked);
         assert_eq!(
-            s.send("+15551234567", "hi").await,
+            s.send("d1", "+15551234567", "hi").await,
             Delivery::Refused(
                 "WhatsApp is not linked: run `switchboard channels login whatsapp`".into()
             )
         );
         s.close().await;
+    }
+}
+
+/// The WhatsApp message id of an outbox delivery: WhatsApp Web's shape (`3EB0` and 18
+/// upper-case hex digits) from a hash of the delivery id. Every attempt of one delivery
+/// carries the same id, so an attempt repeated after its outcome was lost (the worker or
+/// the gateway died while it was in flight) is the same message to WhatsApp, which
+/// identifies a message by its chat, sender and id; different deliveries never share one.
+pub fn message_id_for(delivery_id: &str) -> String {
+    let hash = Sha256::new()
+        .chain_update(b"switchboard-outbox:")
+        .chain_update(delivery_id.as_bytes())
+        .finalize();
+    let mut id = String::from("3EB0");
+    for b in &hash[..9] {
+        id.push_str(&format!("{b:02X}"));
+    }
+    id
+}
+
+#[cfg(test)]
+mod message_id_tests {
+    use super::message_id_for;
+
+    #[test]
+    fn every_attempt_of_a_delivery_carries_one_whatsapp_message_id() {
+        let a = message_id_for("0193a7c2-delivery-1");
+        assert_eq!(a, message_id_for("0193a7c2-delivery-1"));
+        assert_ne!(a, message_id_for("0193a7c2-delivery-2"));
+        assert_eq!(a.len(), 22);
+        assert!(a.starts_with("3EB0"));
+        assert!(
+            a[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
     }
 }
