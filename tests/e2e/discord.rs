@@ -209,9 +209,10 @@ async fn op7_reconnect_resumes_at_the_resume_url_and_loses_or_doubles_nothing() 
     let session = dc.session_id();
     dc.push_dm("42", "Alice", "one");
     dc.wait_for("the first reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
-    dc.reconnect();
-    // Sent while the worker is away; the resume also redelivers the last dispatch.
+    // The resume redelivers the last two dispatches (the first message and the bot's
+    // own reply) besides the one sent while the worker is away.
     dc.with(|s| s.replay_overlap = 2);
+    dc.reconnect();
     dc.push_dm("42", "Alice", "two");
     dc.wait_for("the RESUME", |s| s.conns.iter().any(|c| c.resume.is_some()));
     let (path, resume) = dc.resumes()[0].clone();
@@ -296,6 +297,7 @@ async fn a_silent_socket_is_a_zombie_and_is_replaced() {
     });
     // The silent connection got a heartbeat it never acknowledged, then was given up.
     assert!(dc.with(|s| s.conns[0].heartbeats) > beats);
+    gw.wait_log("the worker to call it a zombie", |l| l.contains("\"zombied\""));
     assert!(dc.with(|s| s.conns[0].closed), "the zombie connection was closed");
     connected(&mut op).await;
     let dm = dc.dm_channel("42");
