@@ -94,7 +94,10 @@ async fn a_dm_reaches_the_agent_and_the_reply_goes_out_over_rest() {
         status["payload"]["channels"]["discord"]["connected"], true,
         "{status}"
     );
-    assert!(!gw.log().contains(BOT_TOKEN), "the bot token reached the log");
+    assert!(
+        !gw.log().contains(BOT_TOKEN),
+        "the bot token reached the log"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +110,9 @@ async fn health_says_connected_only_after_ready() {
     });
     let gw = gateway(&dc, "");
     let mut op = operator(&gw).await;
-    dc.wait_for("the IDENTIFY", |s| s.conns.iter().any(|c| c.identify.is_some()));
+    dc.wait_for("the IDENTIFY", |s| {
+        s.conns.iter().any(|c| c.identify.is_some())
+    });
     // Several health checks (every 100 ms) while READY is held back.
     let mut seen = 0;
     while seen < 5 {
@@ -131,10 +136,15 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     connected(&mut op).await;
     let dm = dc.dm_channel("77");
     dc.push_dm("77", "Bob", "hi there");
-    dc.wait_for("the pairing reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
+    dc.wait_for("the pairing reply", |s| {
+        s.sent.iter().any(|m| m.channel_id == dm)
+    });
     let reply = dc.sent_to(&dm)[0].content.clone();
     assert!(reply.contains("Your discord user id: 77"), "{reply}");
-    assert!(reply.contains("switchboard pairing approve discord"), "{reply}");
+    assert!(
+        reply.contains("switchboard pairing approve discord"),
+        "{reply}"
+    );
     let code = reply
         .lines()
         .find_map(|l| l.strip_prefix("Pairing code: "))
@@ -146,7 +156,11 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     assert_eq!(list["payload"]["requests"][0]["code"], code.as_str());
     assert_eq!(list["payload"]["requests"][0]["id"], "77");
     let ok = cli(&gw, &["pairing", "approve", "discord", &code, "--notify"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("approved discord sender 77"));
     dc.wait_for("the approval notice", |s| {
         s.sent.iter().filter(|m| m.channel_id == dm).count() == 2
@@ -176,11 +190,15 @@ async fn guild_channels_answer_mentions_and_replies_only_where_admitted() {
     dc.push_guild("500", "600", "9", "chatting among ourselves", false, None);
     dc.push_guild("500", "600", "9", "ping", true, None);
     dc.push_guild("500", "999", "9", "other channel", true, None);
-    dc.wait_for("the channel reply", |s| s.sent.iter().any(|m| m.channel_id == "600"));
+    dc.wait_for("the channel reply", |s| {
+        s.sent.iter().any(|m| m.channel_id == "600")
+    });
     let first = dc.sent_to("600");
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(
-        first[0].content.starts_with("[echo] [Carol]: @sb_test_bot ping"),
+        first[0]
+            .content
+            .starts_with("[echo] [Carol]: @sb_test_bot ping"),
         "{}",
         first[0].content
     );
@@ -192,7 +210,9 @@ async fn guild_channels_answer_mentions_and_replies_only_where_admitted() {
     // The unlisted channel got nothing: a DM sent after it is answered, then look.
     let dm = dc.dm_channel("42");
     dc.push_dm("42", "Alice", "am I heard?");
-    dc.wait_for("the DM reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
+    dc.wait_for("the DM reply", |s| {
+        s.sent.iter().any(|m| m.channel_id == dm)
+    });
     assert!(dc.sent_to("999").is_empty());
     assert_eq!(dc.sent_to("600").len(), 2);
     let h = history(&mut op, "agent:main:discord:channel:600").await;
@@ -208,7 +228,9 @@ async fn op7_reconnect_resumes_at_the_resume_url_and_loses_or_doubles_nothing() 
     let dm = dc.dm_channel("42");
     let session = dc.session_id();
     dc.push_dm("42", "Alice", "one");
-    dc.wait_for("the first reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
+    dc.wait_for("the first reply", |s| {
+        s.sent.iter().any(|m| m.channel_id == dm)
+    });
     // The resume redelivers the last two dispatches (the first message and the bot's
     // own reply) besides the one sent while the worker is away.
     dc.with(|s| s.replay_overlap = 2);
@@ -216,7 +238,10 @@ async fn op7_reconnect_resumes_at_the_resume_url_and_loses_or_doubles_nothing() 
     dc.push_dm("42", "Alice", "two");
     dc.wait_for("the RESUME", |s| s.conns.iter().any(|c| c.resume.is_some()));
     let (path, resume) = dc.resumes()[0].clone();
-    assert!(path.starts_with("/resume"), "resumed at {path}, not resume_gateway_url");
+    assert!(
+        path.starts_with("/resume"),
+        "resumed at {path}, not resume_gateway_url"
+    );
     assert_eq!(resume["session_id"], session.as_str());
     assert!(resume["seq"].as_u64().unwrap() >= 2, "{resume}");
     dc.wait_for("the second reply", |s| {
@@ -278,7 +303,10 @@ async fn a_non_resumable_invalid_session_identifies_anew() {
     let w = connected(&mut op).await;
     assert_eq!(w["restarts"], 0, "{w}");
     assert_ne!(dc.session_id(), first);
-    assert!(dc.resumes().is_empty(), "an invalidated session is not resumed");
+    assert!(
+        dc.resumes().is_empty(),
+        "an invalidated session is not resumed"
+    );
     let dm = dc.dm_channel("42");
     dc.push_dm("42", "Alice", "fresh session");
     dc.wait_for("the reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
@@ -297,8 +325,13 @@ async fn a_silent_socket_is_a_zombie_and_is_replaced() {
     });
     // The silent connection got a heartbeat it never acknowledged, then was given up.
     assert!(dc.with(|s| s.conns[0].heartbeats) > beats);
-    gw.wait_log("the worker to call it a zombie", |l| l.contains("\"zombied\""));
-    assert!(dc.with(|s| s.conns[0].closed), "the zombie connection was closed");
+    gw.wait_log("the worker to call it a zombie", |l| {
+        l.contains("\"zombied\"")
+    });
+    assert!(
+        dc.with(|s| s.conns[0].closed),
+        "the zombie connection was closed"
+    );
     connected(&mut op).await;
     let dm = dc.dm_channel("42");
     dc.push_dm("42", "Alice", "still there?");
@@ -329,7 +362,13 @@ async fn close_4004_is_fatal_reported_and_never_retried() {
             w["providerState"] == "unauthorized"
         })
         .await;
-    assert!(w["detail"].as_str().unwrap().contains("channels.discord.token"), "{w}");
+    assert!(
+        w["detail"]
+            .as_str()
+            .unwrap()
+            .contains("channels.discord.token"),
+        "{w}"
+    );
     assert_eq!(w["connected"], false);
     // Many health checks later: one connection, no reconnects, no restarts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -338,10 +377,22 @@ async fn close_4004_is_fatal_reported_and_never_retried() {
     assert_eq!(w["state"], "running");
     assert_eq!(dc.with(|s| s.conns.len()), 1, "no reconnect storm");
     let r = op
-        .request("send", json!({"to": "channel:600", "message": "x", "idempotencyKey": "u-1"}))
+        .request(
+            "send",
+            json!({"to": "channel:600", "message": "x", "idempotencyKey": "u-1"}),
+        )
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("bot token"), "{r}");
-    assert_eq!(dc.with(|s| s.unauthorized_calls + s.send_attempts.len() as u64), 0);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bot token"),
+        "{r}"
+    );
+    assert_eq!(
+        dc.with(|s| s.unauthorized_calls + s.send_attempts.len() as u64),
+        0
+    );
     assert!(!gw.log().contains("wrong-token-zz"));
 }
 
@@ -400,9 +451,15 @@ async fn send_delivers_exactly_once_to_users_and_channels() {
         .request("send", json!({"to": "user:42", "message": "second", "channel": "discord", "idempotencyKey": "send-2"}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(dc.with(|s| s.dm_opens.len()), 1, "the DM channel is opened once");
+    assert_eq!(
+        dc.with(|s| s.dm_opens.len()),
+        1,
+        "the DM channel is opened once"
+    );
     // A long text is split at 2,000 characters and arrives whole.
-    let long: String = (0..45).map(|i| format!("{i:02} {}\n", "x".repeat(96))).collect();
+    let long: String = (0..45)
+        .map(|i| format!("{i:02} {}\n", "x".repeat(96)))
+        .collect();
     let r = op
         .request("send", json!({"to": "channel:600", "message": long, "channel": "discord", "idempotencyKey": "long-1"}))
         .await;
@@ -436,22 +493,36 @@ async fn rate_limits_are_honoured_in_the_worker_up_to_a_bound_then_by_the_outbox
     // A short 429: the worker waits it out and the send succeeds in one delivery attempt.
     dc.with(|s| s.fail_next.push_back(Fail::RateLimited(0.5)));
     let r = op
-        .request("send", json!({"to": "600", "message": "patience", "idempotencyKey": "ra-1"}))
+        .request(
+            "send",
+            json!({"to": "600", "message": "patience", "idempotencyKey": "ra-1"}),
+        )
         .await;
     assert_eq!(r["ok"], true, "{r}");
     let a = dc.with(|s| s.send_attempts.clone());
     assert_eq!(a.len(), 2);
-    assert!(a[1] - a[0] >= Duration::from_millis(480), "retried after {:?}", a[1] - a[0]);
+    assert!(
+        a[1] - a[0] >= Duration::from_millis(480),
+        "retried after {:?}",
+        a[1] - a[0]
+    );
     assert_eq!(dc.sent_to("600").len(), 1);
     // A 429 longer than the bound: handed back to the outbox, which retries after it.
     dc.with(|s| s.fail_next.push_back(Fail::RateLimited(3.0)));
     let r = op
-        .request("send", json!({"to": "601", "message": "later", "idempotencyKey": "ra-2"}))
+        .request(
+            "send",
+            json!({"to": "601", "message": "later", "idempotencyKey": "ra-2"}),
+        )
         .await;
     assert_eq!(r["ok"], true, "{r}");
     let a = dc.with(|s| s.send_attempts.clone());
     assert_eq!(a.len(), 4);
-    assert!(a[3] - a[2] >= Duration::from_millis(2900), "retried after {:?}", a[3] - a[2]);
+    assert!(
+        a[3] - a[2] >= Duration::from_millis(2900),
+        "retried after {:?}",
+        a[3] - a[2]
+    );
     assert_eq!(dc.sent_to("601").len(), 1);
     let log = gw.log();
     assert!(
@@ -468,18 +539,49 @@ async fn forbidden_and_unknown_channels_are_refused_at_once() {
     connected(&mut op).await;
     dc.with(|s| s.fail_next.push_back(Fail::Forbidden));
     let r = op
-        .request("send", json!({"to": "600", "message": "hello?", "idempotencyKey": "f-1"}))
+        .request(
+            "send",
+            json!({"to": "600", "message": "hello?", "idempotencyKey": "f-1"}),
+        )
         .await;
     assert_eq!(r["error"]["code"], "UNAVAILABLE", "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("Missing Access (50001)"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Missing Access (50001)"),
+        "{r}"
+    );
     dc.with(|s| s.fail_next.push_back(Fail::UnknownChannel));
     let r = op
-        .request("send", json!({"to": "601", "message": "anyone?", "idempotencyKey": "f-2"}))
+        .request(
+            "send",
+            json!({"to": "601", "message": "anyone?", "idempotencyKey": "f-2"}),
+        )
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("Unknown Channel (10003)"), "{r}");
-    assert_eq!(dc.with(|s| s.send_attempts.len()), 2, "no retries of refusals");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown Channel (10003)"),
+        "{r}"
+    );
+    assert_eq!(
+        dc.with(|s| s.send_attempts.len()),
+        2,
+        "no retries of refusals"
+    );
     let r = op
-        .request("send", json!({"to": "bob", "message": "x", "idempotencyKey": "f-3"}))
+        .request(
+            "send",
+            json!({"to": "bob", "message": "x", "idempotencyKey": "f-3"}),
+        )
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("invalid discord target"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid discord target"),
+        "{r}"
+    );
 }

@@ -289,7 +289,8 @@ impl Discord {
             // A reply pings the replied-to author by default: the bot is in `mentions`.
             m["mentions"] = json!([Self::author(BOT_ID, BOT_NAME)]);
             m["type"] = json!(19);
-            m["message_reference"] = json!({"message_id": r, "channel_id": channel, "guild_id": guild});
+            m["message_reference"] =
+                json!({"message_id": r, "channel_id": channel, "guild_id": guild});
             m["referenced_message"] = json!({"id": r, "channel_id": channel, "content": "…",
                 "author": Self::author(BOT_ID, BOT_NAME)});
         }
@@ -400,13 +401,16 @@ async fn gateway_conn(tcp: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
         (s.conns.len() - 1, s.heartbeat_interval_ms)
     };
     let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
-    if !query.split('&').any(|kv| kv == "v=10") || !query.split('&').any(|kv| kv == "encoding=json") {
+    if !query.split('&').any(|kv| kv == "v=10") || !query.split('&').any(|kv| kv == "encoding=json")
+    {
         close(&mut ws, 4012, "Invalid API version.").await;
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _ = ws
-        .send(text(json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null})))
+        .send(text(
+            json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null}),
+        ))
         .await;
     let mut silent = false;
     loop {
@@ -636,7 +640,10 @@ fn api_error(status: u16, code: u64, message: &str) -> Response<Full<Bytes>> {
     reply(status, json!({"code": code, "message": message}))
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let auth = req
@@ -663,11 +670,14 @@ async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -
     match (method.as_str(), route) {
         ("GET", "/gateway/bot") => {
             s.gateway_bot_calls += 1;
-            reply(200, json!({
-                "url": format!("ws://127.0.0.1:{}", s.gateway_port),
-                "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
-            }))
+            reply(
+                200,
+                json!({
+                    "url": format!("ws://127.0.0.1:{}", s.gateway_port),
+                    "shards": 1,
+                    "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
+                }),
+            )
         }
         ("POST", "/users/@me/channels") => {
             let Some(user) = params["recipient_id"].as_str().map(str::to_owned) else {
@@ -675,8 +685,11 @@ async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -
             };
             s.dm_opens.push(user.clone());
             let id = dm_channel_of(&mut s, &user);
-            reply(200, json!({"id": id, "type": 1, "last_message_id": null,
-                "recipients": [{"id": user, "username": "someone", "discriminator": "0", "avatar": null}]}))
+            reply(
+                200,
+                json!({"id": id, "type": 1, "last_message_id": null,
+                "recipients": [{"id": user, "username": "someone", "discriminator": "0", "avatar": null}]}),
+            )
         }
         ("POST", r) if r.starts_with("/channels/") && r.ends_with("/messages") => {
             let channel = r["/channels/".len()..r.len() - "/messages".len()].to_owned();
@@ -708,8 +721,11 @@ async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -
                 return api_error(400, 50006, "Cannot send an empty message");
             }
             if content.chars().count() > 2000 {
-                return reply(400, json!({"code": 50035, "message": "Invalid Form Body",
-                    "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}}));
+                return reply(
+                    400,
+                    json!({"code": 50035, "message": "Invalid Form Body",
+                    "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}}),
+                );
             }
             let nonce = match &params["nonce"] {
                 Value::String(n) => Some(n.clone()),

@@ -110,9 +110,12 @@ async fn gateway_url(shared: &Shared) -> Option<String> {
 
 /// Runs the shard until a fatal close or shutdown.
 async fn session(shared: &Shared, url: String, tx: mpsc::Sender<InboundMessage>) {
-    let config = ConfigBuilder::new(shared.cfg.token.clone(), intents(shared.cfg.message_content))
-        .proxy_url(url)
-        .build();
+    let config = ConfigBuilder::new(
+        shared.cfg.token.clone(),
+        intents(shared.cfg.message_content),
+    )
+    .proxy_url(url)
+    .build();
     let mut shard = Shard::with_config(ShardId::ONE, config);
     tracing::info!(
         message_content = shared.cfg.message_content,
@@ -237,7 +240,10 @@ fn handle(shared: &Shared, json: &str) -> Option<InboundMessage> {
             let (state, what) = if v["d"].as_bool() == Some(true) {
                 ("reconnecting", "the session was invalidated; resuming")
             } else {
-                ("reconnecting", "the session was invalidated; identifying anew")
+                (
+                    "reconnecting",
+                    "the session was invalidated; identifying anew",
+                )
             };
             tracing::info!("{what}");
             shared.state.set(state, what, true);
@@ -253,7 +259,10 @@ fn dispatch(shared: &Shared, t: &str, d: &Value) -> Option<InboundMessage> {
         "READY" => {
             let me = Me {
                 id: d["user"]["id"].as_str().unwrap_or_default().to_owned(),
-                username: d["user"]["username"].as_str().unwrap_or_default().to_owned(),
+                username: d["user"]["username"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             };
             tracing::info!(bot = %me.username, "gateway session ready");
             *shared.me.lock().unwrap_or_else(|p| p.into_inner()) = Some(me);
@@ -268,7 +277,11 @@ fn dispatch(shared: &Shared, t: &str, d: &Value) -> Option<InboundMessage> {
             None
         }
         "MESSAGE_CREATE" => {
-            let me = shared.me.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+            let me = shared
+                .me
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()?;
             inbound::message(d, &me)
         }
         _ => None,

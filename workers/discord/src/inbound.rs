@@ -110,7 +110,10 @@ mod tests {
         let dm = json!({"id": "175928847299117063", "channel_id": "5", "type": 0, "content": "hi",
             "author": {"id": "42", "username": "alice", "global_name": "Alice"}});
         let m = message(&dm, &me()).unwrap();
-        assert_eq!((m.chat_id.as_str(), m.sender_id.as_str(), m.is_group), ("5", "42", false));
+        assert_eq!(
+            (m.chat_id.as_str(), m.sender_id.as_str(), m.is_group),
+            ("5", "42", false)
+        );
         assert_eq!(m.sender_name, "Alice");
         assert_eq!(m.timestamp_ms, 1_462_015_105_796);
         let g = json!({"id": "2", "channel_id": "7", "guild_id": "1", "type": 0,
@@ -125,8 +128,12 @@ mod tests {
         assert!(message(&own, &me()).is_none());
         let bot = json!({"id": "5", "channel_id": "7", "type": 0, "content": "x", "author": {"id": "1", "bot": true}});
         assert!(message(&bot, &me()).is_none());
-        let join = json!({"id": "6", "channel_id": "7", "type": 7, "content": "", "author": {"id": "42"}});
+        let join =
+            json!({"id": "6", "channel_id": "7", "type": 7, "content": "", "author": {"id": "42"}});
         assert!(message(&join, &me()).is_none());
-        assert!(message(&json!({"id": 5}), &me()).is_none(), "malformed: skipped");
+        assert!(
+            message(&json!({"id": 5}), &me()).is_none(),
+            "malformed: skipped"
+        );
     }
 }

@@ -67,13 +67,10 @@ pub async fn call(
     let url = format!("{}/api/v10{path}", shared.cfg.api_url);
     let mut waited = Duration::ZERO;
     loop {
-        let mut req = shared
-            .http
-            .request(method.clone(), &url)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("Bot {}", shared.cfg.token),
-            );
+        let mut req = shared.http.request(method.clone(), &url).header(
+            reqwest::header::AUTHORIZATION,
+            format!("Bot {}", shared.cfg.token),
+        );
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -113,7 +110,9 @@ pub async fn call(
                     return Err(RestError::RateLimited(wait.max(Duration::from_millis(1))));
                 }
                 if !shared.pause(wait).await {
-                    return Err(RestError::Transient("the discord worker is stopping".into()));
+                    return Err(RestError::Transient(
+                        "the discord worker is stopping".into(),
+                    ));
                 }
                 waited += wait;
             }

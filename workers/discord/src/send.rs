@@ -83,7 +83,9 @@ async fn dm_channel(shared: &Shared, user: &str) -> Result<String, RestError> {
     .await?;
     let id = v["id"]
         .as_str()
-        .ok_or_else(|| RestError::Transient("POST /users/@me/channels answered without an id".into()))?
+        .ok_or_else(|| {
+            RestError::Transient("POST /users/@me/channels answered without an id".into())
+        })?
         .to_owned();
     let mut dms = DMS.lock().unwrap_or_else(|p| p.into_inner());
     let map = dms.get_or_insert_with(HashMap::new);
@@ -100,7 +102,10 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
         return Delivery::Refused("discord refused the bot token; an operator must fix it".into());
     }
     if !state.restartable {
-        return Delivery::Retry(format!("the discord worker waits for an operator: {}", state.detail));
+        return Delivery::Retry(format!(
+            "the discord worker waits for an operator: {}",
+            state.detail
+        ));
     }
     let Some(target) = parse_target(&req.to) else {
         return Delivery::Refused(format!(
@@ -175,7 +180,10 @@ mod tests {
         assert_eq!(parse_target("123"), Some(Target::Channel("123".into())));
         assert_eq!(parse_target("channel:9"), Some(Target::Channel("9".into())));
         assert_eq!(parse_target("<#9>"), Some(Target::Channel("9".into())));
-        assert_eq!(parse_target(" discord:user:42 "), Some(Target::User("42".into())));
+        assert_eq!(
+            parse_target(" discord:user:42 "),
+            Some(Target::User("42".into()))
+        );
         assert_eq!(parse_target("<@!42>"), Some(Target::User("42".into())));
         assert_eq!(parse_target("bob"), None);
         assert_eq!(parse_target("user:"), None);

@@ -183,8 +183,10 @@ mod tests {
         let c = run(
             "discord",
             configure,
-            Some(json!({"token": "not a token sekrit", "apiUrl": "http://example.com",
-                        "gatewayUrl": "https://x", "guilds": {"abc": {}, "12": {"channels": {"*": {}}}}})),
+            Some(
+                json!({"token": "not a token sekrit", "apiUrl": "http://example.com",
+                        "gatewayUrl": "https://x", "guilds": {"abc": {}, "12": {"channels": {"*": {}}}}}),
+            ),
             &[],
         );
         let all = c.problems.join("\n");
@@ -208,7 +210,10 @@ mod tests {
         let c = run("discord", configure, None, &[(TOKEN_ENV, TOKEN)]);
         let (routing, worker) = c.result.expect("configured from the environment");
         assert_eq!(worker["apiUrl"], DEFAULT_API);
-        assert!(worker.get("gatewayUrl").is_none(), "asked of GET /gateway/bot");
+        assert!(
+            worker.get("gatewayUrl").is_none(),
+            "asked of GET /gateway/bot"
+        );
         assert_eq!(worker["messageContent"], false);
         assert_eq!(routing.dm_policy, DmPolicy::Pairing);
         assert_eq!(c.sources["channels.discord.token"], "env DISCORD_BOT_TOKEN");
@@ -220,8 +225,10 @@ mod tests {
         let c = run(
             "discord",
             configure,
-            Some(json!({"token": TOKEN, "guilds": {"111": {"requireMention": false,
-                "channels": {"222": {}, "333": {"requireMention": true}}}}})),
+            Some(
+                json!({"token": TOKEN, "guilds": {"111": {"requireMention": false,
+                "channels": {"222": {}, "333": {"requireMention": true}}}}}),
+            ),
             &[],
         );
         assert!(c.problems.is_empty(), "{:?}", c.problems);
@@ -232,8 +239,10 @@ mod tests {
         let c = run(
             "discord",
             configure,
-            Some(json!({"token": TOKEN, "groupPolicy": "open", "gatewayUrl": "ws://127.0.0.1:9/gw",
-                        "guilds": {"111": {"channels": {"222": {}}}}})),
+            Some(
+                json!({"token": TOKEN, "groupPolicy": "open", "gatewayUrl": "ws://127.0.0.1:9/gw",
+                        "guilds": {"111": {"channels": {"222": {}}}}}),
+            ),
             &[],
         );
         let (routing, worker) = c.result.unwrap();
