@@ -383,6 +383,8 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 async fn gateway_conn(tcp: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
     let path = Arc::new(Mutex::new(String::new()));
     let p = Arc::clone(&path);
+    // tungstenite's callback signature fixes the error type.
+    #[allow(clippy::result_large_err)]
     let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                    resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
         *p.lock().unwrap() = req.uri().to_string();
