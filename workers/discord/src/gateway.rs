@@ -71,37 +71,32 @@ async fn gateway_url(shared: &Shared) -> Option<String> {
             _ = shared.shutdown.cancelled() => return None,
             r = rest::gateway_bot(shared) => r,
         };
-        let wait = match r {
-            Ok(g) => {
-                if g.remaining == 0 {
-                    // The daily session-start budget is spent: identifying now would fail.
-                    let d = g.reset_after;
-                    shared.state.set(
-                        "backoff",
-                        format!(
+        let wait =
+            match r {
+                Ok(g) => {
+                    if g.remaining == 0 {
+                        // The daily session-start budget is spent: identifying now would fail.
+                        let d = g.reset_after;
+                        shared.set_state("backoff", format!(
                             "Discord's session start limit is used up; identifying again in {} s",
                             d.as_secs()
-                        ),
-                        true,
-                    );
-                    d
-                } else {
-                    return Some(g.url.trim_end_matches('/').to_owned());
+                        ));
+                        d
+                    } else {
+                        return Some(g.url.trim_end_matches('/').to_owned());
+                    }
                 }
-            }
-            Err(RestError::Unauthorized) => {
-                shared.unauthorized("401 Unauthorized from GET /gateway/bot");
-                return None;
-            }
-            Err(RestError::RateLimited(d)) => d,
-            Err(e) => {
-                let d = backoff.next_delay();
-                shared
-                    .state
-                    .set("backoff", format!("GET /gateway/bot: {e}"), true);
-                d
-            }
-        };
+                Err(RestError::Unauthorized) => {
+                    shared.unauthorized("401 Unauthorized from GET /gateway/bot");
+                    return None;
+                }
+                Err(RestError::RateLimited(d)) => d,
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    shared.set_state("backoff", format!("GET /gateway/bot: {e}"));
+                    d
+                }
+            };
         if !shared.pause(wait).await {
             return None;
         }
@@ -139,11 +134,8 @@ async fn session(shared: &Shared, url: String, tx: mpsc::Sender<InboundMessage>)
                 match e.kind() {
                     ReceiveMessageErrorType::Reconnect => {
                         tracing::warn!("gateway: {text}");
-                        shared.state.set(
-                            "backoff",
-                            format!("cannot connect to the gateway: {text}"),
-                            true,
-                        );
+                        shared
+                            .set_state("backoff", format!("cannot connect to the gateway: {text}"));
                     }
                     _ => tracing::warn!("gateway message not understood: {text}"),
                 }
@@ -203,7 +195,7 @@ fn closed(shared: &Shared, frame: Option<(u16, &str)>) {
                 Some(c) => format!("the gateway closed the connection (close {c})"),
             };
             tracing::info!("{what}; resuming");
-            shared.state.set("reconnecting", format!("{what}; resuming"), true);
+            shared.set_state("reconnecting", format!("{what}; resuming"));
         }
     }
 }
@@ -228,25 +220,21 @@ fn handle(shared: &Shared, json: &str) -> Option<InboundMessage> {
         Some(7) => {
             shared.mark_down();
             tracing::info!("Discord asked to reconnect (op 7); resuming");
-            shared.state.set(
+            shared.set_state(
                 "reconnecting",
                 "Discord asked to reconnect (op 7); resuming",
-                true,
             );
             None
         }
         Some(9) => {
             shared.mark_down();
-            let (state, what) = if v["d"].as_bool() == Some(true) {
-                ("reconnecting", "the session was invalidated; resuming")
+            let what = if v["d"].as_bool() == Some(true) {
+                "the session was invalidated; resuming"
             } else {
-                (
-                    "reconnecting",
-                    "the session was invalidated; identifying anew",
-                )
+                "the session was invalidated; identifying anew"
             };
             tracing::info!("{what}");
-            shared.state.set(state, what, true);
+            shared.set_state("reconnecting", what);
             None
         }
         Some(0) => dispatch(shared, v["t"].as_str().unwrap_or_default(), &v["d"]),
@@ -267,13 +255,13 @@ fn dispatch(shared: &Shared, t: &str, d: &Value) -> Option<InboundMessage> {
             tracing::info!(bot = %me.username, "gateway session ready");
             *shared.me.lock().unwrap_or_else(|p| p.into_inner()) = Some(me);
             shared.mark_alive();
-            shared.state.set("connected", "", true);
+            shared.set_state("connected", "");
             None
         }
         "RESUMED" => {
             tracing::info!("gateway session resumed");
             shared.mark_alive();
-            shared.state.set("connected", "", true);
+            shared.set_state("connected", "");
             None
         }
         "MESSAGE_CREATE" => {

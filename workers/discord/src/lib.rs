@@ -123,6 +123,13 @@ impl Shared {
         now.saturating_sub(at) <= interval * 2 + 1000
     }
 
+    /// Sets a passing state, unless only an operator can end the current one.
+    pub fn set_state(&self, state: &'static str, detail: impl Into<String>) {
+        if !self.state.needs_operator() {
+            self.state.set(state, detail, true);
+        }
+    }
+
     pub fn unauthorized(&self, why: &str) {
         self.mark_down();
         self.state.set(
