@@ -114,13 +114,11 @@ impl Shared {
     /// Whether the session is up and its heartbeats are acknowledged in time (within
     /// two intervals and a second of slack).
     pub fn alive(&self) -> bool {
-        let at = self.alive_at_ms.load(Ordering::SeqCst);
-        if at == 0 {
-            return false;
-        }
-        let interval = self.heartbeat_ms.load(Ordering::SeqCst).max(1);
-        let now = self.started.elapsed().as_millis() as u64;
-        now.saturating_sub(at) <= interval * 2 + 1000
+        alive(
+            self.alive_at_ms.load(Ordering::SeqCst),
+            self.heartbeat_ms.load(Ordering::SeqCst),
+            self.started.elapsed().as_millis() as u64,
+        )
     }
 
     /// Sets a passing state, unless only an operator can end the current one.
@@ -235,6 +233,12 @@ impl Channel for Discord {
     }
 }
 
+/// A session last seen alive at `at` ms (0: down) is alive at `now` while no more than two
+/// heartbeat intervals and a second of slack have passed.
+fn alive(at: u64, interval: u64, now: u64) -> bool {
+    at != 0 && now.saturating_sub(at) <= interval.max(1) * 2 + 1000
+}
+
 fn health(shared: &Shared) -> Health {
     let s = shared.state.get();
     let mut h = if s.state == "connected" && !shared.alive() {
@@ -250,4 +254,29 @@ fn health(shared: &Shared) -> Health {
         h.labels.insert("botId".into(), me.id);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_alive_until_two_heartbeats_go_unacknowledged() {
+        assert!(!alive(0, 41_250, 5), "down until READY");
+        assert!(alive(1_000, 1_000, 3_900));
+        assert!(alive(1_000, 1_000, 4_000));
+        assert!(
+            !alive(1_000, 1_000, 4_001),
+            "two intervals and the slack passed"
+        );
+    }
+
+    #[test]
+    fn intents_ask_for_message_content_only_when_told() {
+        use twilight_gateway::Intents;
+        let base = gateway::intents(false);
+        assert_eq!(base, Intents::DIRECT_MESSAGES | Intents::GUILD_MESSAGES);
+        assert_eq!(base.bits(), (1 << 9) | (1 << 12));
+        assert!(gateway::intents(true).contains(Intents::MESSAGE_CONTENT));
+    }
 }
