@@ -585,3 +585,37 @@ async fn forbidden_and_unknown_channels_are_refused_at_once() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn a_killed_worker_is_restarted_alone_and_delivers_the_queued_send_once() {
+    let dc = Discord::start();
+    let gw = gateway(&dc, r#"allowFrom: ["42"]"#);
+    let mut op = operator(&gw).await;
+    let (mut bystander, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    let before = connected(&mut op).await;
+    // Rate limited past the bound: the send is queued in the outbox when the worker dies.
+    dc.with(|s| s.fail_next.push_back(Fail::RateLimited(3.0)));
+    op.send_json(&json!({"type": "req", "id": "s1", "method": "send",
+        "params": {"to": "600", "message": "survives", "idempotencyKey": "kill-1"}}))
+        .await;
+    dc.wait_for("the rate-limited attempt", |s| s.send_attempts.len() == 1);
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let r = op.response("s1").await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(dc.sent_to("600").len(), 1);
+    let after = connected(&mut op).await;
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(dc.identifies().len(), 2, "the new worker identified anew");
+    // Inbound works again, and the rest of the gateway never noticed.
+    let dm = dc.dm_channel("42");
+    dc.push_dm("42", "Alice", "back?");
+    dc.wait_for("the reply", |s| s.sent.iter().any(|m| m.channel_id == dm));
+    let h = bystander.request("health", json!({})).await;
+    assert_eq!(h["ok"], true);
+    assert!(gw.log().contains("worker exited; restarting"));
+}
