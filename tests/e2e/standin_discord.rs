@@ -363,6 +363,8 @@ fn dm_channel_of(s: &mut State, user: &str) -> String {
     c
 }
 
+/// IDENTIFY's and RESUME's `token`: the bot token, which the gateway takes with or
+/// without REST's `Bot ` prefix.
 fn token_ok(t: &str) -> bool {
     t.strip_prefix("Bot ").unwrap_or(t) == BOT_TOKEN
 }
