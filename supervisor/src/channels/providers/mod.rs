@@ -6,6 +6,7 @@
 //! Adding a provider: a file here with its [`Provider`] (and its section type), a line
 //! in [`ALL`], and a worker crate implementing `worker_runtime::channel::Channel`.
 
+pub mod discord;
 pub mod imessage;
 pub mod signal;
 pub mod telegram;
@@ -63,6 +64,7 @@ pub const ALL: &[&Provider] = &[
     &whatsapp::PROVIDER,
     &signal::PROVIDER,
     &imessage::PROVIDER,
+    &discord::PROVIDER,
 ];
 
 /// The provider with this channel id.
@@ -94,6 +96,15 @@ pub fn session_key(channel: &str, chat_id: &str, sender_id: &str, is_group: bool
         (false, Some(DmPeer::Sender)) if !sender_id.is_empty() => sender_id,
         _ => chat_id,
     };
+    // A `send` target may carry the provider's prefixes (`user:123`); the conversation
+    // is the bare id's, as for the messages that come in.
+    let mut peer = peer.trim();
+    while let Some(bare) = p
+        .and_then(|p| p.id_prefixes.iter().find_map(|x| peer.strip_prefix(x)))
+        .filter(|b| !b.is_empty())
+    {
+        peer = bare;
+    }
     crate::state::history::conversation_key(channel, kind, peer)
 }
 
