@@ -8,6 +8,7 @@
 
 pub mod imessage;
 pub mod signal;
+pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
 
@@ -63,6 +64,7 @@ pub const ALL: &[&Provider] = &[
     &whatsapp::PROVIDER,
     &signal::PROVIDER,
     &imessage::PROVIDER,
+    &slack::PROVIDER,
 ];
 
 /// The provider with this channel id.

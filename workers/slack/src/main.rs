@@ -1,0 +1,1 @@
+fn main() -> std::process::ExitCode { worker_runtime::run(worker_slack::serve) }
