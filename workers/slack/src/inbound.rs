@@ -68,7 +68,8 @@ pub fn parse(payload: &Value, me: &Me) -> Inbound {
         .iter()
         .filter_map(|k| profile[*k].as_str())
         .find(|n| !n.is_empty())
-        .unwrap_or_default();
+        // Without a profile in the event, the user id names the sender.
+        .unwrap_or(user);
     Inbound::Message {
         key: format!("{channel}:{ts}"),
         msg: InboundMessage {

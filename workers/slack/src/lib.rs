@@ -93,7 +93,19 @@ pub struct Shared {
     pub socket_timeout: Duration,
     /// Socket Mode connections opened so far (for health and the tests).
     pub connections: AtomicU64,
+    /// Cancelled when a token is refused: the open socket closes and no call is made
+    /// until an operator restarts the worker.
+    pub refused: CancellationToken,
     pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// A token was refused (`code`): report it, close the socket, stop calling Slack.
+    pub fn token_refused(&self, code: &str, which: &str) {
+        self.state
+            .set("unauthorized", api::unauthorized_detail(code, which), false);
+        self.refused.cancel();
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +147,7 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), SlackError> {
         last_frame: Mutex::new(None),
         socket_timeout: Duration::from_secs_f64(cfg.socket_timeout_seconds),
         connections: AtomicU64::new(0),
+        refused: CancellationToken::new(),
         shutdown: ctx.shutdown.clone(),
     });
     worker_runtime::channel::serve(&ctx, Arc::new(Slack(shared)))

@@ -10,7 +10,7 @@ use worker_runtime::channel::Delivery;
 use worker_runtime::text::{Progress, chunks};
 
 use crate::Shared;
-use crate::api::{Verdict, unauthorized_detail};
+use crate::api::Verdict;
 
 /// Slack truncates a message's text at 40 000 characters and advises staying under 4000
 /// (chat.postMessage, "Truncating content").
@@ -68,9 +68,7 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
                 tracing::warn!(delivery = %req.delivery_id, part = sent, verdict = ?v, "chat.postMessage failed");
                 return match v {
                     Verdict::Unauthorized(code) => {
-                        shared
-                            .state
-                            .set("unauthorized", unauthorized_detail(&code, "bot token"), false);
+                        shared.token_refused(&code, "bot token");
                         Delivery::Refused(format!("slack refused the bot token ({code})"))
                     }
                     Verdict::RetryAfter(d) => Delivery::RetryAfter {

@@ -24,7 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use worker_runtime::backoff::Backoff;
 use worker_runtime::events::EventSender;
 
-use crate::api::{Verdict, unauthorized_detail};
+use crate::api::Verdict;
 use crate::inbound::{self, Inbound};
 use crate::{Me, Shared};
 
@@ -168,9 +168,7 @@ async fn pause(shared: &Shared, d: Duration) -> bool {
 async fn failed(shared: &Shared, what: &str, token: &str, v: Verdict, backoff: &mut Backoff) -> bool {
     match v {
         Verdict::Unauthorized(code) => {
-            shared
-                .state
-                .set("unauthorized", unauthorized_detail(&code, token), false);
+            shared.token_refused(&code, token);
             false
         }
         Verdict::RetryAfter(d) => {
@@ -224,6 +222,7 @@ async fn read(
             .unwrap_or((0, ACK_WAIT));
         tokio::select! {
             _ = shared.shutdown.cancelled() => return End::Stop,
+            _ = shared.refused.cancelled() => return End::Stop,
             _ = tokio::time::sleep_until(last + timeout) => {
                 return End::Lost(format!(
                     "no frame and no pong for {} ms (a half-open socket)",
@@ -231,9 +230,6 @@ async fn read(
                 ));
             }
             _ = ping.tick() => {
-                if shared.state.needs_operator() {
-                    return End::Stop;
-                }
                 pings += 1;
                 let payload = pings.to_string().into_bytes();
                 if !write(sink, Message::Ping(payload.into())).await {
