@@ -103,7 +103,10 @@ async fn a_direct_message_reaches_the_agent_and_its_envelope_is_acknowledged() {
         "{status}"
     );
     let log = gw.log();
-    assert!(!log.contains(BOT_TOKEN) && !log.contains(APP_TOKEN), "a token reached the log");
+    assert!(
+        !log.contains(BOT_TOKEN) && !log.contains(APP_TOKEN),
+        "a token reached the log"
+    );
     assert!(!log.contains("ticket="), "the socket URL reached the log");
 }
 
@@ -112,13 +115,21 @@ async fn channels_answer_mentions_once_in_their_thread_and_ignore_the_rest() {
     let slack = Slack::start();
     let gw = gateway(
         &slack,
-        &format!(r#"dmPolicy: "allowlist", allowFrom: ["{ALICE}"], channels: {{ "{TEAM_CHANNEL}": {{}} }}"#),
+        &format!(
+            r#"dmPolicy: "allowlist", allowFrom: ["{ALICE}"], channels: {{ "{TEAM_CHANNEL}": {{}} }}"#
+        ),
         BOT_TOKEN,
     );
     let mut op = operator(&gw).await;
     connected(&mut op).await;
     slack.push_dm("U0MALLORY", "let me in");
-    slack.push_channel(TEAM_CHANNEL, "U0CAROL", "chatting among ourselves", false, None);
+    slack.push_channel(
+        TEAM_CHANNEL,
+        "U0CAROL",
+        "chatting among ourselves",
+        false,
+        None,
+    );
     // A mention inside a thread: Slack sends `message` and `app_mention` for it.
     let root = slack.push_channel(TEAM_CHANNEL, "U0CAROL", "start", false, None);
     slack.push_channel(TEAM_CHANNEL, "U0CAROL", "ping", true, Some(&root));
@@ -133,13 +144,23 @@ async fn channels_answer_mentions_once_in_their_thread_and_ignore_the_rest() {
         s.posted.iter().any(|p| p.channel == dm_of(ALICE))
     });
     let replies = slack.posted_to(TEAM_CHANNEL);
-    assert_eq!(replies.len(), 1, "one reply for message + app_mention: {replies:?}");
+    assert_eq!(
+        replies.len(),
+        1,
+        "one reply for message + app_mention: {replies:?}"
+    );
     assert!(
-        replies[0].text.starts_with("[echo] [U0CAROL]: @switchboard ping"),
+        replies[0]
+            .text
+            .starts_with("[echo] [U0CAROL]: @switchboard ping"),
         "{}",
         replies[0].text
     );
-    assert_eq!(replies[0].thread_ts.as_deref(), Some(root.as_str()), "in the thread");
+    assert_eq!(
+        replies[0].thread_ts.as_deref(),
+        Some(root.as_str()),
+        "in the thread"
+    );
     assert!(slack.posted_to(&dm_of("U0MALLORY")).is_empty());
     assert!(slack.posted_to("C0OTHER").is_empty());
     let key = format!("agent:main:slack:channel:{TEAM_CHANNEL}");
@@ -150,7 +171,8 @@ async fn channels_answer_mentions_once_in_their_thread_and_ignore_the_rest() {
 }
 
 #[tokio::test]
-async fn envelopes_are_acknowledged_only_after_the_gateway_stored_them_and_redeliveries_count_once() {
+async fn envelopes_are_acknowledged_only_after_the_gateway_stored_them_and_redeliveries_count_once()
+{
     let slack = Slack::start();
     slack.with(|s| s.retry_after = Duration::from_millis(500));
     let gw = gateway(&slack, &format!(r#"allowFrom: ["{ALICE}"]"#), BOT_TOKEN);
@@ -255,17 +277,26 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     let bob = "U0BOB";
     let dm = dm_of(bob);
     slack.push_dm(bob, "hi there");
-    slack.wait_for("the pairing reply", |s| s.posted.iter().any(|p| p.channel == dm));
+    slack.wait_for("the pairing reply", |s| {
+        s.posted.iter().any(|p| p.channel == dm)
+    });
     let reply = texts(&slack, &dm)[0].clone();
     assert!(reply.contains("Your slack user id: U0BOB"), "{reply}");
-    assert!(reply.contains("switchboard pairing approve slack"), "{reply}");
+    assert!(
+        reply.contains("switchboard pairing approve slack"),
+        "{reply}"
+    );
     let code = reply
         .lines()
         .find_map(|l| l.strip_prefix("Pairing code: "))
         .unwrap()
         .to_owned();
     let ok = cli(&gw, &["pairing", "approve", "slack", &code, "--notify"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("approved slack sender U0BOB"));
     slack.wait_for("the approval notice", |s| {
         s.posted.iter().filter(|p| p.channel == dm).count() == 2
@@ -277,7 +308,11 @@ async fn unknown_senders_get_a_pairing_code_that_an_operator_approves() {
     });
     assert_eq!(texts(&slack, &dm)[2], "[echo] now?");
     let h = history(&mut op, "agent:main:slack:dm:U0BOB").await;
-    assert_eq!(h, vec!["now?", "[echo] now?"], "the message before approval was not run");
+    assert_eq!(
+        h,
+        vec!["now?", "[echo] now?"],
+        "the message before approval was not run"
+    );
 }
 
 #[tokio::test]
@@ -295,7 +330,11 @@ async fn send_delivers_exactly_once_per_key_and_splits_long_texts() {
     assert_eq!(r["payload"]["messageId"], sent[0].ts.as_str());
     let again = op.request("send", params).await;
     assert_eq!(again["payload"], r["payload"]);
-    assert_eq!(slack.posted_to(TEAM_CHANNEL).len(), 1, "a repeated key sends nothing");
+    assert_eq!(
+        slack.posted_to(TEAM_CHANNEL).len(),
+        1,
+        "a repeated key sends nothing"
+    );
     // 9000 characters: three posts of at most 4000, in order, the text intact.
     let line = "y".repeat(99) + "\n";
     let long = line.repeat(90);
@@ -310,7 +349,10 @@ async fn send_delivers_exactly_once_per_key_and_splits_long_texts() {
     assert_eq!(parts.len(), 3);
     assert!(parts.iter().all(|p| p.chars().count() <= 4000));
     // The gateway trims the text's trailing newline; nothing else changes.
-    assert!(parts.concat() == long.trim_end(), "the parts do not join to the text");
+    assert!(
+        parts.concat() == long.trim_end(),
+        "the parts do not join to the text"
+    );
     let h = history(&mut op, &format!("agent:main:slack:channel:{TEAM_CHANNEL}")).await;
     assert_eq!(h, vec!["hello team"]);
     let r = op
@@ -320,7 +362,10 @@ async fn send_delivers_exactly_once_per_key_and_splits_long_texts() {
         )
         .await;
     assert!(
-        r["error"]["message"].as_str().unwrap().contains("invalid slack target"),
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid slack target"),
         "{r}"
     );
 }
@@ -331,7 +376,10 @@ async fn slack_errors_are_refusals_rate_limits_are_honoured_and_server_errors_re
     let gw = gateway(&slack, "", BOT_TOKEN);
     let mut op = operator(&gw).await;
     connected(&mut op).await;
-    for (i, code) in ["channel_not_found", "not_in_channel", "is_archived"].iter().enumerate() {
+    for (i, code) in ["channel_not_found", "not_in_channel", "is_archived"]
+        .iter()
+        .enumerate()
+    {
         slack.with(|s| s.fail_next.push_back(Fail::Error(code)));
         let r = op
             .request(
@@ -340,9 +388,16 @@ async fn slack_errors_are_refusals_rate_limits_are_honoured_and_server_errors_re
             )
             .await;
         assert_eq!(r["error"]["code"], "UNAVAILABLE", "{r}");
-        assert!(r["error"]["message"].as_str().unwrap().contains(code), "{r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(code),
+            "{r}"
+        );
     }
-    assert_eq!(slack.with(|s| s.post_attempts.len()), 3, "refusals are not retried");
+    assert_eq!(
+        slack.with(|s| s.post_attempts.len()),
+        3,
+        "refusals are not retried"
+    );
     // 429 with Retry-After: 1 — the next attempt a second later.
     slack.with(|s| s.fail_next.push_back(Fail::RateLimited(1)));
     let r = op
@@ -373,9 +428,14 @@ async fn a_refused_token_stops_every_call_and_is_reported_as_unauthorized() {
     let gw = gateway(&slack, "", "xoxb-9999-wrong-tokenzz");
     let mut op = operator(&gw).await;
     let w = op
-        .wait_worker("slack", "unauthorized", |w| w["providerState"] == "unauthorized")
+        .wait_worker("slack", "unauthorized", |w| {
+            w["providerState"] == "unauthorized"
+        })
         .await;
-    assert!(w["detail"].as_str().unwrap().contains("invalid_auth"), "{w}");
+    assert!(
+        w["detail"].as_str().unwrap().contains("invalid_auth"),
+        "{w}"
+    );
     assert!(w["detail"].as_str().unwrap().contains("botToken"), "{w}");
     let r = op
         .request(
@@ -383,7 +443,13 @@ async fn a_refused_token_stops_every_call_and_is_reported_as_unauthorized() {
             json!({"channel": "slack", "to": TEAM_CHANNEL, "message": "x", "idempotencyKey": "u-1"}),
         )
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("slack refused"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("slack refused"),
+        "{r}"
+    );
     // Many health checks later (every 100 ms): still one call, no restarts.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let w = op.worker("slack").await;
@@ -409,9 +475,17 @@ async fn a_token_revoked_while_running_stops_the_worker_calling_slack() {
             json!({"channel": "slack", "to": TEAM_CHANNEL, "message": "x", "idempotencyKey": "r-1"}),
         )
         .await;
-    assert!(r["error"]["message"].as_str().unwrap().contains("account_inactive"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("account_inactive"),
+        "{r}"
+    );
     let w = op
-        .wait_worker("slack", "unauthorized", |w| w["providerState"] == "unauthorized")
+        .wait_worker("slack", "unauthorized", |w| {
+            w["providerState"] == "unauthorized"
+        })
         .await;
     assert_eq!(w["connected"], false, "{w}");
     // The socket is closed and no new one is opened; later sends make no calls.

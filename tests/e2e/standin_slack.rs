@@ -124,7 +124,10 @@ pub struct Slack {
     pub url: String,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
-    _stop: (tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Sender<()>),
+    _stop: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ),
 }
 
 impl Slack {
@@ -389,7 +392,11 @@ async fn handle(
                 error("insecure_request")
             } else if token.as_deref() != Some(APP_TOKEN) {
                 s.refused_calls += 1;
-                error(if token.is_none() { "not_authed" } else { "invalid_auth" })
+                error(if token.is_none() {
+                    "not_authed"
+                } else {
+                    "invalid_auth"
+                })
             } else {
                 s.next_id += 1;
                 let ticket = format!("tk{:06}", s.next_id);
@@ -434,7 +441,9 @@ fn post_message(s: &mut State, token: Option<&str>, args: &Value) -> Response<Fu
                 .status(429)
                 .header("retry-after", secs.to_string())
                 .header("content-type", "application/json; charset=utf-8")
-                .body(Full::new(Bytes::from(r#"{"ok":false,"error":"ratelimited"}"#)))
+                .body(Full::new(Bytes::from(
+                    r#"{"ok":false,"error":"ratelimited"}"#,
+                )))
                 .unwrap(),
             Fail::Error(code) => error(code),
             Fail::ServerError => Response::builder()
@@ -476,7 +485,11 @@ fn post_message(s: &mut State, token: Option<&str>, args: &Value) -> Response<Fu
     // Slack sends the bot's own message back as an event: the worker must ignore it.
     let mut echo = message.clone();
     echo["channel"] = json!(channel);
-    echo["channel_type"] = json!(if channel.starts_with('D') { "im" } else { "channel" });
+    echo["channel_type"] = json!(if channel.starts_with('D') {
+        "im"
+    } else {
+        "channel"
+    });
     s.next_id += 1;
     let payload = json!({"type": "event_callback", "team_id": TEAM, "api_app_id": "A0STANDIN",
         "event": echo, "event_id": format!("Ev{:08}", s.next_id), "event_time": 1_700_000_000 + s.next_id});
@@ -489,6 +502,8 @@ fn post_message(s: &mut State, token: Option<&str>, args: &Value) -> Response<Fu
 
 // ---- Socket Mode -----------------------------------------------------------------
 
+// tungstenite's handshake callback returns its `ErrorResponse` unboxed.
+#[allow(clippy::result_large_err)]
 async fn serve_sockets(listener: TcpListener, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -498,8 +513,7 @@ async fn serve_sockets(listener: TcpListener, state: Arc<Mutex<State>>, changed:
         tokio::spawn(async move {
             let ticket_ok = {
                 let s = Arc::clone(&s);
-                move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                      resp| {
+                move |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
                     let ticket = req
                         .uri()
                         .query()
@@ -512,9 +526,10 @@ async fn serve_sockets(listener: TcpListener, state: Arc<Mutex<State>>, changed:
                     if req.uri().path() == "/link/" && s.lock().unwrap().tickets.remove(&ticket) {
                         Ok(resp)
                     } else {
-                        let mut r = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(
-                            Some("invalid ticket".into()),
-                        );
+                        let mut r =
+                            tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(
+                                Some("invalid ticket".into()),
+                            );
                         *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
                         Err(r)
                     }
@@ -586,17 +601,28 @@ async fn socket(
                     s.silenced_at = Some(Instant::now());
                     silent = true;
                 } else if let Some(reason) = s.disconnect.take() {
-                    frames.push(json!({"type": "disconnect", "reason": reason,
-                        "debug_info": {"host": "applink-standin"}}).to_string());
+                    frames.push(
+                        json!({"type": "disconnect", "reason": reason,
+                        "debug_info": {"host": "applink-standin"}})
+                        .to_string(),
+                    );
                     disconnected_at = Some(Instant::now());
                 } else {
                     while let Some(p) = s.outbox.pop_front() {
                         let (id, frame) = envelope(&mut s, p.clone(), 0);
-                        s.unacked.push(Unacked { ids: vec![id], payload: p, attempt: 0, sent_at: Instant::now() });
+                        s.unacked.push(Unacked {
+                            ids: vec![id],
+                            payload: p,
+                            attempt: 0,
+                            sent_at: Instant::now(),
+                        });
                         frames.push(frame);
                     }
                     let due: Vec<usize> = (0..s.unacked.len())
-                        .filter(|&i| s.unacked[i].attempt < 3 && s.unacked[i].sent_at.elapsed() >= s.retry_after)
+                        .filter(|&i| {
+                            s.unacked[i].attempt < 3
+                                && s.unacked[i].sent_at.elapsed() >= s.retry_after
+                        })
                         .collect();
                     for i in due {
                         let payload = s.unacked[i].payload.clone();

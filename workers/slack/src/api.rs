@@ -180,10 +180,7 @@ impl Api {
             SlackClientError::ProtocolError(_) => {
                 Verdict::Transient("slack answered something that is not the Web API's JSON".into())
             }
-            other => Verdict::Transient(format!(
-                "network: {}",
-                self.redact(&source_chain(other))
-            )),
+            other => Verdict::Transient(format!("network: {}", self.redact(&source_chain(other)))),
         }
     }
 }

@@ -17,7 +17,10 @@ const TEXT_SUBTYPES: &[&str] = &["thread_broadcast", "file_share", "me_message"]
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
     /// A message for the supervisor; `key` names it (`<channel>:<ts>`).
-    Message { key: String, msg: InboundMessage },
+    Message {
+        key: String,
+        msg: Box<InboundMessage>,
+    },
     /// Nothing to store (our own message, an edit, an event we do not subscribe to …):
     /// acknowledged at once. The text says why, for the debug log.
     Skip(&'static str),
@@ -50,14 +53,17 @@ pub fn parse(payload: &Value, me: &Me) -> Inbound {
     if raw_text.trim().is_empty() {
         return Inbound::Skip("a message without text (files are not supported yet)");
     }
-    let channel_type = ev["channel_type"].as_str().unwrap_or(if channel.starts_with('D') {
-        "im"
-    } else {
-        "channel"
-    });
+    let channel_type = ev["channel_type"]
+        .as_str()
+        .unwrap_or(if channel.starts_with('D') {
+            "im"
+        } else {
+            "channel"
+        });
     let is_dm = channel_type == "im";
     let mention = format!("<@{}>", me.user_id);
-    let mentioned = kind == "app_mention" || (!me.user_id.is_empty() && raw_text.contains(&mention));
+    let mentioned =
+        kind == "app_mention" || (!me.user_id.is_empty() && raw_text.contains(&mention));
     let text = if me.user_id.is_empty() || me.name.is_empty() {
         raw_text.to_owned()
     } else {
@@ -72,7 +78,7 @@ pub fn parse(payload: &Value, me: &Me) -> Inbound {
         .unwrap_or(user);
     Inbound::Message {
         key: format!("{channel}:{ts}"),
-        msg: InboundMessage {
+        msg: Box::new(InboundMessage {
             channel: "slack".into(),
             account_id: "default".into(),
             chat_id: channel.to_owned(),
@@ -87,7 +93,7 @@ pub fn parse(payload: &Value, me: &Me) -> Inbound {
             chat_type: channel_type.to_owned(),
             chat_title: String::new(),
             thread_id: ev["thread_ts"].as_str().unwrap_or_default().to_owned(),
-        },
+        }),
     }
 }
 
@@ -152,16 +158,20 @@ mod tests {
 
     #[test]
     fn dms_and_mentions_become_messages_and_the_bots_own_do_not() {
-        let dm = payload(json!({"type": "message", "channel": "D1", "channel_type": "im",
-            "user": "U1", "text": "hi", "ts": "1700000000.000100"}));
+        let dm = payload(
+            json!({"type": "message", "channel": "D1", "channel_type": "im",
+            "user": "U1", "text": "hi", "ts": "1700000000.000100"}),
+        );
         let Inbound::Message { key, msg } = parse(&dm, &me()) else {
             panic!("a DM is a message")
         };
         assert_eq!(key, "D1:1700000000.000100");
         assert!(!msg.is_group && !msg.mentioned);
         assert_eq!(msg.timestamp_ms, 1_700_000_000_000);
-        let m = payload(json!({"type": "message", "channel": "C1", "channel_type": "channel",
-            "user": "U1", "text": "<@UBOT> ping", "ts": "1.2", "thread_ts": "1.0"}));
+        let m = payload(
+            json!({"type": "message", "channel": "C1", "channel_type": "channel",
+            "user": "U1", "text": "<@UBOT> ping", "ts": "1.2", "thread_ts": "1.0"}),
+        );
         let Inbound::Message { msg, .. } = parse(&m, &me()) else {
             panic!("a mention is a message")
         };
@@ -171,9 +181,13 @@ mod tests {
         let own = payload(json!({"type": "message", "channel": "D1", "user": "UBOT",
             "bot_id": "BBOT", "text": "[echo] hi", "ts": "2.0"}));
         assert!(matches!(parse(&own, &me()), Inbound::Skip(_)));
-        let edit = payload(json!({"type": "message", "subtype": "message_changed", "channel": "D1"}));
+        let edit =
+            payload(json!({"type": "message", "subtype": "message_changed", "channel": "D1"}));
         assert!(matches!(parse(&edit, &me()), Inbound::Skip(_)));
-        assert!(matches!(parse(&json!({"nonsense": 1}), &me()), Inbound::Skip(_)));
+        assert!(matches!(
+            parse(&json!({"nonsense": 1}), &me()),
+            Inbound::Skip(_)
+        ));
         assert!(matches!(parse(&json!("x"), &me()), Inbound::Skip(_)));
     }
 

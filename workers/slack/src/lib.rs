@@ -135,8 +135,8 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), SlackError> {
             "socketTimeoutSeconds must be between 0.2 and 3600".into(),
         ));
     }
-    let api = api::Api::new(&cfg.api_url, &cfg.bot_token, &cfg.app_token)
-        .map_err(SlackError::Config)?;
+    let api =
+        api::Api::new(&cfg.api_url, &cfg.bot_token, &cfg.app_token).map_err(SlackError::Config)?;
     let shared = Arc::new(Shared {
         api,
         state: StatusCell::new("slack", "connecting"),

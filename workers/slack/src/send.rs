@@ -28,7 +28,8 @@ pub fn parse_target(to: &str) -> Option<String> {
     let ok = t.len() >= 2
         && t.len() <= 32
         && t.starts_with(['C', 'G', 'D', 'U', 'W'])
-        && t.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        && t.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     ok.then(|| t.to_owned())
 }
 
@@ -73,10 +74,7 @@ pub async fn deliver(shared: &Shared, req: SendRequest) -> Delivery {
                     }
                     Verdict::RetryAfter(d) => Delivery::RetryAfter {
                         after: d,
-                        error: format!(
-                            "rate limited by slack (retry after {} ms)",
-                            d.as_millis()
-                        ),
+                        error: format!("rate limited by slack (retry after {} ms)", d.as_millis()),
                     },
                     Verdict::Transient(m) => Delivery::Retry(m),
                     Verdict::Permanent(code) => {

@@ -99,8 +99,14 @@ pub async fn run(shared: Arc<Shared>) {
         let url = match r {
             Ok(u) => u,
             Err(v) => {
-                if !failed(&shared, "apps.connections.open", "app-level token", v, &mut backoff)
-                    .await
+                if !failed(
+                    &shared,
+                    "apps.connections.open",
+                    "app-level token",
+                    v,
+                    &mut backoff,
+                )
+                .await
                 {
                     return;
                 }
@@ -121,7 +127,10 @@ pub async fn run(shared: Arc<Shared>) {
             // The URL carries a ticket: it is never shown.
             Ok(Err(e)) => End::Lost(format!(
                 "cannot open the Socket Mode connection: {}",
-                shared.api.redact(&e.to_string()).replace(&url, "<socket url>")
+                shared
+                    .api
+                    .redact(&e.to_string())
+                    .replace(&url, "<socket url>")
             )),
             Err(_) => End::Lost("opening the Socket Mode connection timed out".into()),
         };
@@ -139,7 +148,10 @@ pub async fn run(shared: Arc<Shared>) {
                     backoff.reset();
                 }
                 let d = backoff.next_delay();
-                tracing::warn!(delay_ms = d.as_millis() as u64, "socket mode connection lost: {why}");
+                tracing::warn!(
+                    delay_ms = d.as_millis() as u64,
+                    "socket mode connection lost: {why}"
+                );
                 set_state(&shared, "reconnecting", format!("{why}; reconnecting"));
                 if !pause(&shared, d).await {
                     return;
@@ -165,7 +177,13 @@ async fn pause(shared: &Shared, d: Duration) -> bool {
 }
 
 /// Handles a failed call's verdict; `false` when the loop must stop.
-async fn failed(shared: &Shared, what: &str, token: &str, v: Verdict, backoff: &mut Backoff) -> bool {
+async fn failed(
+    shared: &Shared,
+    what: &str,
+    token: &str,
+    v: Verdict,
+    backoff: &mut Backoff,
+) -> bool {
     match v {
         Verdict::Unauthorized(code) => {
             shared.token_refused(&code, token);
@@ -215,6 +233,8 @@ async fn read(
     ping.tick().await;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut pings = 0u64;
+    // A `disconnect` warning came: the close that follows is Slack's refresh.
+    let mut warned = false;
     loop {
         let (front, left) = pending
             .front()
@@ -257,6 +277,7 @@ async fn read(
             }
             frame = stream.next() => {
                 let msg = match frame {
+                    None if warned => return End::Refresh,
                     None => return End::Lost("slack closed the socket".into()),
                     Some(Err(e)) => return End::Lost(format!("socket error: {}", shared.api.redact(&e.to_string()))),
                     Some(Ok(m)) => m,
@@ -265,10 +286,12 @@ async fn read(
                 *shared.last_frame.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 match msg {
                     Message::Text(t) => {
-                        if let Some(end) = frame_text(shared, me, t.as_str(), sink, tx, &mut pending).await {
+                        let r = frame_text(shared, me, t.as_str(), sink, tx, &mut pending, &mut warned).await;
+                        if let Some(end) = r {
                             return end;
                         }
                     }
+                    Message::Close(_) if warned => return End::Refresh,
                     Message::Close(f) => {
                         let why = f.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default();
                         return End::Lost(format!("slack closed the socket ({})", why.trim()));
@@ -283,7 +306,10 @@ async fn read(
 
 /// Writes a frame, bounded in time; `false` when the socket cannot take it.
 async fn write(sink: &mut Sink, m: Message) -> bool {
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.send(m)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(m)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn ack(sink: &mut Sink, envelope_id: &str) -> bool {
@@ -299,9 +325,13 @@ async fn frame_text(
     sink: &mut Sink,
     tx: &EventSender,
     pending: &mut VecDeque<Pending>,
+    warned: &mut bool,
 ) -> Option<End> {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        tracing::warn!(bytes = text.len(), "a Socket Mode frame that is not JSON; ignored");
+        tracing::warn!(
+            bytes = text.len(),
+            "a Socket Mode frame that is not JSON; ignored"
+        );
         return None;
     };
     match v["type"].as_str().unwrap_or_default() {
@@ -315,9 +345,14 @@ async fn frame_text(
         }
         "disconnect" => match v["reason"].as_str().unwrap_or("unknown") {
             // About ten seconds' notice of a refresh: keep reading until it comes.
-            "warning" => None,
+            "warning" => {
+                *warned = true;
+                None
+            }
             "refresh_requested" => Some(End::Refresh),
-            other => Some(End::Lost(format!("slack disconnected the socket ({other})"))),
+            other => Some(End::Lost(format!(
+                "slack disconnected the socket ({other})"
+            ))),
         },
         "events_api" => {
             let Some(envelope_id) = v["envelope_id"].as_str() else {
@@ -327,23 +362,36 @@ async fn frame_text(
             let retry = v["retry_attempt"].as_u64().unwrap_or(0);
             match inbound::parse(&v["payload"], me) {
                 Inbound::Skip(why) => {
-                    tracing::debug!(envelope = envelope_id, why, "envelope acknowledged without a message");
-                    (!ack(sink, envelope_id).await).then(|| End::Lost("cannot write an acknowledgement".into()))
+                    tracing::debug!(
+                        envelope = envelope_id,
+                        why,
+                        "envelope acknowledged without a message"
+                    );
+                    (!ack(sink, envelope_id).await)
+                        .then(|| End::Lost("cannot write an acknowledgement".into()))
                 }
                 Inbound::Message { key, .. } if shared.stored.contains(&key) => {
-                    tracing::debug!(envelope = envelope_id, retry, "a message already stored; acknowledged");
-                    (!ack(sink, envelope_id).await).then(|| End::Lost("cannot write an acknowledgement".into()))
+                    tracing::debug!(
+                        envelope = envelope_id,
+                        retry,
+                        "a message already stored; acknowledged"
+                    );
+                    (!ack(sink, envelope_id).await)
+                        .then(|| End::Lost("cannot write an acknowledgement".into()))
                 }
                 Inbound::Message { key, msg } => {
                     if pending.len() >= MAX_PENDING {
-                        tracing::warn!(envelope = envelope_id, "too many messages waiting to be stored; slack will deliver this one again");
+                        tracing::warn!(
+                            envelope = envelope_id,
+                            "too many messages waiting to be stored; slack will deliver this one again"
+                        );
                         return None;
                     }
                     let event_id = shared.next_event.fetch_add(1, Ordering::Relaxed) + 1;
                     let ev = WorkerEvent {
                         event_id,
                         cursor: String::new(),
-                        event: Some(worker_event::Event::Message(msg)),
+                        event: Some(worker_event::Event::Message(*msg)),
                     };
                     match tokio::time::timeout(ACK_WAIT, tx.send(Ok(ev))).await {
                         Ok(Ok(())) => {
@@ -357,7 +405,10 @@ async fn frame_text(
                         }
                         Ok(Err(_)) => Some(End::SupervisorGone),
                         Err(_) => {
-                            tracing::warn!(envelope = envelope_id, "the supervisor is not taking events; slack will deliver this one again");
+                            tracing::warn!(
+                                envelope = envelope_id,
+                                "the supervisor is not taking events; slack will deliver this one again"
+                            );
                             None
                         }
                     }
@@ -367,7 +418,10 @@ async fn frame_text(
         // Slash commands and interactivity are not subscribed to: confirmed, not handled.
         other => match v["envelope_id"].as_str() {
             Some(id) => {
-                tracing::debug!(kind = other, "an envelope the worker does not handle; acknowledged");
+                tracing::debug!(
+                    kind = other,
+                    "an envelope the worker does not handle; acknowledged"
+                );
                 (!ack(sink, id).await).then(|| End::Lost("cannot write an acknowledgement".into()))
             }
             None => None,

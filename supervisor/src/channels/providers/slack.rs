@@ -61,7 +61,9 @@ fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
     if bot.is_none() {
         s.problem(
             "botToken",
-            format!("required (or set {BOT_TOKEN_ENV}): the bot token (xoxb-…) from OAuth & Permissions"),
+            format!(
+                "required (or set {BOT_TOKEN_ENV}): the bot token (xoxb-…) from OAuth & Permissions"
+            ),
         );
     }
     if app.is_none() {
@@ -127,7 +129,9 @@ mod tests {
         let c = run(
             "slack",
             configure,
-            Some(json!({"botToken": "nope-sekrit", "appToken": "xoxb-sekrit2", "apiUrl": "http://10.1.1.1/api"})),
+            Some(
+                json!({"botToken": "nope-sekrit", "appToken": "xoxb-sekrit2", "apiUrl": "http://10.1.1.1/api"}),
+            ),
             &[],
         );
         let all = c.problems.join("\n");
