@@ -502,3 +502,73 @@ async fn a_token_revoked_while_running_stops_the_worker_calling_slack() {
         assert_eq!(s.sockets_opened, 1);
     });
 }
+
+#[tokio::test]
+async fn a_rate_limited_connections_open_waits_its_retry_after_then_connects() {
+    let slack = Slack::start();
+    slack.with(|s| {
+        s.open_fail_next.push_back(Fail::RateLimited(1));
+        s.open_fail_next.push_back(Fail::Error("internal_error"));
+    });
+    let gw = gateway(&slack, "", BOT_TOKEN);
+    let mut op = operator(&gw).await;
+    let w = op
+        .wait_worker("slack", "in backoff", |w| w["providerState"] == "backoff")
+        .await;
+    assert!(
+        w["detail"]
+            .as_str()
+            .unwrap()
+            .contains("apps.connections.open"),
+        "{w}"
+    );
+    connected(&mut op).await;
+    let attempts = slack.with(|s| s.open_attempts.clone());
+    assert_eq!(attempts.len(), 3, "429, internal_error, then success");
+    assert!(
+        attempts[1] - attempts[0] >= Duration::from_millis(950),
+        "the Retry-After was not honoured: {:?}",
+        attempts[1] - attempts[0]
+    );
+    let w = op.worker("slack").await;
+    assert_eq!(w["restarts"], 0, "{w}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_before_confirming_a_message_gets_it_again_and_answers_once() {
+    let slack = Slack::start();
+    slack.with(|s| s.retry_after = Duration::from_millis(500));
+    let gw = gateway(&slack, &format!(r#"allowFrom: ["{ALICE}"]"#), BOT_TOKEN);
+    let mut op = operator(&gw).await;
+    let before = connected(&mut op).await;
+    // The gateway is stopped, so the worker holds the message unconfirmed when it dies.
+    gw.signal(nix::sys::signal::Signal::SIGSTOP);
+    slack.push_dm(ALICE, "survive the crash");
+    slack.wait_for("the worker holding it unconfirmed", |s| s.retries_sent >= 1);
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    gw.signal(nix::sys::signal::Signal::SIGCONT);
+    let dm = dm_of(ALICE);
+    slack.wait_for("the reply after the restart", |s| {
+        s.posted.iter().any(|p| p.channel == dm)
+    });
+    slack.wait_for("the envelope confirmed", |s| {
+        s.unacked_count() == 0 && s.sockets_opened >= 2
+    });
+    slack.push_dm(ALICE, "still there?");
+    slack.wait_for("the next reply", |s| {
+        s.posted.iter().filter(|p| p.channel == dm).count() == 2
+    });
+    assert_eq!(
+        texts(&slack, &dm),
+        vec!["[echo] survive the crash", "[echo] still there?"],
+        "answered exactly once"
+    );
+    let after = op.worker("slack").await;
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(slack.with(|s| s.max_open), 1, "{after}");
+}

@@ -81,6 +81,9 @@ pub struct State {
     pub posted: Vec<Posted>,
     pub post_attempts: Vec<Instant>,
     pub fail_next: VecDeque<Fail>,
+    /// What the next `apps.connections.open` calls do instead of succeeding.
+    pub open_fail_next: VecDeque<Fail>,
+    pub open_attempts: Vec<Instant>,
     tickets: HashSet<String>,
     next_id: u64,
     /// Socket connections opened, and open now (as the server sees them).
@@ -142,6 +145,8 @@ impl Slack {
             posted: Vec::new(),
             post_attempts: Vec::new(),
             fail_next: VecDeque::new(),
+            open_fail_next: VecDeque::new(),
+            open_attempts: Vec::new(),
             tickets: HashSet::new(),
             next_id: 0,
             sockets_opened: 0,
@@ -388,6 +393,10 @@ async fn handle(
         }
         "apps.connections.open" => {
             s.connections_open_calls += 1;
+            s.open_attempts.push(Instant::now());
+            if let Some(f) = s.open_fail_next.pop_front() {
+                return failure(f);
+            }
             if !post {
                 error("insecure_request")
             } else if token.as_deref() != Some(APP_TOKEN) {
@@ -427,6 +436,25 @@ fn bot_token(s: &mut State, token: Option<&str>) -> Result<(), &'static str> {
             Err(code)
         }
         None => Ok(()),
+    }
+}
+
+fn failure(f: Fail) -> Response<Full<Bytes>> {
+    match f {
+        Fail::RateLimited(secs) => Response::builder()
+            .status(429)
+            .header("retry-after", secs.to_string())
+            .header("content-type", "application/json; charset=utf-8")
+            .body(Full::new(Bytes::from(
+                r#"{"ok":false,"error":"ratelimited"}"#,
+            )))
+            .unwrap(),
+        Fail::Error(code) => error(code),
+        Fail::ServerError => Response::builder()
+            .status(500)
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from("<html>Internal Server Error</html>")))
+            .unwrap(),
     }
 }
 
