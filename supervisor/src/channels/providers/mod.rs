@@ -9,6 +9,7 @@
 pub mod discord;
 pub mod imessage;
 pub mod signal;
+pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
 
@@ -65,6 +66,7 @@ pub const ALL: &[&Provider] = &[
     &signal::PROVIDER,
     &imessage::PROVIDER,
     &discord::PROVIDER,
+    &slack::PROVIDER,
 ];
 
 /// The provider with this channel id.

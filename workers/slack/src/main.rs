@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    worker_runtime::run(worker_slack::serve)
+}
