@@ -251,7 +251,10 @@ pub async fn runner_inventory_update(c: Call) -> Result<Reply, RpcError> {
         .nodes
         .update_runner_inventory(&node_id, c.conn.id, declared)
     {
-        Ok(()) => Ok(Reply::Json(json!({"nodeId": node_id}))),
+        Ok(()) => {
+            tracing::info!(node = %node_id, "node runner inventory recorded (no session hosting)");
+            Ok(Reply::Json(json!({"nodeId": node_id})))
+        }
         Err(PublishRefusal::UnknownNode) => Err(RpcError::invalid_request("unknown nodeId")),
         Err(PublishRefusal::AwaitingApproval(Some(request_id))) => {
             Err(RpcError::unavailable(format!(
