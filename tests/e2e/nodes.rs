@@ -540,7 +540,10 @@ async fn a_v4_node_publishes_skills_tools_runner_inventory_and_stats_as_the_refe
         if n["connected"] == false {
             break n;
         }
-        assert!(std::time::Instant::now() < deadline, "still connected: {list}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still connected: {list}"
+        );
     };
     assert_eq!(n["paired"], true);
     assert_eq!(n["commands"], json!(["system.run", "system.which"]));
