@@ -265,6 +265,7 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/models.list", generate::<ClosedNoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
+        entry("params/skills.bins", generate::<ClosedNoParams>()),
         entry(
             "params/node.pair.request",
             generate::<NodePairRequestParams>(),

@@ -408,6 +408,8 @@ async fn a_v4_node_publishes_skills_tools_runner_inventory_and_stats_as_the_refe
         {"pluginId": "linux-node", "name": "which_bins", "description": "Find binaries", "command": "system.which"},
         {"pluginId": "linux-node", "name": "snap", "description": "Photo", "command": "camera.snap"},
     ]});
+    let r = node.request("skills.bins", json!({})).await;
+    assert_eq!(r["payload"], json!({"bins": []}), "{r}");
     let r = node.request("node.pluginTools.update", tools).await;
     assert_eq!(r["payload"], json!({"nodeId": id, "tools": []}), "{r}");
     // Host stats: kept, broadcast to readers, answered with the reference's event result.

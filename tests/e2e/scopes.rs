@@ -30,6 +30,7 @@ const SPEC: &[(&str, &str)] = &[
     ("node.invoke.result", "node"),
     ("node.event", "node"),
     ("node.invoke.progress", "node"),
+    ("skills.bins", "node"),
     ("node.skills.update", "node"),
     ("node.pluginTools.update", "node"),
     ("node.runnerInventory.update", "node"),

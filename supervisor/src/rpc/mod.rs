@@ -199,6 +199,7 @@ pub const TABLE: &[Method] = &[
     m!("node.invoke", Write, "params/node.invoke", BOTH, nodes::invoke),
     m!("node.invoke.result", NodeOnly, "params/node.invoke.result", BOTH, nodes::invoke_result),
     m!("node.event", NodeOnly, "params/node.event", BOTH, nodes::event),
+    m!("skills.bins", NodeOnly, "params/skills.bins", BOTH, nodes::skills_bins),
     m!("node.invoke.progress", NodeOnly, "params/node.invoke.progress", V4_ONLY, nodes::invoke_progress),
     m!("node.skills.update", NodeOnly, "params/node.skills.update", V4_ONLY, nodes::skills_update),
     m!("node.pluginTools.update", NodeOnly, "params/node.pluginTools.update", V4_ONLY, nodes::plugin_tools_update),

@@ -202,6 +202,12 @@ pub async fn invoke_progress(c: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({"ok": true, "ignored": !taken})))
 }
 
+/// `skills.bins`: the executables the gateway's skills need, which a node's exec policy
+/// may trust (`autoAllowSkills`). Switchboard installs no skills, so none.
+pub async fn skills_bins(_c: Call) -> Result<Reply, RpcError> {
+    Ok(Reply::Json(json!({"bins": []})))
+}
+
 /// v4 `node.skills.update`: the node's skill catalog, kept for the agent.
 pub async fn skills_update(c: Call) -> Result<Reply, RpcError> {
     let p: NodeSkillsUpdateParams = c.parse()?;
