@@ -327,12 +327,15 @@ fn node_list(app: &App, version: switchboard_schemas::ProtocolVersion) -> Value 
             live["paired"] = json!(true);
             continue;
         }
-        let node = match app.nodes.departed_info(id) {
+        // v4 lists it as it was when it left (the reference keeps its approved surface);
+        // the v3 reference lists a bare entry.
+        let departed = (version == V4)
+            .then(|| app.nodes.departed_info(id))
+            .flatten();
+        let node = match departed {
             Some((info, left_at_ms)) => {
                 let mut n = info.to_json(version, true, false);
-                if version == V4 {
-                    n["lastDisconnectedAtMs"] = json!(left_at_ms);
-                }
+                n["lastDisconnectedAtMs"] = json!(left_at_ms);
                 n
             }
             None => json!({
