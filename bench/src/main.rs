@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod churn;
+mod wsfuzz;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -35,6 +36,10 @@ enum Scenario {
     /// Clients join and leave continuously around a held population, for `--max-seconds`
     /// (bounded by `--count` joins); RSS sampled every `--sample-seconds`.
     Soak,
+    /// A black-box WebSocket fuzzer: `--concurrency` attackers send up to `--count`
+    /// mutated frames (before and after the handshake, both versions) while a watchdog
+    /// asks `health`; fails if the gateway stops answering or dies (`--pid`).
+    WsFuzz,
 }
 
 #[derive(Debug, Parser)]
@@ -93,6 +98,9 @@ struct Args {
     /// soak: seconds between RSS readings.
     #[arg(long, default_value_t = 10)]
     sample_seconds: u64,
+    /// ws-fuzz: seed of the mutations (the same seed sends the same frames).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn connect_params(a: &Args) -> Value {
@@ -221,6 +229,7 @@ impl Report {
             "runs",
             "kills",
             "joins",
+            "frames",
         ]
         .iter()
         .filter_map(|k| get(k))
@@ -622,6 +631,7 @@ async fn main() -> Result<()> {
         Scenario::Recovery => recovery(Arc::clone(&a)).await?,
         Scenario::JoinStorm => churn::join_storm(Arc::clone(&a)).await?,
         Scenario::Soak => churn::soak(Arc::clone(&a)).await?,
+        Scenario::WsFuzz => wsfuzz::ws_fuzz(Arc::clone(&a)).await?,
     };
     // Where the CPU went: who limits the figure, the gateway or this load generator.
     if !matches!(
@@ -631,6 +641,7 @@ async fn main() -> Result<()> {
             | Scenario::Recovery
             | Scenario::JoinStorm
             | Scenario::Soak
+            | Scenario::WsFuzz
     ) {
         let ops = report.operations();
         if let (Some(b), Some(after)) = (server_before, a.pid.and_then(|p| cpu_ms(&p.to_string())))

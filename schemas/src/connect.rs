@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ProtocolVersion;
+use crate::limits;
 
 /// Client ids a v3 (Clawdbot-era) client may send.
 pub const CLIENT_IDS_V3: &[&str] = &[
@@ -91,8 +92,10 @@ pub struct ConnectParams {
     pub max_protocol: u64,
     pub client: ClientInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::CAPS))]
     pub caps: Option<Vec<NonEmpty>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::COMMANDS))]
     pub commands: Option<Vec<NonEmpty>>,
     /// v4: a Computer Use declaration (opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,13 +104,16 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_runs: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = limits::PERMISSIONS, "propertyNames" = {"maxLength": limits::SHORT}))]
     pub permissions: Option<BTreeMap<String, bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::PATH_ENV))]
     pub path_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SCOPES))]
     pub scopes: Option<Vec<NonEmpty>>,
     /// v4: initial model-catalog read scope (opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,17 +123,19 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ConnectAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SHORT))]
     pub locale: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::USER_AGENT))]
     pub user_agent: Option<String>,
 }
 
-/// A non-empty string (schema `minLength: 1`).
+/// A non-empty name: a scope, capability or command (1 to [`limits::SHORT`] characters).
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
-pub struct NonEmpty(#[schemars(length(min = 1))] pub String);
+pub struct NonEmpty(#[schemars(length(min = 1, max = limits::SHORT))] pub String);
 
 impl NonEmpty {
     pub fn as_str(&self) -> &str {
@@ -142,21 +150,21 @@ pub struct ClientInfo {
     /// One of [`CLIENT_IDS_V3`] / [`CLIENT_IDS_V4`], per the negotiated version.
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub display_name: Option<String>,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub version: String,
     /// v4 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 96))]
     pub build_id: Option<String>,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub platform: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub device_family: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub model_identifier: Option<String>,
     /// v4 only: self-reported IANA time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,7 +173,7 @@ pub struct ClientInfo {
     /// One of [`CLIENT_MODES_V3`] / [`CLIENT_MODES_V4`].
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::ID))]
     pub instance_id: Option<String>,
 }
 
@@ -173,16 +181,16 @@ pub struct ClientInfo {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceProof {
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::ID))]
     pub id: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::KEY))]
     pub public_key: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::KEY))]
     pub signature: String,
     pub signed_at: u64,
     /// Optional on v3 (local peers may sign `v1` without it), required on v4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::ID))]
     pub nonce: Option<String>,
 }
 
@@ -191,15 +199,21 @@ pub struct DeviceProof {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub bootstrap_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub device_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub approval_runtime_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SECRET))]
     pub agent_runtime_identity_token: Option<String>,
 }

@@ -12,6 +12,7 @@ mod catalog;
 pub mod connect;
 pub mod frames;
 pub mod hello;
+pub mod limits;
 pub mod methods;
 mod version;
 

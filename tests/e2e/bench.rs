@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -65,4 +65,39 @@ async fn a_short_benchmark_smoke_run_succeeds() {
     let delivered = r["deliveries"].as_u64().unwrap();
     assert!((1..=15).contains(&delivered), "{r}");
     assert_eq!(r["expected"], 15);
+}
+
+/// The benchmark tool's black-box WebSocket fuzzer (issue #17 point 9), briefly, against
+/// the real binary: the gateway answers its watchdog's `health` throughout (the tool
+/// fails otherwise), is alive after it, and no panic reached its log.
+#[tokio::test]
+async fn the_black_box_websocket_fuzzer_leaves_the_gateway_serving() {
+    let gw = Gateway::start();
+    let pid = gw.pid().to_string();
+    let r = bench(
+        &gw,
+        &[
+            "--scenario",
+            "ws-fuzz",
+            "--count",
+            "3000",
+            "--concurrency",
+            "3",
+            "--seed",
+            "17",
+            "--pid",
+            &pid,
+        ],
+    );
+    assert!(r["frames"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["health_checks"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["connections"].as_u64().unwrap() >= 3, "{r}");
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let health = c.request("health", json!({})).await;
+    assert_eq!(health["ok"], true, "{health}");
+    let log = gw.log();
+    assert!(
+        !log.contains("panicked"),
+        "a panic in the gateway's log:\n{log}"
+    );
 }

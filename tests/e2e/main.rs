@@ -5,6 +5,7 @@ mod harness;
 
 mod bench;
 mod browser;
+mod client_strings;
 mod core;
 mod devices;
 mod durability;

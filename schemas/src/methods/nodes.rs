@@ -11,7 +11,7 @@ pub struct NodePairRequestParams {
     #[schemars(length(min = 1))]
     pub node_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::limits::NAME))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -58,7 +58,7 @@ pub struct NodePairVerifyParams {
 pub struct NodeRenameParams {
     #[schemars(length(min = 1))]
     pub node_id: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::limits::NAME))]
     pub display_name: String,
 }
 

@@ -18,6 +18,10 @@ use crate::clock::now_ms;
 
 const TTL_MS: u64 = 5 * 60 * 1000;
 const MAX_ENTRIES: usize = 200;
+/// The whole list's v4 JSON stays under this, whatever clients put in their entries
+/// (each field is bounded by the schemas' `limits`, so one entry is a few KiB at most):
+/// `hello-ok` and every `presence` event carry it to every tracked client.
+pub const MAX_BYTES: usize = 256 * 1024;
 
 pub struct Presence {
     self_key: String,
@@ -108,6 +112,32 @@ impl Presence {
         }
         let entries = &self.entries;
         self.encoded.retain(|k, _| entries.contains_key(k));
+        self.bound_bytes();
+    }
+
+    /// Drops entries until the list's v4 JSON fits [`MAX_BYTES`]: departed clients first,
+    /// then the oldest. The gateway's own entry stays.
+    fn bound_bytes(&mut self) {
+        let mut total: usize = self.encoded.values().map(|e| e[1].len() + 1).sum();
+        if total <= MAX_BYTES {
+            return;
+        }
+        let mut victims: Vec<(bool, u64, String)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| **k != self.self_key)
+            .map(|(k, e)| (e.reason.as_deref() != Some("disconnect"), e.ts, k.clone()))
+            .collect();
+        victims.sort();
+        for (_, _, k) in victims {
+            if total <= MAX_BYTES {
+                break;
+            }
+            self.entries.remove(&k);
+            if let Some(e) = self.encoded.remove(&k) {
+                total -= e[1].len() + 1;
+            }
+        }
     }
 
     /// The keys in list order: the gateway first (it was just touched, so it is the
@@ -266,6 +296,48 @@ fn os_release() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_is_bounded_in_bytes_and_departed_clients_go_first() {
+        let mut p = Presence::new("Host", "0.1.0");
+        let big = |i: usize| PresenceEntry {
+            host: Some(format!("{i:03}{}", "h".repeat(250))),
+            platform: Some("p".repeat(128)),
+            version: Some("v".repeat(128)),
+            mode: Some("ui".into()),
+            scopes: Some(
+                (0..32)
+                    .map(|s| format!("{s:02}{}", "s".repeat(126)))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        for i in 0..150 {
+            p.upsert(&format!("dev-{i}"), big(i));
+        }
+        // Departing marks the entry as just seen: it is the newest but goes first.
+        p.disconnect("dev-140");
+        p.upsert("dev-new", big(999));
+        let [v3, v4] = p.encoded();
+        assert!(v4.len() <= MAX_BYTES + 1024, "{} bytes", v4.len());
+        assert!(v3.len() <= v4.len());
+        let list = p.list();
+        assert!(list.len() < 150, "{} entries kept", list.len());
+        let hosts: Vec<&str> = list.iter().filter_map(|e| e.host.as_deref()).collect();
+        assert!(hosts.contains(&"Host"), "the gateway's own entry stays");
+        assert!(
+            hosts.iter().any(|h| h.starts_with("999")),
+            "the newest stays"
+        );
+        assert!(
+            !hosts.iter().any(|h| h.starts_with("140")),
+            "the departed one went first"
+        );
+        assert!(
+            hosts.iter().any(|h| h.starts_with("149")),
+            "then the oldest"
+        );
+    }
 
     #[test]
     fn the_encoded_list_is_the_list_serialized() {

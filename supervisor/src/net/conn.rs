@@ -255,9 +255,15 @@ async fn handshake_phase<S: Transport>(
     Some((ws, accepted))
 }
 
-/// Whether a client appears in the presence list (CLI clients do not).
+/// Whether a client appears in the presence list, as each reference decides it (its
+/// scopes do not matter): v3 (clawdbot) leaves out CLI clients; v4 (OpenClaw) leaves out
+/// every ephemeral client: `cli`, `backend` and `probe` modes.
 fn tracked(a: &Accepted) -> bool {
-    a.params.client.mode != "cli"
+    let mode = a.params.client.mode.as_str();
+    match a.version {
+        V3 => mode != "cli",
+        V4 => !matches!(mode, "cli" | "backend" | "probe"),
+    }
 }
 
 /// What a live session keeps after its set-up.

@@ -28,11 +28,11 @@ use serde_json::{Value, json};
 use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use crate::app::App;
-use crate::auth::access::{self, Access};
+use crate::auth::access::{self, Access, Grant};
 use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
-use crate::protocol::validate::Report;
+use crate::protocol::validate::{Report, Validators};
 
 /// Methods whose effect the database must record (a side effect, an acknowledgement, a
 /// pairing). While the database cannot record ([`crate::state::db::Db::fault`]) they are
@@ -298,7 +298,7 @@ pub struct Session {
 pub const OFFLOAD_BYTES: usize = 64 * 1024;
 
 /// What checking a frame came to.
-enum Checked {
+pub enum Checked {
     /// Not JSON: ignored, as the references do.
     Ignored,
     /// Refused before any handler: the response, and whether it was an unauthorized role.
@@ -316,10 +316,24 @@ enum Checked {
     },
 }
 
-/// Parse, frame schema, method lookup, authorization, params schema, in the references'
-/// order. Linear in the frame's size, with a bounded error list.
 fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
-    let version = conn.version;
+    check_frame(&app.validators, conn.version, &conn.grant, text, || {
+        storage_refusal(app)
+    })
+}
+
+/// Parse, frame schema, method lookup, authorization, params schema, in the references'
+/// order. Linear in the frame's size, with a bounded error list. `storage` says whether
+/// the database can record a side effect (asked only for recording methods).
+///
+/// Pure (no I/O): the `frame` fuzz target drives it directly.
+pub fn check_frame(
+    validators: &Validators,
+    version: ProtocolVersion,
+    grant: &Grant,
+    text: &str,
+    storage: impl FnOnce() -> Option<RpcError>,
+) -> Checked {
     let Ok(parsed) = serde_json::from_str::<Value>(text) else {
         return Checked::Ignored;
     };
@@ -328,7 +342,7 @@ fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
         V4 => Report::First,
     };
     let schema = format!("frames/request.{}", version.tag());
-    if let Err(msg) = app.validators.check(&schema, version, report, &parsed) {
+    if let Err(msg) = validators.check(&schema, version, report, &parsed) {
         let e = RpcError::invalid_request(format!("invalid request frame: {msg}"));
         return Checked::Refused {
             frame: frame::err_for_frame(parsed.get("id"), &e),
@@ -346,7 +360,7 @@ fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
         method: name.clone(),
         unauthorized_role,
     };
-    if let Err(e) = access::authorize(version, &conn.grant, method.map(|s| s.access)) {
+    if let Err(e) = access::authorize(version, grant, method.map(|s| s.access)) {
         let role = e.is_unauthorized_role();
         return refused(e, role);
     }
@@ -357,7 +371,7 @@ fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
         );
     };
     if RECORDING.contains(&method.name)
-        && let Some(e) = storage_refusal(app)
+        && let Some(e) = storage()
     {
         return refused(e, false);
     }
@@ -366,10 +380,7 @@ fn check(app: &App, conn: &ConnHandle, text: &str) -> Checked {
         None | Some(Value::Null) => json!({}),
         Some(p) => p.clone(),
     };
-    if let Err(msg) = app
-        .validators
-        .check(method.params, version, Report::All, &params)
-    {
+    if let Err(msg) = validators.check(method.params, version, Report::All, &params) {
         return refused(
             RpcError::invalid_request(format!("invalid {name} params: {msg}")),
             false,

@@ -32,13 +32,30 @@ const NON_RESTARTABLE_EXITS: &[i32] = &[3, 4, 5];
 const MAX_SOCKET_PATH: usize = 103;
 
 /// One worker to supervise.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerSpec {
     pub name: String,
     pub program: PathBuf,
     /// Passed to the worker as JSON (may hold secrets; never logged).
     pub config: Value,
     pub enabled: bool,
+}
+
+/// Names the config's keys, never its values (tokens live there).
+impl std::fmt::Debug for WorkerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self
+            .config
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        f.debug_struct("WorkerSpec")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("config_keys", &keys)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
 }
 
 /// Timings of supervision (defaults suit production; tests shorten them).
