@@ -15,8 +15,9 @@ use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
     ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ClosedNoParams,
     DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams,
-    LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeInvokeParams,
-    NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams, NodeRenameParams,
+    LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeEventResult,
+    NodeInvokeParams, NodeInvokeProgressParams, NodeInvokeResultParams, NodePairRequestParams,
+    NodePairVerifyParams, NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams,
     OkResult, PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams,
     SendParams, SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
     TickEvent, WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult,
@@ -264,6 +265,7 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/models.list", generate::<ClosedNoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
+        entry("params/skills.bins", generate::<ClosedNoParams>()),
         entry(
             "params/node.pair.request",
             generate::<NodePairRequestParams>(),
@@ -280,6 +282,21 @@ pub fn catalog() -> Vec<SchemaEntry> {
             generate::<NodeInvokeResultParams>(),
         ),
         entry("params/node.event", generate::<NodeEventParams>()),
+        entry("results/node.event", generate::<NodeEventResult>()),
+        entry(
+            "params/node.skills.update",
+            generate::<NodeSkillsUpdateParams>(),
+        ),
+        entry(
+            "params/node.pluginTools.update",
+            generate::<NodePluginToolsUpdateParams>(),
+        ),
+        entry(
+            "params/node.invoke.progress",
+            generate::<NodeInvokeProgressParams>(),
+        ),
+        // Parsed by the handler, as the reference does (its errors are the reference's).
+        entry("params/node.runnerInventory.update", generate::<NoParams>()),
         entry(
             "params/device.pair.request-id",
             generate::<PairingRequestParams>(),

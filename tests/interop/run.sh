@@ -2,13 +2,15 @@
 # Interop: real clients no one here wrote, against the real switchboard binary.
 #   - the openclaw 2026.9.6 CLI (protocol v4)
 #   - the clawdbot 2026.1.24-3 CLI (protocol v3)
+#   - the node hosts of both (`openclaw node run`, `clawdbot node run`): node_hosts.sh
 # Usage: tests/interop/run.sh [path/to/switchboard]
 # Installs both CLIs with ../shared/reference/install*.sh into caches outside the clone
 # (CLAWDBOT_REF_DIR, OPENCLAW_REF_DIR; default ~/.cache/…). Exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-shared=$(cd "$root/../shared" 2>/dev/null && pwd || true)
+# ../shared beside the clone, or INTEROP_SHARED_DIR (e.g. from a git worktree elsewhere).
+shared=$(cd "${INTEROP_SHARED_DIR:-$root/../shared}" 2>/dev/null && pwd || true)
 bin=${1:-${CARGO_TARGET_DIR:-$root/target}/debug/switchboard}
 [ -x "$bin" ] || { echo "interop: switchboard binary not found at $bin (build it first)" >&2; exit 1; }
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
@@ -25,6 +27,7 @@ t_installed=$(date +%s)
 work=$(mktemp -d)
 gw_pid=""
 cleanup() {
+  declare -F node_hosts_cleanup >/dev/null && node_hosts_cleanup
   if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; fi
   if [ -n "${readme_pid:-}" ] && kill -0 "$readme_pid" 2>/dev/null; then kill "$readme_pid"; wait "$readme_pid" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -123,6 +126,8 @@ mkdir -p "$work/cb-home/.clawdbot"
 printf '{"gateway":{"mode":"remote","remote":{"url":"%s","token":"%s"}}}' "$url" "$token" >"$work/cb-home/.clawdbot/clawdbot.json"
 chmod 600 "$work/cb-home/.clawdbot/clawdbot.json"
 check "v3 clawdbot agent (remote gateway)" "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == '[echo] hello agent'" cb agent --agent main --message "hello agent" --json
+
+. "$here/node_hosts.sh"
 
 echo "== the README's first five minutes: a fresh HOME, no configuration, the README's own lines"
 readme_home="$work/readme-home"; mkdir -p "$readme_home"

@@ -133,3 +133,93 @@ pub struct NodeEventParams {
     )]
     pub payload_json: Option<String>,
 }
+
+/// `node.skills.update` params (v4, from the node): the node's whole skill catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSkillsUpdateParams {
+    #[schemars(length(max = 64))]
+    pub skills: Vec<NodeSkill>,
+}
+
+/// One skill a node offers the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSkill {
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+    )]
+    pub name: String,
+    #[schemars(length(min = 1, max = 1024))]
+    pub description: String,
+    #[schemars(length(min = 1, max = 65536))]
+    pub content: String,
+}
+
+/// `node.pluginTools.update` params (v4, from the node): its whole plugin/MCP tool catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePluginToolsUpdateParams {
+    pub tools: Vec<NodePluginTool>,
+}
+
+/// One agent-visible tool a node offers, run through one of its commands.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodePluginTool {
+    #[schemars(length(min = 1))]
+    pub plugin_id: String,
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    )]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<NodeMcpTool>,
+}
+
+/// The MCP server and tool behind a node plugin tool.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMcpTool {
+    #[schemars(length(min = 1))]
+    pub server: String,
+    #[schemars(length(min = 1))]
+    pub tool: String,
+}
+
+/// `node.invoke.progress` params (v4, from the node): one ordered output chunk of a
+/// running invoke.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeInvokeProgressParams {
+    #[schemars(length(min = 1))]
+    pub invoke_id: String,
+    #[schemars(length(min = 1))]
+    pub node_id: String,
+    pub seq: u64,
+    #[schemars(length(max = 16384))]
+    pub chunk: String,
+}
+
+/// What `node.event` answers for an event the gateway interprets (v4), e.g.
+/// `node.host.stats`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEventResult {
+    pub ok: bool,
+    #[schemars(length(min = 1))]
+    pub event: String,
+    pub handled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub reason: Option<String>,
+}

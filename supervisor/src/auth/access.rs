@@ -152,7 +152,9 @@ pub fn may_receive(version: ProtocolVersion, grant: &Grant, event: &str) -> bool
         ProtocolVersion::V4 => match event {
             "tick" | "health" | "heartbeat" | "shutdown" => true,
             "presence" | "chat" | "agent" | "cron" | "voicewake.changed" | "sessions.changed"
-            | "talk.mode" => grant.role == Role::Operator && grant.has(version, READ),
+            | "talk.mode" | "node.hostStats" => {
+                grant.role == Role::Operator && grant.has(version, READ)
+            }
             _ => false,
         },
     }

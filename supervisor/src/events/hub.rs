@@ -373,6 +373,16 @@ impl Broadcast {
         }
     }
 
+    /// Sent only to clients of `version` (an event the other generation does not have).
+    pub fn only_for(mut self, version: ProtocolVersion) -> Broadcast {
+        for v in ProtocolVersion::ALL {
+            if v != version {
+                self.templates[v as usize] = None;
+            }
+        }
+        self
+    }
+
     /// A presence list of this version: not sent to clients whose `hello-ok` had it.
     pub fn of_presence_version(mut self, version: u64) -> Broadcast {
         self.presence_version = version;

@@ -480,6 +480,12 @@ async fn register_node(
         declared: Vec::new(),
         approval_state: None,
         pending_request: None,
+        client_id: client.id.clone(),
+        client_mode: client.mode.clone(),
+        skills: Vec::new(),
+        declared_tools: Vec::new(),
+        runner_inventory: None,
+        host_stats: None,
     };
     crate::nodes::Nodes::filter_commands(&mut info);
     if a.version == V4 && !info.declared.is_empty() {
@@ -568,7 +574,7 @@ fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
         },
         features: Features {
             methods: rpc::advertised(version),
-            events: rpc::events(),
+            events: rpc::events(version),
             capabilities: None,
         },
         snapshot: Snapshot {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 mod allowlist;
+mod publish;
 
 use crate::events::hub::{Broadcast, ConnHandle, Hub};
 use crate::protocol::error::RpcError;
@@ -22,6 +23,13 @@ use crate::protocol::error::RpcError;
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 pub use allowlist::{allowlist, platform_id};
+pub use publish::{
+    PublishRefusal, RunnerInventory, declared_tools, normalize_skills, parse_host_stats,
+    parse_runner_inventory,
+};
+
+/// At most this many disconnected nodes are remembered (for `node.list`).
+const MAX_DEPARTED: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -44,6 +52,21 @@ pub struct NodeInfo {
     pub approval_state: Option<String>,
     /// v4: the pending `node.pair` request for the declared commands.
     pub pending_request: Option<String>,
+    /// The connect's `client.id` and `client.mode`.
+    pub client_id: String,
+    pub client_mode: String,
+    /// v4, published by the node (see [`publish`]): its skills (normalized), its plugin
+    /// tools as declared, its runner inventory and its latest host stats.
+    pub skills: Vec<Value>,
+    pub declared_tools: Vec<Value>,
+    pub runner_inventory: Option<Value>,
+    pub host_stats: Option<Value>,
+}
+
+/// A node that was connected, as it was when it left.
+struct Departed {
+    info: NodeInfo,
+    at_ms: u64,
 }
 
 struct Live {
@@ -54,6 +77,9 @@ struct Live {
 struct Pending {
     node_id: String,
     command: String,
+    version: switchboard_schemas::ProtocolVersion,
+    /// The node sent `node.invoke.progress` for it.
+    progressed: bool,
     tx: oneshot::Sender<Result<Value, RpcError>>,
 }
 
@@ -61,10 +87,18 @@ struct Pending {
 pub struct Nodes {
     live: Mutex<HashMap<String, Live>>,
     pending: Mutex<HashMap<String, Pending>>,
+    departed: Mutex<HashMap<String, Departed>>,
 }
 
 impl NodeInfo {
-    pub fn to_json(&self, paired: bool, connected: bool) -> Value {
+    /// The entry of `node.list` / `node.describe`; v4 callers also see what the node
+    /// published, as the reference shows it.
+    pub fn to_json(
+        &self,
+        version: switchboard_schemas::ProtocolVersion,
+        paired: bool,
+        connected: bool,
+    ) -> Value {
         let mut v = json!({
             "nodeId": self.node_id,
             "platform": self.platform,
@@ -94,6 +128,25 @@ impl NodeInfo {
                 v[k] = val;
             }
         }
+        if version == switchboard_schemas::ProtocolVersion::V4 {
+            v["clientId"] = json!(self.client_id);
+            v["clientMode"] = json!(self.client_mode);
+            // Switchboard hosts no agent sessions on nodes.
+            v["sessionHost"] = json!(false);
+            if let Some(stats) = &self.host_stats {
+                v["hostStats"] = stats.clone();
+            }
+            if connected {
+                v["nodePluginTools"] = json!(publish::effective_tools(
+                    &self.declared_tools,
+                    &self.commands
+                ));
+            }
+        }
+        if !connected {
+            v.as_object_mut().map(|o| o.remove("connectedAtMs"));
+            v["lastConnectedAtMs"] = json!(self.connected_at_ms);
+        }
         v
     }
 }
@@ -105,6 +158,17 @@ impl Nodes {
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn departed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Departed>> {
+        self.departed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A node that is not connected, as it was when it left (and when).
+    pub fn departed_info(&self, node_id: &str) -> Option<(NodeInfo, u64)> {
+        self.departed()
+            .get(node_id)
+            .map(|d| (d.info.clone(), d.at_ms))
     }
 
     /// Filters declared commands through the node platform's allow-list.
@@ -124,6 +188,7 @@ impl Nodes {
 
     /// A node connected (commands already filtered, and emptied while pending approval).
     pub fn register(&self, info: NodeInfo, conn: Arc<ConnHandle>) -> NodeInfo {
+        self.departed().remove(&info.node_id);
         self.live().insert(
             info.node_id.clone(),
             Live {
@@ -166,8 +231,26 @@ impl Nodes {
                 _ => None,
             }
         };
-        if removed.is_none() {
+        let Some(removed) = removed else {
             return;
+        };
+        {
+            let mut departed = self.departed();
+            if departed.len() >= MAX_DEPARTED
+                && let Some(oldest) = departed
+                    .iter()
+                    .min_by_key(|(_, d)| d.at_ms)
+                    .map(|(id, _)| id.clone())
+            {
+                departed.remove(&oldest);
+            }
+            departed.insert(
+                node_id.to_owned(),
+                Departed {
+                    info: removed.info,
+                    at_ms: crate::clock::now_ms(),
+                },
+            );
         }
         let failed: Vec<Pending> = {
             let mut pending = self.pending();
@@ -221,11 +304,22 @@ impl Nodes {
         timeout_ms: Option<u64>,
         idempotency_key: &str,
     ) -> Result<Value, RpcError> {
+        let v4 = version == switchboard_schemas::ProtocolVersion::V4;
+        if v4 && command.starts_with("system.execApprovals.") {
+            return Err(RpcError::invalid_request(
+                "node.invoke does not allow system.execApprovals.*; use exec.approvals.node.*",
+            )
+            .with_details(json!({"command": command})));
+        }
         let (conn, info) = {
             let live = self.live();
             let Some(l) = live.get(node_id) else {
-                return Err(RpcError::unavailable("node not connected")
-                    .with_details(json!({"code": "NOT_CONNECTED"})));
+                let details = if v4 {
+                    json!({"code": "NOT_CONNECTED", "nodeError": {"code": "NOT_CONNECTED", "message": "node not connected"}, "nodeCommandDispatched": false})
+                } else {
+                    json!({"code": "NOT_CONNECTED"})
+                };
+                return Err(RpcError::unavailable("node not connected").with_details(details));
             };
             (Arc::clone(&l.conn), l.info.clone())
         };
@@ -274,17 +368,29 @@ impl Nodes {
             Pending {
                 node_id: node_id.to_owned(),
                 command: command.to_owned(),
+                version,
+                progressed: false,
                 tx,
             },
         );
         let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        // v4, as the reference: a `system.run` carries a run id (the node's exec events
+        // name it), and the node is told the timeout the gateway waits for.
+        let mut params = params.cloned();
+        if v4
+            && command == "system.run"
+            && let Some(Value::Object(p)) = params.as_mut()
+            && !p.contains_key("runId")
+        {
+            p.insert("runId".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
         let mut payload = json!({
             "id": id, "nodeId": node_id, "command": command,
             "paramsJSON": params.map(|p| Value::from(p.to_string())).unwrap_or(Value::Null),
             "idempotencyKey": idempotency_key,
         });
-        if let Some(t) = timeout_ms {
-            payload["timeoutMs"] = json!(t);
+        if v4 || timeout_ms.is_some() {
+            payload["timeoutMs"] = json!(timeout);
         }
         hub.send_event(
             &conn,
@@ -299,6 +405,20 @@ impl Nodes {
                 json!({"nodeError": {"code": "TIMEOUT", "message": "node invoke timed out"}}),
             )),
         }
+    }
+
+    /// A node's `node.invoke.progress` for one of its running invokes. Returns whether a
+    /// consumer took the chunk: as in the reference, only in-process stream consumers
+    /// take chunks, and a WebSocket operator's `node.invoke` has none, so the chunk is
+    /// acknowledged as ignored (the invoke is marked as having made progress, which turns a
+    /// later `NODE_NOT_READY` into a failure).
+    pub fn progress(&self, node_id: &str, invoke_id: &str) -> bool {
+        if let Some(p) = self.pending().get_mut(invoke_id)
+            && p.node_id == node_id
+        {
+            p.progressed = true;
+        }
+        false
     }
 
     /// A node's `node.invoke.result`. Returns whether it matched a waiting invoke.
@@ -323,6 +443,25 @@ impl Nodes {
                 "ok": true, "nodeId": node_id, "command": w.command, "payload": payload,
                 "payloadJSON": p.get("payloadJSON").cloned().unwrap_or(Value::Null),
             }))
+        } else if w.version == switchboard_schemas::ProtocolVersion::V4 {
+            // The reference's wording: "CODE: message", and what the node said.
+            let mut node_error = p.get("error").cloned().unwrap_or(Value::Null);
+            if w.progressed && node_error["code"] == "NODE_NOT_READY" {
+                node_error = json!({"code": "UNAVAILABLE", "message": "node reported not-ready after invocation progress"});
+            }
+            let text = |k: &str| {
+                node_error[k]
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+            };
+            let message = text("message").unwrap_or("node invoke failed");
+            let message = match text("code") {
+                Some(code) => format!("{code}: {message}"),
+                None => message.to_owned(),
+            };
+            Err(RpcError::unavailable(message)
+                .with_details(json!({"nodeError": node_error, "nodeCommandDispatched": true})))
         } else {
             let message = p["error"]["message"]
                 .as_str()

@@ -136,14 +136,19 @@ pub struct Method {
     pub access: Access,
     /// Catalog name of the params schema.
     pub params: &'static str,
-    /// Generations whose `hello-ok.features.methods` lists it.
+    /// Generations that know it, and whose `hello-ok.features.methods` lists it unless
+    /// `hidden`.
     pub advertised: &'static [ProtocolVersion],
+    /// Known to those generations but never listed (as the reference hides it).
+    pub hidden: bool,
     pub handler: Handler,
 }
 
 const BOTH: &[ProtocolVersion] = &[V3, V4];
 /// v4 answers `unknown method` for these.
 const V3_ONLY: &[ProtocolVersion] = &[V3];
+/// v3 answers `unknown method` for these.
+const V4_ONLY: &[ProtocolVersion] = &[V4];
 const NONE: &[ProtocolVersion] = &[];
 
 /// One row: `m!(name, access, schema, versions, handler)`.
@@ -154,7 +159,14 @@ macro_rules! m {
             access: Access::$access,
             params: $params,
             advertised: $adv,
+            hidden: false,
             handler: |c| Box::pin($handler(c)),
+        }
+    };
+    (hidden $name:literal, $access:ident, $params:literal, $adv:expr, $handler:path) => {
+        Method {
+            hidden: true,
+            ..m!($name, $access, $params, $adv, $handler)
         }
     };
 }
@@ -187,6 +199,12 @@ pub const TABLE: &[Method] = &[
     m!("node.invoke", Write, "params/node.invoke", BOTH, nodes::invoke),
     m!("node.invoke.result", NodeOnly, "params/node.invoke.result", BOTH, nodes::invoke_result),
     m!("node.event", NodeOnly, "params/node.event", BOTH, nodes::event),
+    m!("skills.bins", NodeOnly, "params/skills.bins", BOTH, nodes::skills_bins),
+    m!("node.invoke.progress", NodeOnly, "params/node.invoke.progress", V4_ONLY, nodes::invoke_progress),
+    m!("node.skills.update", NodeOnly, "params/node.skills.update", V4_ONLY, nodes::skills_update),
+    m!("node.pluginTools.update", NodeOnly, "params/node.pluginTools.update", V4_ONLY, nodes::plugin_tools_update),
+    // The reference does not advertise it either.
+    m!(hidden "node.runnerInventory.update", NodeOnly, "params/node.runnerInventory.update", V4_ONLY, nodes::runner_inventory_update),
     m!("send", Write, "params/send", BOTH, channels::send),
     m!("web.login.start", Admin, "params/web.login.start", BOTH, channels::login_start),
     m!("web.login.wait", Admin, "params/web.login.wait", BOTH, channels::login_wait),
@@ -245,7 +263,7 @@ pub fn advertised(version: ProtocolVersion) -> Arc<Vec<String>> {
             Arc::new(
                 TABLE
                     .iter()
-                    .filter(|m| m.advertised.contains(&v))
+                    .filter(|m| m.advertised.contains(&v) && !m.hidden)
                     .map(|m| m.name.to_owned())
                     .collect(),
             )
@@ -254,10 +272,19 @@ pub fn advertised(version: ProtocolVersion) -> Arc<Vec<String>> {
     Arc::clone(&lists[usize::from(version == V4)])
 }
 
-/// The events `hello-ok` lists (built once).
-pub fn events() -> Arc<Vec<String>> {
-    static LIST: OnceLock<Arc<Vec<String>>> = OnceLock::new();
-    Arc::clone(LIST.get_or_init(|| Arc::new(EVENTS.iter().map(|s| s.to_string()).collect())))
+/// Events only v4 clients are sent (and told of).
+pub const V4_EVENTS: &[&str] = &["node.hostStats"];
+
+/// The events `hello-ok` lists for `version` (built once).
+pub fn events(version: ProtocolVersion) -> Arc<Vec<String>> {
+    static LISTS: OnceLock<[Arc<Vec<String>>; 2]> = OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        [V3, V4].map(|v| {
+            let extra = if v == V4 { V4_EVENTS } else { &[] };
+            Arc::new(EVENTS.iter().chain(extra).map(|s| s.to_string()).collect())
+        })
+    });
+    Arc::clone(&lists[usize::from(version == V4)])
 }
 
 /// What a connection remembers between its requests.

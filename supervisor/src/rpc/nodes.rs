@@ -1,10 +1,14 @@
 //! Nodes: their pairing store (`node.pair.*`, `node.rename`), the live list
 //! (`node.list`, `node.describe`), `node.invoke` and what nodes send back
-//! (`node.invoke.result`, `node.event`).
+//! (`node.invoke.result`, `node.invoke.progress`, `node.event`) or publish about
+//! themselves (v4: `node.skills.update`, `node.pluginTools.update`,
+//! `node.runnerInventory.update`, the `node.host.stats` event).
 
 use serde_json::{Value, json};
+use switchboard_schemas::ProtocolVersion::V4;
 use switchboard_schemas::methods::{
-    NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodePairVerifyParams, NodeRenameParams,
+    NodeDescribeParams, NodeEventParams, NodeInvokeParams, NodeInvokeProgressParams,
+    NodePairVerifyParams, NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams,
     PairingRequestParams,
 };
 
@@ -14,6 +18,7 @@ use crate::auth::node_pairing::NodePairingError;
 use crate::auth::pending::PendingError;
 use crate::clock::now_ms;
 use crate::events::hub::Broadcast;
+use crate::nodes::{PublishRefusal, RunnerInventory};
 use crate::protocol::error::RpcError;
 use crate::state::idempotency::Record;
 
@@ -94,12 +99,12 @@ pub async fn rename(c: Call) -> Result<Reply, RpcError> {
 }
 
 pub async fn list(c: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(node_list(&c.app)))
+    Ok(Reply::Json(node_list(&c.app, c.version())))
 }
 
 pub async fn describe(c: Call) -> Result<Reply, RpcError> {
     let p: NodeDescribeParams = c.parse()?;
-    let all = node_list(&c.app);
+    let all = node_list(&c.app, c.version());
     let found = all["nodes"].as_array().and_then(|n| {
         n.iter()
             .find(|n| n["nodeId"] == p.node_id.as_str())
@@ -162,12 +167,16 @@ pub async fn invoke(c: Call) -> Result<Reply, RpcError> {
     result.map(Reply::Json)
 }
 
-pub async fn invoke_result(c: Call) -> Result<Reply, RpcError> {
-    let node_id = c
-        .conn
+/// The calling node's id: its device id, else its client id (as the reference).
+fn caller_node_id(c: &Call) -> String {
+    c.conn
         .device_id
         .clone()
-        .unwrap_or_else(|| c.conn.client_id.clone());
+        .unwrap_or_else(|| c.conn.client_id.clone())
+}
+
+pub async fn invoke_result(c: Call) -> Result<Reply, RpcError> {
+    let node_id = caller_node_id(&c);
     if c.params["nodeId"] != node_id.as_str() {
         return Err(RpcError::invalid_request("nodeId mismatch"));
     }
@@ -179,19 +188,131 @@ pub async fn invoke_result(c: Call) -> Result<Reply, RpcError> {
     }))
 }
 
+/// v4 `node.invoke.progress`: one ordered output chunk of a running invoke.
+pub async fn invoke_progress(c: Call) -> Result<Reply, RpcError> {
+    let p: NodeInvokeProgressParams = c.parse()?;
+    let node_id = caller_node_id(&c);
+    if p.node_id != node_id {
+        return Err(RpcError::invalid_request("nodeId mismatch"));
+    }
+    if p.chunk.len() > 16 * 1024 {
+        return Err(RpcError::invalid_request("progress chunk too large"));
+    }
+    let taken = c.app.nodes.progress(&node_id, &p.invoke_id);
+    Ok(Reply::Json(json!({"ok": true, "ignored": !taken})))
+}
+
+/// `skills.bins`: the executables the gateway's skills need, which a node's exec policy
+/// may trust (`autoAllowSkills`). Switchboard installs no skills, so none.
+pub async fn skills_bins(_c: Call) -> Result<Reply, RpcError> {
+    Ok(Reply::Json(json!({"bins": []})))
+}
+
+/// v4 `node.skills.update`: the node's skill catalog, kept for the agent.
+pub async fn skills_update(c: Call) -> Result<Reply, RpcError> {
+    let p: NodeSkillsUpdateParams = c.parse()?;
+    let node_id = caller_node_id(&c);
+    let skills = crate::nodes::normalize_skills(&p.skills).map_err(RpcError::invalid_request)?;
+    let Some(kept) = c.app.nodes.update_skills(&node_id, c.conn.id, skills) else {
+        return Err(RpcError::invalid_request("unknown nodeId"));
+    };
+    tracing::debug!(node = %node_id, skills = kept.len(), "node skills updated");
+    Ok(Reply::Json(json!({"nodeId": node_id, "skills": kept})))
+}
+
+/// v4 `node.pluginTools.update`: the node's plugin/MCP tools (shown as `nodePluginTools`).
+pub async fn plugin_tools_update(c: Call) -> Result<Reply, RpcError> {
+    let p: NodePluginToolsUpdateParams = c.parse()?;
+    let node_id = caller_node_id(&c);
+    let declared = crate::nodes::declared_tools(&p.tools);
+    let Some(tools) = c
+        .app
+        .nodes
+        .update_plugin_tools(&node_id, c.conn.id, declared)
+    else {
+        return Err(RpcError::invalid_request("unknown nodeId"));
+    };
+    Ok(Reply::Json(json!({"nodeId": node_id, "tools": tools})))
+}
+
+/// v4 `node.runnerInventory.update`: whether the node could host agent workers. Taken
+/// once the node's commands are approved; until then the reference's retry answer.
+pub async fn runner_inventory_update(c: Call) -> Result<Reply, RpcError> {
+    let Some(inventory) = crate::nodes::parse_runner_inventory(&c.params) else {
+        return Err(RpcError::invalid_request("invalid node runner inventory"));
+    };
+    // Only a node with a device identity owns a runner inventory.
+    let Some(node_id) = c.conn.device_id.clone() else {
+        return Err(RpcError::invalid_request("unknown nodeId"));
+    };
+    if inventory == RunnerInventory::Retired {
+        return Err(RpcError::invalid_request(format!(
+            "device worker node {node_id} requires an update before it can host sessions; \
+             run openclaw update, then reconnect it (for a headless node, run openclaw node restart)"
+        )));
+    }
+    let declared = c.params.clone();
+    match c
+        .app
+        .nodes
+        .update_runner_inventory(&node_id, c.conn.id, declared)
+    {
+        Ok(()) => {
+            tracing::info!(node = %node_id, "node runner inventory recorded (no session hosting)");
+            Ok(Reply::Json(json!({"nodeId": node_id})))
+        }
+        Err(PublishRefusal::UnknownNode) => Err(RpcError::invalid_request("unknown nodeId")),
+        Err(PublishRefusal::AwaitingApproval(Some(request_id))) => {
+            Err(RpcError::unavailable(format!(
+                "node capability surface is awaiting operator approval; run `openclaw nodes approve {request_id}` \
+                 (see `openclaw nodes pending`), then this node retries automatically"
+            )))
+        }
+        Err(PublishRefusal::AwaitingApproval(None)) => Err(RpcError::unavailable(
+            "node runner inventory publication is not current; retry after pairing completes",
+        )),
+    }
+}
+
 pub async fn event(c: Call) -> Result<Reply, RpcError> {
     let p: NodeEventParams = c.parse()?;
     tracing::debug!(node = %c.conn.client_id, event = %p.event, "node event");
+    if c.version() == V4 && p.event == "node.host.stats" {
+        return Ok(Reply::Json(host_stats_event(&c, &p)));
+    }
     Ok(Reply::Json(json!({"ok": true})))
 }
 
-/// Live nodes, then paired node devices that are not connected.
-fn node_list(app: &App) -> Value {
+/// v4 `node.host.stats`: kept for `node.list` and broadcast to readers as
+/// `node.hostStats`; answered with the reference's event result.
+fn host_stats_event(c: &Call, p: &NodeEventParams) -> Value {
+    let outcome = |handled: bool, reason: &str| json!({"ok": true, "event": p.event, "handled": handled, "reason": reason});
+    let payload = match (&p.payload_json, &p.payload) {
+        (Some(text), _) => serde_json::from_str::<Value>(text).ok(),
+        (None, payload) => payload.clone(),
+    };
+    let Some(stats) = payload.as_ref().and_then(crate::nodes::parse_host_stats) else {
+        return outcome(false, "invalid_payload");
+    };
+    let node_id = caller_node_id(c);
+    let Some(stats) = c.app.nodes.update_host_stats(&node_id, c.conn.id, stats) else {
+        return outcome(false, "stale_connection");
+    };
+    let ev = json!({"nodeId": node_id, "hostStats": stats});
+    c.app
+        .hub
+        .broadcast(&Broadcast::new("node.hostStats", &ev, None, true).only_for(V4));
+    outcome(true, "updated")
+}
+
+/// Live nodes, then paired node devices that are not connected (as they were when they
+/// left, if they connected since the gateway started).
+fn node_list(app: &App, version: switchboard_schemas::ProtocolVersion) -> Value {
     let mut nodes: Vec<Value> = app
         .nodes
         .list()
         .iter()
-        .map(|n| n.to_json(false, true))
+        .map(|n| n.to_json(version, false, true))
         .collect();
     let paired = app.devices.list();
     for d in paired["paired"].as_array().into_iter().flatten() {
@@ -206,10 +327,23 @@ fn node_list(app: &App) -> Value {
             live["paired"] = json!(true);
             continue;
         }
-        nodes.push(json!({
-            "nodeId": id, "displayName": d["displayName"], "platform": d["platform"],
-            "caps": [], "commands": [], "paired": true, "connected": false,
-        }));
+        // v4 lists it as it was when it left (the reference keeps its approved surface);
+        // the v3 reference lists a bare entry.
+        let departed = (version == V4)
+            .then(|| app.nodes.departed_info(id))
+            .flatten();
+        let node = match departed {
+            Some((info, left_at_ms)) => {
+                let mut n = info.to_json(version, true, false);
+                n["lastDisconnectedAtMs"] = json!(left_at_ms);
+                n
+            }
+            None => json!({
+                "nodeId": id, "displayName": d["displayName"], "platform": d["platform"],
+                "caps": [], "commands": [], "paired": true, "connected": false,
+            }),
+        };
+        nodes.push(node);
     }
     json!({"ts": now_ms(), "nodes": nodes})
 }
