@@ -22,17 +22,13 @@
 //! The one window left: a worker (or the gateway) that dies after the provider accepted
 //! a message but before its reply was recorded. The row is then still `sending`; the next
 //! attempt goes to the worker with `uncertain` set, and what happens is the provider's:
-//! * Telegram, Signal: no idempotency key and no lookup, so the message is sent again
-//!   (at-least-once). Tests: `telegram_is_at_least_once_…`, `signal_is_at_least_once_…`.
-//! * iMessage: the worker looks for the text among the chat's recent messages and sends
-//!   again only if it is not there. Test: `imessage_checks_an_attempt_whose_outcome_…`.
-//! * WhatsApp: every attempt carries the same message id (derived from the row id), the
-//!   key WhatsApp identifies a message by. Test: the WhatsApp worker's
-//!   `every_attempt_of_a_delivery_carries_one_whatsapp_message_id`.
+//! sent again (at-least-once) where the provider has no idempotency key and no lookup;
+//! looked up first where it keeps what was sent; deduplicated where it takes a key (a
+//! nonce, a message id derived from the row id). Each provider's case is in the README's
+//! table ("What a `send` promises") with the test that shows it.
 //!
-//! That window is one provider response plus one local gRPC reply long. The README's
-//! table ("What a `send` promises") says the same; neither promises more than a test
-//! shows.
+//! That window is one provider response plus one local gRPC reply long. Neither these
+//! docs nor the README promise more than a test shows.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
