@@ -254,8 +254,21 @@ async fn v4_node_commands_wait_for_operator_approval_rule_10() {
         r["error"]["message"],
         "node command not allowed: \"camera.snap\" is not in the allowlist for platform \"linux\""
     );
-    // Approval makes the commands live without a reconnect, and the node hears of it.
+    // `system.run` is a host command: a writer with pairing may not approve it (the
+    // reference's `resolveNodePairApprovalScopes`), an admin may.
     let a = op
+        .request("node.pair.approve", json!({"requestId": request_id}))
+        .await;
+    assert_eq!(a["error"]["code"], "FORBIDDEN", "{a}");
+    assert_eq!(a["error"]["message"], "missing scope: operator.admin");
+    assert_eq!(
+        a["error"]["details"]["requiredScopes"],
+        json!(["operator.pairing", "operator.admin"])
+    );
+    let (mut admin, _) =
+        Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.admin"])).await;
+    // Approval makes the commands live without a reconnect, and the node hears of it.
+    let a = admin
         .request("node.pair.approve", json!({"requestId": request_id}))
         .await;
     assert_eq!(a["ok"], true, "{a}");
@@ -345,12 +358,10 @@ fn host_stats(cpus: u64) -> Value {
 #[tokio::test]
 async fn a_v4_node_publishes_skills_tools_runner_inventory_and_stats_as_the_reference_answers() {
     let gw = Gateway::start();
+    // Approving host commands (`system.run`) needs admin.
     let (mut op, _) = Client::connect(
         &gw.url(),
-        v4_cli_params(
-            TOKEN,
-            &["operator.read", "operator.write", "operator.pairing"],
-        ),
+        v4_cli_params(TOKEN, &["operator.admin", "operator.pairing"]),
     )
     .await;
     let dev = NodeDevice(ed25519_dalek::SigningKey::from_bytes(&[26; 32]));
@@ -568,12 +579,10 @@ async fn a_v4_node_publishes_skills_tools_runner_inventory_and_stats_as_the_refe
 #[tokio::test]
 async fn a_v3_node_and_a_v4_node_are_live_at_once_each_invoked_by_both_generations() {
     let gw = Gateway::start();
+    // Approving `system.which` (a host command) needs admin, as at the reference.
     let (mut op4, _) = Client::connect(
         &gw.url(),
-        v4_cli_params(
-            TOKEN,
-            &["operator.read", "operator.write", "operator.pairing"],
-        ),
+        v4_cli_params(TOKEN, &["operator.admin", "operator.pairing"]),
     )
     .await;
     let (mut op3, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
@@ -631,5 +640,107 @@ async fn a_v3_node_and_a_v4_node_are_live_at_once_each_invoked_by_both_generatio
                 format!("/bin/sh-{n}")
             );
         }
+    }
+}
+
+/// Issue #26: a v4 node gets OpenClaw 2026.9's command policy (its
+/// `docs/nodes/command-policy.md`): on Linux the node host may name its host commands in
+/// the pairing request, dangerous ones need `gateway.nodes.commands.allow`, `deny` wins,
+/// private controls never pass, and `browser.proxy` needs an admin to invoke.
+#[tokio::test]
+async fn v4_nodes_get_the_openclaw_command_policy_with_the_config_allow_and_deny_lists() {
+    let state = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(
+        state.path().join("config.json5"),
+        r#"{ gateway: { nodes: { commands: { allow: ["camera.snap"], deny: ["fs.listDir"] } } } }"#,
+    )
+    .unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        ..Default::default()
+    });
+    let (mut admin, _) =
+        Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.admin"])).await;
+    let (mut writer, _) = Client::connect(
+        &gw.url(),
+        v4_cli_params(TOKEN, &["operator.write", "operator.pairing"]),
+    )
+    .await;
+    let declared = [
+        "system.run",
+        "system.notify",
+        "browser.proxy",
+        "camera.snap",
+        "camera.clip",
+        "fs.listDir",
+        "worker.launch.v1",
+        "canvas.present",
+    ];
+    let (mut node, _) = Client::connect(&gw.url(), v4_node_params(&declared)).await;
+    let requested = admin.event("node.pair.requested").await;
+    assert_eq!(
+        requested["payload"]["commands"],
+        json!([
+            "browser.proxy",
+            "camera.snap",
+            "system.notify",
+            "system.run"
+        ]),
+        "linux: host commands, the opted-in camera.snap; not camera.clip (dangerous), \
+         fs.listDir (denied), worker.* (private) or canvas.* (macOS only)"
+    );
+    let rid = requested["payload"]["requestId"].clone();
+    let a = admin
+        .request("node.pair.approve", json!({"requestId": rid}))
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    let invoke = |command: &str, key: &str| json!({"nodeId": "node-host", "command": command, "idempotencyKey": key});
+    let r = writer
+        .request("node.invoke", invoke("worker.launch.v1", "p1"))
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "node.invoke does not allow private node controls"
+    );
+    let r = writer
+        .request("node.invoke", invoke("browser.proxy", "p2"))
+        .await;
+    assert_eq!(r["error"]["code"], "FORBIDDEN");
+    assert_eq!(r["error"]["message"], "missing scope: operator.admin");
+    let r = writer
+        .request("node.invoke", invoke("camera.clip", "p3"))
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "node command not allowed: \"camera.clip\" is not in the allowlist for platform \"linux\""
+    );
+    let r = writer
+        .request(
+            "node.invoke",
+            json!({"nodeId": "node-host", "command": "browser.proxy", "idempotencyKey": "p4",
+                   "params": {"method": "DELETE", "path": "/profiles/work"}}),
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "node.invoke cannot mutate persistent browser profiles via browser.proxy"
+    );
+    // An approved, allowed command reaches the node: the admin's browser.proxy, the
+    // writer's opted-in camera.snap.
+    for (op, command, key) in [
+        (&mut admin, "browser.proxy", "p5"),
+        (&mut writer, "camera.snap", "p6"),
+    ] {
+        op.send_json(&json!({"type": "req", "id": key, "method": "node.invoke", "params": invoke(command, key)}))
+            .await;
+        let req = node.event("node.invoke.request").await;
+        assert_eq!(req["payload"]["command"], command);
+        node.request(
+            "node.invoke.result",
+            json!({"id": req["payload"]["id"], "nodeId": "node-host", "ok": true, "payload": {"ran": command}}),
+        )
+        .await;
+        let res = op.response(key).await;
+        assert_eq!(res["payload"]["payload"]["ran"], command, "{res}");
     }
 }

@@ -90,6 +90,11 @@ request_id=$(oc nodes pending --url "$url" --token "$token" --json 2>/dev/null |
 import json,sys; print(next(r['requestId'] for r in json.load(sys.stdin) if r.get('displayName')=='interop-v4'))" 2>/dev/null || true)
 node4_id=$(oc nodes pending --url "$url" --token "$token" --json 2>/dev/null | python3 -c "
 import json,sys; print(next(r['nodeId'] for r in json.load(sys.stdin) if r.get('displayName')=='interop-v4'))" 2>/dev/null || true)
+# The commands its request names are those the v4 reference (openclaw 2026.9.6 gateway,
+# with the same node host, on this machine) keeps of the 21 it declares on Linux.
+expect "v4 node host: its request names the 13 commands the reference's Linux policy keeps" \
+  'sorted(next(r["commands"] for r in d if r.get("displayName") == "interop-v4")) == ["browser.proxy", "browser.proxy.upload.v1", "desktop.stream", "fs.listDir", "mcp.tools.call.v1", "ollama.chat", "ollama.models", "system.execApprovals.get", "system.execApprovals.set", "system.run", "system.run.prepare", "system.which", "terminal.upload"]' \
+  oc nodes pending --url "$url" --token "$token" --json
 expect "v4 node host: openclaw nodes approve" "d['requestId'] == '$request_id' and 'system.which' in d['node']['commands']" \
   oc nodes approve "$request_id" --url "$url" --token "$token" --json
 wait_until "v4 node host: node.describe shows it approved and what it published" 60 \

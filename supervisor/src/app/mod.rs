@@ -131,6 +131,7 @@ impl App {
             gateway: None,
             workers: None,
         };
+        let node_commands = config.node_commands.clone();
         let app = Arc::new(App {
             config,
             host,
@@ -145,7 +146,7 @@ impl App {
             draining: CancellationToken::new(),
             idempotency: Idempotency::new(db.clone()),
             devices,
-            nodes: crate::nodes::Nodes::default(),
+            nodes: crate::nodes::Nodes::new(node_commands),
             node_pairing,
             runs: Runs::default(),
             outbox: crate::channels::outbox_store::Outbox::new(db.clone()),

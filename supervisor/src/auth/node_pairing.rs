@@ -110,6 +110,11 @@ impl NodePairing {
         json!({"pending": pending, "paired": paired})
     }
 
+    /// A live pending request (left pending).
+    pub fn pending_request(&self, request_id: &str) -> Option<Value> {
+        self.pending.peek(request_id)
+    }
+
     /// Approves: a fresh token, returned in the result only.
     pub async fn approve(&self, request_id: &str) -> Result<Option<Value>, DbError> {
         let now = now_ms();

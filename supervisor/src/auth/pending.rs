@@ -124,6 +124,14 @@ impl<T: Request> Pending<T> {
             .filter(|r| live(r.filed_at(), now_ms()))
     }
 
+    /// A live request, left in the store (to check who may decide it).
+    pub fn peek(&self, request_id: &str) -> Option<T> {
+        self.lock()
+            .get(request_id)
+            .filter(|r| live(r.filed_at(), now_ms()))
+            .cloned()
+    }
+
     /// Removes the request's row.
     pub async fn delete(&self, request_id: &str) -> Result<(), DbError> {
         let (kind, id) = (self.kind, request_id.to_owned());

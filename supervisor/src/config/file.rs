@@ -45,6 +45,25 @@ pub struct GatewayFile {
     pub handshake_timeout_ms: Option<u64>,
     /// On stop or restart: how long in-flight agent runs and deliveries may take to finish.
     pub shutdown_grace_ms: Option<u64>,
+    pub nodes: NodesFile,
+}
+
+/// `gateway.nodes`: what the operator adds to and takes from every platform's node
+/// command list. OpenClaw spells it `commands.allow`/`commands.deny`, Clawdbot
+/// `allowCommands`/`denyCommands`; both are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct NodesFile {
+    pub commands: NodeCommandsFile,
+    pub allow_commands: Vec<String>,
+    pub deny_commands: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeCommandsFile {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -158,6 +158,28 @@ impl Resolver<'_> {
                 crate::net::tls::paths(&self.cfg.state_dir, cert.as_deref(), key.as_deref());
             self.cfg.tls = Some(TlsFiles { cert, key });
         }
+        let n = &g.nodes;
+        let listed = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter()
+                .chain(b)
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        self.cfg.node_commands = crate::nodes::CommandPolicy {
+            allow: listed(&n.commands.allow, &n.allow_commands),
+            deny: listed(&n.commands.deny, &n.deny_commands),
+        };
+        for (key, list) in [
+            ("gateway.nodes.commands.allow", &n.commands.allow),
+            ("gateway.nodes.allowCommands", &n.allow_commands),
+            ("gateway.nodes.commands.deny", &n.commands.deny),
+            ("gateway.nodes.denyCommands", &n.deny_commands),
+        ] {
+            if list.len() > 512 || list.iter().any(|c| c.len() > 128) {
+                self.problem(key, "at most 512 commands of at most 128 characters each");
+            }
+        }
         let handshake = self.flags.handshake_timeout_ms.or(g.handshake_timeout_ms);
         if let Some(ms) = handshake {
             if !(10..=300_000).contains(&ms) {

@@ -164,6 +164,8 @@ pub struct GatewayConfig {
     pub reset_state: bool,
     /// Routing of each enabled messaging channel.
     pub channels: Vec<ChannelConfig>,
+    /// `gateway.nodes`: commands added to and taken from every node platform's list.
+    pub node_commands: crate::nodes::CommandPolicy,
     /// Where each secret came from (`gateway.auth.token` → `env SWITCHBOARD_GATEWAY_TOKEN`),
     /// for `config show`.
     pub sources: BTreeMap<String, String>,
@@ -195,6 +197,7 @@ impl GatewayConfig {
             max_queued_bytes: crate::events::hub::DEFAULT_MAX_QUEUED_TOTAL,
             reset_state: false,
             channels: Vec::new(),
+            node_commands: Default::default(),
             sources: BTreeMap::new(),
         }
     }

@@ -486,8 +486,9 @@ async fn register_node(
         declared_tools: Vec::new(),
         runner_inventory: None,
         host_stats: None,
+        generation: a.version,
     };
-    crate::nodes::Nodes::filter_commands(&mut info);
+    app.nodes.filter_commands(&mut info);
     if a.version == V4 && !info.declared.is_empty() {
         let approved = app.node_pairing.approved_commands(&id);
         if info.declared.iter().all(|c| approved.contains(c)) {

@@ -22,7 +22,10 @@ use crate::protocol::error::RpcError;
 /// Default invoke timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
-pub use allowlist::{allowlist, platform_id};
+pub use allowlist::{
+    CommandPolicy, NodeFacts, Stage, allowlist, approval_needs_admin, is_admin_only,
+    is_browser_profile_mutation, is_claude_run, is_private, platform_id,
+};
 pub use publish::{
     PublishRefusal, RunnerInventory, declared_tools, normalize_skills, parse_host_stats,
     parse_runner_inventory,
@@ -61,6 +64,8 @@ pub struct NodeInfo {
     pub declared_tools: Vec<Value>,
     pub runner_inventory: Option<Value>,
     pub host_stats: Option<Value>,
+    /// The protocol generation the node connected with: its command policy.
+    pub generation: switchboard_schemas::ProtocolVersion,
 }
 
 /// A node that was connected, as it was when it left.
@@ -88,6 +93,8 @@ pub struct Nodes {
     live: Mutex<HashMap<String, Live>>,
     pending: Mutex<HashMap<String, Pending>>,
     departed: Mutex<HashMap<String, Departed>>,
+    /// The config's `gateway.nodes` allow and deny lists.
+    policy: CommandPolicy,
 }
 
 impl NodeInfo {
@@ -151,7 +158,28 @@ impl NodeInfo {
     }
 }
 
+impl NodeInfo {
+    fn facts(&self) -> NodeFacts<'_> {
+        NodeFacts {
+            generation: self.generation,
+            platform: &self.platform,
+            device_family: self.device_family.as_deref(),
+            client_id: &self.client_id,
+            client_mode: &self.client_mode,
+            caps: &self.caps,
+            declared: &self.declared,
+        }
+    }
+}
+
 impl Nodes {
+    pub fn new(policy: CommandPolicy) -> Nodes {
+        Nodes {
+            policy,
+            ..Nodes::default()
+        }
+    }
+
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -171,19 +199,27 @@ impl Nodes {
             .map(|d| (d.info.clone(), d.at_ms))
     }
 
-    /// Filters declared commands through the node platform's allow-list.
-    pub fn filter_commands(info: &mut NodeInfo) {
-        let allowed = allowlist(platform_id(&info.platform, info.device_family.as_deref()));
-        let declared = info.commands.len();
-        info.commands.retain(|c| allowed.contains(&c.trim()));
-        info.commands.sort();
-        info.commands.dedup();
+    /// Filters declared commands through the policy of the node's generation (v4: what a
+    /// pairing request may name; approval and the invoke-time check come after).
+    pub fn filter_commands(&self, info: &mut NodeInfo) {
+        let mut declared: Vec<String> = Vec::new();
+        for c in &info.commands {
+            let c = c.trim();
+            if !c.is_empty() && !is_private(c) && !declared.iter().any(|d| d == c) {
+                declared.push(c.to_owned());
+            }
+        }
+        let count = info.commands.len();
+        info.declared = declared;
+        let allowed = self.policy.allowed(&info.facts(), Stage::Pairing, &[]);
+        info.declared.retain(|c| allowed.contains(c));
+        info.declared.sort();
+        info.commands = info.declared.clone();
         info.caps.sort();
         info.caps.dedup();
-        if info.commands.len() < declared {
-            tracing::info!(node = %info.node_id, declared, allowed = info.commands.len(), "node commands filtered by the allow-list");
+        if info.commands.len() < count {
+            tracing::info!(node = %info.node_id, declared = count, allowed = info.commands.len(), "node commands filtered by the allow-list");
         }
-        info.declared = info.commands.clone();
     }
 
     /// A node connected (commands already filtered, and emptied while pending approval).
@@ -331,9 +367,10 @@ impl Nodes {
             e.retryable = Some(true);
             return Err(e);
         }
-        let platform = platform_id(&info.platform, info.device_family.as_deref());
-        let allowed = allowlist(platform);
-        let reason = if !allowed.contains(&command) {
+        let facts = info.facts();
+        let platform = facts.platform();
+        let allowed = self.policy.allowed(&facts, Stage::Invoke, &info.commands);
+        let reason = if !allowed.contains(command) {
             Some("command not allowlisted")
         } else if info.commands.is_empty() {
             Some("node did not declare commands")

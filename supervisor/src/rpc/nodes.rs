@@ -14,11 +14,12 @@ use switchboard_schemas::methods::{
 
 use super::{Call, Reply};
 use crate::app::App;
+use crate::auth::access::{ADMIN, PAIRING, WRITE};
 use crate::auth::node_pairing::NodePairingError;
 use crate::auth::pending::PendingError;
 use crate::clock::now_ms;
 use crate::events::hub::Broadcast;
-use crate::nodes::{PublishRefusal, RunnerInventory};
+use crate::nodes::{self, PublishRefusal, RunnerInventory};
 use crate::protocol::error::RpcError;
 use crate::state::idempotency::Record;
 
@@ -50,6 +51,34 @@ pub async fn pair_list(c: Call) -> Result<Reply, RpcError> {
 
 pub async fn pair_approve(c: Call) -> Result<Reply, RpcError> {
     let p: PairingRequestParams = c.parse()?;
+    // v4: host commands (`system.run*`, `system.execApprovals.*`, the admin-only ones)
+    // are approved only by an admin, any other command by a writer (with pairing).
+    if c.version() == V4
+        && let Some(request) = c.app.node_pairing.pending_request(&p.request_id)
+    {
+        let commands: Vec<&str> = request["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let needed = if commands.iter().any(|c| nodes::approval_needs_admin(c)) {
+            Some(ADMIN)
+        } else if !commands.is_empty() {
+            Some(WRITE)
+        } else {
+            None
+        };
+        if let Some(scope) = needed
+            && !c.conn.grant.has(V4, scope)
+        {
+            return Err(RpcError::missing_scope(V4, scope).with_details(json!({
+                "code": "MISSING_SCOPE",
+                "missingScope": scope,
+                "requiredScopes": [PAIRING, scope],
+            })));
+        }
+    }
     let Some(approved) = c.app.node_pairing.approve(&p.request_id).await? else {
         return Err(RpcError::invalid_request("unknown requestId"));
     };
@@ -120,6 +149,9 @@ pub async fn describe(c: Call) -> Result<Reply, RpcError> {
 /// `node.invoke`: forwarded to the node, deduplicated durably on its idempotency key.
 pub async fn invoke(c: Call) -> Result<Reply, RpcError> {
     let p: NodeInvokeParams = c.parse()?;
+    if c.version() == V4 {
+        refuse_v4_invoke(&c, &p)?;
+    }
     let app = &c.app;
     let key = format!("node.invoke:{}", p.idempotency_key);
     match app.idempotency.get(&key).await? {
@@ -165,6 +197,36 @@ pub async fn invoke(c: Call) -> Result<Reply, RpcError> {
         tracing::error!(error = %e, "recording a node invoke failed");
     }
     result.map(Reply::Json)
+}
+
+/// v4: what OpenClaw's `node.invoke` refuses before it looks at the node, in its order
+/// and words.
+fn refuse_v4_invoke(c: &Call, p: &NodeInvokeParams) -> Result<(), RpcError> {
+    let command = p.command.trim();
+    let details = json!({"command": command});
+    if nodes::is_private(command) {
+        return Err(
+            RpcError::invalid_request("node.invoke does not allow private node controls")
+                .with_details(details),
+        );
+    }
+    if nodes::is_claude_run(command) {
+        return Err(RpcError::invalid_request(
+            "node.invoke does not allow Claude agent runs; use sessions.catalog.continue",
+        )
+        .with_details(details));
+    }
+    if nodes::is_browser_profile_mutation(command, p.params.as_ref()) {
+        return Err(RpcError::invalid_request(format!(
+            "node.invoke cannot mutate persistent browser profiles via {command}"
+        ))
+        .with_details(details));
+    }
+    // The reference asks for the literal scope here (no implications).
+    if nodes::is_admin_only(command) && !c.conn.grant.scopes.iter().any(|s| s == ADMIN) {
+        return Err(RpcError::missing_scope(V4, ADMIN));
+    }
+    Ok(())
 }
 
 /// The calling node's id: its device id, else its client id (as the reference).
