@@ -87,7 +87,7 @@ pub struct App {
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
     /// The encoded list and the presence version it is of.
-    presence_cache: Mutex<(u64, [Arc<str>; 2])>,
+    presence_cache: Mutex<(u64, [Option<Arc<str>>; 2])>,
     presence_dirty: Notify,
     health_version: AtomicU64,
     health: Mutex<Arc<HealthCache>>,
@@ -155,7 +155,7 @@ impl App {
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),
-            presence_cache: Mutex::new((0, [Arc::from("[]"), Arc::from("[]")])),
+            presence_cache: Mutex::new((0, [None, None])),
             presence_dirty: Notify::new(),
             health_version: AtomicU64::new(1),
             health: Mutex::new(Arc::new(HealthCache {
@@ -221,19 +221,25 @@ impl App {
     /// shared by every `hello-ok` and `presence` event until the list changes.
     pub fn presence_encoded(&self, version: ProtocolVersion) -> Arc<str> {
         let current = self.presence_version.load(Ordering::Acquire);
+        let v = usize::from(version == ProtocolVersion::V4);
         let mut cache = self
             .presence_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if cache.0 != current {
-            let [v3, v4] = self
-                .presence
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .encoded();
-            *cache = (current, [Arc::from(v3), Arc::from(v4)]);
+            *cache = (current, [None, None]);
         }
-        Arc::clone(&cache.1[usize::from(version == ProtocolVersion::V4)])
+        // Each generation's list is built when a client of it first needs this version
+        // of the list (a gateway with only v3 clients never builds the v4 one).
+        let list = cache.1[v].get_or_insert_with(|| {
+            Arc::from(
+                self.presence
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .encoded_for(version),
+            )
+        });
+        Arc::clone(list)
     }
 
     /// Changes the presence list and bumps its version; every client hears of it in the
@@ -270,11 +276,12 @@ impl App {
 
     fn broadcast_presence(&self) {
         {
-            let payload = |v| format!("{{\"presence\":{}}}", self.presence_encoded(v));
             let sv = self.state_version();
-            let b = Broadcast::encoded_per_version(
+            let list = |v| self.presence_encoded(v);
+            let b = Broadcast::wrapped_per_version(
                 "presence",
-                [&payload(ProtocolVersion::V3), &payload(ProtocolVersion::V4)],
+                ("{\"presence\":", "}"),
+                [&list(ProtocolVersion::V3), &list(ProtocolVersion::V4)],
                 Some(sv),
                 true,
             )

@@ -322,24 +322,32 @@ impl Broadcast {
             presence_version: 0,
         }
     }
+}
 
-    /// A payload encoded per version (already JSON).
-    pub fn encoded_per_version(
+impl Broadcast {
+    /// A payload per version made of a shared body inside a fixed wrapper (the presence
+    /// event: `{"presence":` list `}`), each encoded with one copy of its body.
+    pub fn wrapped_per_version(
         event: &str,
-        payloads: [&str; 2],
+        wrapper: (&str, &str),
+        bodies: [&str; 2],
         state_version: Option<StateVersion>,
         drop_if_slow: bool,
     ) -> Broadcast {
         Broadcast {
             event: event.to_owned(),
             drop_if_slow,
-            templates: payloads.map(|p| Some(EventTemplate::from_json(event, p, state_version))),
+            templates: bodies.map(|b| {
+                Some(EventTemplate::from_json_parts(
+                    event,
+                    &[wrapper.0, b, wrapper.1],
+                    state_version,
+                ))
+            }),
             presence_version: 0,
         }
     }
-}
 
-impl Broadcast {
     /// The same payload for every version.
     pub fn new<P: serde::Serialize>(
         event: &str,

@@ -25,9 +25,14 @@ pub const MAX_BYTES: usize = 256 * 1024;
 
 pub struct Presence {
     self_key: String,
-    entries: HashMap<String, PresenceEntry>,
-    /// Each entry's JSON for v3 and v4, kept in step with `entries`.
-    encoded: HashMap<String, [String; 2]>,
+    entries: HashMap<String, Slot>,
+}
+
+/// One entry and its JSON for v3 and v4, re-encoded whenever the entry changes.
+#[derive(Default)]
+struct Slot {
+    entry: PresenceEntry,
+    encoded: [String; 2],
 }
 
 fn encode(e: &PresenceEntry) -> [String; 2] {
@@ -77,48 +82,64 @@ impl Presence {
         };
         let self_key = host.to_lowercase();
         let mut entries = HashMap::new();
-        entries.insert(self_key.clone(), entry);
-        Presence {
-            self_key,
-            entries,
-            encoded: HashMap::new(),
-        }
+        let encoded = encode(&entry);
+        entries.insert(self_key.clone(), Slot { entry, encoded });
+        Presence { self_key, entries }
     }
 
-    /// Re-encodes one entry after a change.
+    /// Stores an entry, encoded.
+    fn put(&mut self, key: String, entry: PresenceEntry) {
+        let encoded = encode(&entry);
+        self.entries.insert(key, Slot { entry, encoded });
+    }
+
+    /// Re-encodes one entry after a change in place.
     fn touched(&mut self, key: &str) {
-        if let Some(e) = self.entries.get(key) {
-            self.encoded.insert(key.to_owned(), encode(e));
+        if let Some(slot) = self.entries.get_mut(key) {
+            slot.encoded = encode(&slot.entry);
         }
     }
 
-    /// Drops expired entries, and the oldest beyond the bound.
+    /// Drops expired entries, and the oldest beyond the bound. Runs for every change of
+    /// a crowd's list, so it clones no key it keeps and sorts only when over the bound.
     fn prune(&mut self, now: u64) {
-        let self_key = self.self_key.clone();
+        let self_key = &self.self_key;
         self.entries
-            .retain(|k, e| *k == self_key || now.saturating_sub(e.ts) <= TTL_MS);
-        if self.entries.len() > MAX_ENTRIES {
-            let mut by_age: Vec<(u64, String)> = self
+            .retain(|k, s| k == self_key || now.saturating_sub(s.entry.ts) <= TTL_MS);
+        let over = self.entries.len().saturating_sub(MAX_ENTRIES);
+        if over > 0 {
+            let mut by_age: Vec<(u64, &String)> = self
                 .entries
                 .iter()
-                .filter(|(k, _)| **k != self_key)
-                .map(|(k, e)| (e.ts, k.clone()))
+                .filter(|(k, _)| *k != self_key)
+                .map(|(k, s)| (s.entry.ts, k))
                 .collect();
-            by_age.sort();
-            let drop = self.entries.len() - MAX_ENTRIES;
-            for (_, k) in by_age.into_iter().take(drop) {
+            let gone: Vec<String> = if over == 1 {
+                by_age
+                    .iter()
+                    .min()
+                    .map(|(_, k)| (*k).clone())
+                    .into_iter()
+                    .collect()
+            } else {
+                by_age.sort_unstable();
+                by_age
+                    .iter()
+                    .take(over)
+                    .map(|(_, k)| (*k).clone())
+                    .collect()
+            };
+            for k in gone {
                 self.entries.remove(&k);
             }
         }
-        let entries = &self.entries;
-        self.encoded.retain(|k, _| entries.contains_key(k));
         self.bound_bytes();
     }
 
     /// Drops entries until the list's v4 JSON fits [`MAX_BYTES`]: departed clients first,
     /// then the oldest. The gateway's own entry stays.
     fn bound_bytes(&mut self) {
-        let mut total: usize = self.encoded.values().map(|e| e[1].len() + 1).sum();
+        let mut total: usize = self.entries.values().map(|s| s.encoded[1].len() + 1).sum();
         if total <= MAX_BYTES {
             return;
         }
@@ -126,69 +147,83 @@ impl Presence {
             .entries
             .iter()
             .filter(|(k, _)| **k != self.self_key)
-            .map(|(k, e)| (e.reason.as_deref() != Some("disconnect"), e.ts, k.clone()))
+            .map(|(k, s)| {
+                let e = &s.entry;
+                (e.reason.as_deref() != Some("disconnect"), e.ts, k.clone())
+            })
             .collect();
         victims.sort();
         for (_, _, k) in victims {
             if total <= MAX_BYTES {
                 break;
             }
-            self.entries.remove(&k);
-            if let Some(e) = self.encoded.remove(&k) {
-                total -= e[1].len() + 1;
+            if let Some(s) = self.entries.remove(&k) {
+                total -= s.encoded[1].len() + 1;
             }
         }
     }
 
-    /// The keys in list order: the gateway first (it was just touched, so it is the
+    /// The entries in list order: the gateway first (it was just touched, so it is the
     /// newest, as in the reference), then newest first.
-    fn order(&self) -> Vec<&String> {
-        let mut others: Vec<(&String, u64)> = self
+    fn order(&self) -> Vec<&Slot> {
+        let mut others: Vec<&Slot> = self
             .entries
             .iter()
             .filter(|(k, _)| **k != self.self_key)
-            .map(|(k, e)| (k, e.ts))
+            .map(|(_, s)| s)
             .collect();
-        others.sort_by_key(|(_, ts)| std::cmp::Reverse(*ts));
-        let mut keys = vec![&self.self_key];
-        keys.extend(others.into_iter().map(|(k, _)| k));
-        keys
+        others.sort_by_key(|s| std::cmp::Reverse(s.entry.ts));
+        let mut slots = Vec::with_capacity(others.len() + 1);
+        slots.extend(self.entries.get(&self.self_key));
+        slots.extend(others);
+        slots
     }
 
     /// Prunes expired entries and marks the gateway's own entry as seen now.
     fn refresh(&mut self) {
         let now = now_ms();
         self.prune(now);
-        let me = self.self_key.clone();
-        if let Some(e) = self.entries.get_mut(&me) {
-            e.ts = now;
+        if let Some(slot) = self.entries.get_mut(&self.self_key) {
+            slot.entry.ts = now;
+            slot.encoded = encode(&slot.entry);
         }
-        self.touched(&me);
+    }
+
+    /// The list as a JSON array for `version`, pruned of expired entries: one
+    /// allocation of the exact size and a copy of each entry's encoding.
+    pub fn encoded_for(&mut self, version: ProtocolVersion) -> String {
+        self.refresh();
+        let v = usize::from(version == ProtocolVersion::V4);
+        let slots = self.order();
+        let len = 2 + slots.iter().map(|s| s.encoded[v].len() + 1).sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push('[');
+        for (i, s) in slots.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&s.encoded[v]);
+        }
+        out.push(']');
+        out
     }
 
     /// The list as JSON arrays, for v3 and v4, pruned of expired entries.
     pub fn encoded(&mut self) -> [String; 2] {
-        self.refresh();
-        let keys: Vec<String> = self.order().into_iter().cloned().collect();
-        [0, 1].map(|v| {
-            let mut out = String::from("[");
-            for (i, k) in keys.iter().enumerate() {
-                if let Some(enc) = self.encoded.get(k) {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&enc[v]);
-                }
-            }
-            out.push(']');
-            out
-        })
+        [
+            self.encoded_for(ProtocolVersion::V3),
+            self.encoded_for(ProtocolVersion::V4),
+        ]
     }
 
     /// Records a connected client.
     pub fn upsert(&mut self, key: &str, mut entry: PresenceEntry) {
         let Some(key) = norm(key) else { return };
-        let existing = self.entries.remove(&key).unwrap_or_default();
+        let existing = self
+            .entries
+            .remove(&key)
+            .map(|s| s.entry)
+            .unwrap_or_default();
         entry.roles = merge_lists(existing.roles.clone(), entry.roles.take());
         entry.scopes = merge_lists(existing.scopes.clone(), entry.scopes.take());
         if entry.text.is_none() {
@@ -210,16 +245,15 @@ impl Presence {
         }
         entry.online_since = entry.online_since.or(existing.online_since);
         entry.ts = now_ms();
-        self.entries.insert(key.clone(), entry);
-        self.touched(&key);
+        self.put(key, entry);
     }
 
     /// Marks a departed client; its entry stays until it expires.
     pub fn disconnect(&mut self, key: &str) {
         let Some(key) = norm(key) else { return };
-        if let Some(e) = self.entries.get_mut(&key) {
-            e.reason = Some("disconnect".into());
-            e.ts = now_ms();
+        if let Some(s) = self.entries.get_mut(&key) {
+            s.entry.reason = Some("disconnect".into());
+            s.entry.ts = now_ms();
         }
         self.touched(&key);
     }
@@ -236,7 +270,7 @@ impl Presence {
         .find_map(norm)
         .or_else(|| p.ip.clone())
         .unwrap_or_else(|| text.chars().take(64).collect());
-        let e = self.entries.entry(key.clone()).or_default();
+        let e = &mut self.entries.entry(key.clone()).or_default().entry;
         e.host = p.host.clone().or(e.host.take());
         e.ip = p.ip.clone().or(e.ip.take());
         e.version = p.version.clone().or(e.version.take());
@@ -263,10 +297,7 @@ impl Presence {
     /// The list, newest first, pruned of expired entries.
     pub fn list(&mut self) -> Vec<PresenceEntry> {
         self.refresh();
-        self.order()
-            .into_iter()
-            .filter_map(|k| self.entries.get(k).cloned())
-            .collect()
+        self.order().into_iter().map(|s| s.entry.clone()).collect()
     }
 }
 

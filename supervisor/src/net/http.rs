@@ -124,12 +124,21 @@ pub async fn refuse_head<S: AsyncWrite + Unpin>(stream: &mut S, e: &HeadError) {
     let _ = stream.shutdown().await;
 }
 
-/// A stream that first yields bytes already read from it.
+/// A stream that first yields bytes already read from it, and gathers what is written
+/// to it until the next flush, so that a message sent as many WebSocket frames (a large
+/// `hello-ok` or presence list, as 4 KiB fragments) reaches the socket in one write rather
+/// than one system call per frame. The gathering buffer exists only while a write is in
+/// progress: a flush empties and frees it, so an idle connection holds none. At most
+/// [`GATHER_MAX`] bytes wait; past that they are written before more are taken.
 pub struct Prefixed<S> {
     prefix: Option<Box<[u8]>>,
     pos: usize,
     inner: S,
+    out: Vec<u8>,
 }
+
+/// The most bytes [`Prefixed`] gathers before it writes them out.
+pub const GATHER_MAX: usize = 64 * 1024;
 
 impl<S> Prefixed<S> {
     pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
@@ -137,7 +146,30 @@ impl<S> Prefixed<S> {
             prefix: (!prefix.is_empty()).then(|| prefix.into_boxed_slice()),
             pos: 0,
             inner,
+            out: Vec::new(),
         }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Prefixed<S> {
+    /// Writes out what was gathered; the buffer is freed once it is all written.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut written = 0;
+        while written < self.out.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.out[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.out.drain(..written);
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.out = Vec::new();
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -168,12 +200,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.out.len() + buf.len() > GATHER_MAX {
+            std::task::ready!(this.poll_drain(cx))?;
+            if buf.len() >= GATHER_MAX {
+                return Pin::new(&mut this.inner).poll_write(cx, buf);
+            }
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -136,13 +136,15 @@ async fn send_fragments<K>(sink: &mut K, parts: Vec<Bytes>) -> Result<(), Error>
 where
     K: Sink<Message, Error = Error> + Unpin,
 {
+    // Fed without a flush each, then flushed once: the transport gathers the frames
+    // into one socket write (`net::http::Prefixed`).
     let last = parts.len().saturating_sub(1);
     for (i, part) in parts.into_iter().enumerate() {
         let op = if i == 0 { Data::Text } else { Data::Continue };
         let frame = Frame::message(part, OpCode::Data(op), i == last);
-        sink.send(Message::Frame(frame)).await?;
+        sink.feed(Message::Frame(frame)).await?;
     }
-    Ok(())
+    sink.flush().await
 }
 
 /// Cuts the concatenation of `pieces` into parts of at most `max` bytes, never inside a

@@ -153,9 +153,34 @@ impl EventTemplate {
 
     /// From a payload already encoded as JSON.
     pub fn from_json(event: &str, payload: &str, state_version: Option<StateVersion>) -> Self {
+        EventTemplate::from_json_parts(event, &[payload], state_version)
+    }
+
+    /// From a payload already encoded as JSON, in consecutive parts (copied once, into
+    /// a buffer of the exact size).
+    pub fn from_json_parts(
+        event: &str,
+        payload: &[&str],
+        state_version: Option<StateVersion>,
+    ) -> Self {
         EVENTS_ENCODED.with(|n| n.set(n.get() + 1));
         let event = serde_json::to_string(event).unwrap_or_else(|_| "\"\"".into());
-        let head = format!("{{\"type\":\"event\",\"event\":{event},\"payload\":{payload},\"seq\":");
+        const OPEN: &str = "{\"type\":\"event\",\"event\":";
+        const PAYLOAD: &str = ",\"payload\":";
+        const SEQ: &str = ",\"seq\":";
+        let len = OPEN.len()
+            + event.len()
+            + PAYLOAD.len()
+            + payload.iter().map(|p| p.len()).sum::<usize>()
+            + SEQ.len();
+        let mut head = String::with_capacity(len);
+        head.push_str(OPEN);
+        head.push_str(&event);
+        head.push_str(PAYLOAD);
+        for p in payload {
+            head.push_str(p);
+        }
+        head.push_str(SEQ);
         let tail = match state_version {
             Some(sv) => format!(
                 ",\"stateVersion\":{{\"presence\":{},\"health\":{}}}}}",
