@@ -150,7 +150,22 @@ struct FrameHead {
 async fn read_head(ws: &mut Ws) -> Result<FrameHead> {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+            Some(Ok(Message::Text(t))) => {
+                // Both gateways put `type`, `id` and `ok` before the payload: an accepted
+                // `connect` is known by its first bytes (anything else is parsed whole).
+                let t = t.as_str();
+                let start = &t.as_bytes()[..t.len().min(96)];
+                let has = |needle: &[u8]| start.windows(needle.len()).any(|w| w == needle);
+                if has(br#""type":"res""#) && has(br#""id":"c""#) && has(br#""ok":true"#) {
+                    return Ok(FrameHead {
+                        event: None,
+                        id: Some("c".into()),
+                        ok: Some(true),
+                        error: None,
+                    });
+                }
+                return Ok(serde_json::from_str(t)?);
+            }
             Some(Ok(Message::Close(f))) => bail!("closed: {f:?}"),
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(e.into()),

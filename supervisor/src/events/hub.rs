@@ -33,8 +33,9 @@ pub enum Outbound {
     Text(String),
     /// A sequenced event: the shared encoding with this connection's `seq`.
     Event(EventTemplate, u64),
-    /// Send a close frame and stop.
-    Close(u16, String),
+    /// Send a close frame and stop (boxed: rare, and every queue slot is the size of
+    /// the largest variant).
+    Close(Box<(u16, String)>),
 }
 
 impl Outbound {
@@ -274,7 +275,7 @@ impl ConnHandle {
     pub fn close_after_queued(&self, code: u16, reason: &str) {
         if self
             .tx
-            .try_send(Outbound::Close(code, reason.to_owned()))
+            .try_send(Outbound::Close(Box::new((code, reason.to_owned()))))
             .is_err()
         {
             self.close(code, reason);
@@ -604,6 +605,14 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every slot of every connection's queue is this big (tokio allocates them in
+    /// blocks of 32 per connection).
+    #[test]
+    fn a_queued_frame_is_small() {
+        assert!(std::mem::size_of::<Outbound>() <= 32);
+        assert_eq!(std::mem::size_of::<EventTemplate>(), 8);
+    }
 
     fn conn(hub: &Hub, version: ProtocolVersion) -> (Arc<ConnHandle>, Queue) {
         ConnHandle::new(

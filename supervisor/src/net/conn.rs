@@ -77,7 +77,8 @@ fn violation_code(e: &WsError) -> u16 {
 async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
     use tokio::io::AsyncReadExt;
     let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    let mut buf = [0u8; 4096];
+    // On the heap: a buffer in the future would be part of every live session's state.
+    let mut buf = vec![0u8; 4096];
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
         if n == 0 {
             break;
@@ -112,7 +113,9 @@ pub async fn serve<S: Transport>(app: Arc<App>, tcp: S, peer: SocketAddr) {
     let Some((ws, accepted)) = Box::pin(handshake_phase(&app, tcp, peer)).await else {
         return;
     };
-    run_session(app, ws, peer, accepted).await;
+    // Boxed too: the spawned task then holds only this small future, and a live
+    // session's state is one allocation of its own size.
+    Box::pin(run_session(app, ws, peer, accepted)).await;
 }
 
 /// Upgrade, challenge, first frame, decision. `None` when the connection was refused or
@@ -420,7 +423,7 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
             break;
         }
         app.metrics.frames_in.fetch_add(1, Relaxed);
-        rpc::request(&app, &handle, &mut session, text).await;
+        Box::pin(rpc::request(&app, &handle, &mut session, text)).await;
     }
     // Stop the writer unless it is already closing with a code of its own.
     handle.cut_token().cancel();
@@ -621,5 +624,30 @@ fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
                 max_image_bytes: crate::agent::ATTACHMENTS_MAX_BYTES,
             }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn future_size3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task holds its future for the connection's life: the spawned
+    /// one is a few hundred bytes (the handshake and the session are boxed), and an idle
+    /// session's state stays small (no buffers inline; each request's work is boxed).
+    #[test]
+    fn a_live_connection_holds_small_futures() {
+        let spawned = future_size3(serve_tcp);
+        let session = future_size(run_session::<tokio::net::TcpStream>);
+        assert!(spawned <= 512, "serve_tcp's future is {spawned} bytes");
+        // (Unoptimized builds lay futures out larger: the bound is for both.)
+        assert!(session <= 4 * 1024, "run_session's future is {session} bytes");
     }
 }

@@ -58,7 +58,8 @@ where
             m = rx.recv() => m,
         };
         let frame = match next {
-            Some(Outbound::Close(code, reason)) => {
+            Some(Outbound::Close(close)) => {
+                let (code, reason) = *close;
                 let _ =
                     tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
                 cut.cancel();

@@ -130,7 +130,12 @@ pub fn unsequenced_event<P: Serialize>(event: &str, payload: &P) -> String {
 /// Each connection's frame is the two parts with its own `seq` between them, put together
 /// only when it is written to that socket.
 #[derive(Debug, Clone)]
-pub struct EventTemplate {
+pub struct EventTemplate(Arc<Halves>);
+
+/// The encoding around the `seq` number. Shared behind one `Arc`, so that what every
+/// connection's queue holds for an event is a pointer and a number.
+#[derive(Debug)]
+struct Halves {
     head: Bytes,
     tail: Bytes,
 }
@@ -188,15 +193,15 @@ impl EventTemplate {
             ),
             None => "}".to_owned(),
         };
-        EventTemplate {
+        EventTemplate(Arc::new(Halves {
             head: Bytes::from(head),
             tail: Bytes::from(tail),
-        }
+        }))
     }
 
     /// The frame's length for `seq` (what a connection's queue counts).
     pub fn len(&self, seq: u64) -> usize {
-        self.head.len() + self.tail.len() + digits(seq)
+        self.0.head.len() + self.0.tail.len() + digits(seq)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -206,9 +211,9 @@ impl EventTemplate {
     /// The frame for one connection.
     pub fn stamp(&self, seq: u64) -> String {
         let mut s = Vec::with_capacity(self.len(seq));
-        s.extend_from_slice(&self.head);
+        s.extend_from_slice(&self.0.head);
         s.extend_from_slice(itoa(seq, &mut [0u8; 20]).as_bytes());
-        s.extend_from_slice(&self.tail);
+        s.extend_from_slice(&self.0.tail);
         // Both halves were made from `String`s and the number is ASCII.
         String::from_utf8(s).unwrap_or_default()
     }
@@ -217,12 +222,12 @@ impl EventTemplate {
     /// what large events are written from (`net::outgoing`).
     pub fn pieces(&self, seq: u64) -> [Bytes; 3] {
         let seq = Bytes::copy_from_slice(itoa(seq, &mut [0u8; 20]).as_bytes());
-        [self.head.clone(), seq, self.tail.clone()]
+        [self.0.head.clone(), seq, self.0.tail.clone()]
     }
 
     /// Whether two templates share their encoded bytes.
     pub fn shares_bytes_with(&self, other: &EventTemplate) -> bool {
-        self.head.as_ptr() == other.head.as_ptr() && self.tail.as_ptr() == other.tail.as_ptr()
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
