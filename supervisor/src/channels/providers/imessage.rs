@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{DmPeer, Provider};
 use crate::config::channel::{ChannelConfig, Section, channel_section};
+use crate::workers::{Confinement, program_folders, resolve_program};
 
 pub const PROVIDER: Provider = Provider {
     id: "imessage",
@@ -22,6 +23,7 @@ pub const PROVIDER: Provider = Provider {
     is_group_target: is_chat_id,
     group_kind: "group",
     dm_peer: DmPeer::Chat,
+    confinement,
     setup_hint: "a `channels.imessage: {}` section on a Mac with `imsg` installed (brew install steipete/tap/imsg) and Full Disk Access granted, or `remoteHost` to reach such a Mac over SSH",
 };
 
@@ -70,6 +72,36 @@ pub fn normalize_handle(h: &str) -> String {
     } else {
         h.to_owned()
     }
+}
+
+/// It spawns `imsg` (its program executable; `dbPath` read-only), or with `remoteHost`
+/// `ssh` (executable, and `~/.ssh` read-only: its keys and known hosts). On macOS, where
+/// it really runs, nothing is confined (see the README).
+fn confinement(worker: &Value) -> Confinement {
+    let mut c = Confinement {
+        spawn: true,
+        ..Confinement::default()
+    };
+    if worker["remoteHost"].as_str().is_some() {
+        c.exec.extend(
+            resolve_program("ssh")
+                .map(|p| program_folders(&p))
+                .unwrap_or_default(),
+        );
+        if let Some(home) = std::env::var_os("HOME") {
+            c.read_only.push(PathBuf::from(home).join(".ssh"));
+        }
+    } else if let Some(cli) = worker["cliPath"].as_str() {
+        c.exec.extend(
+            resolve_program(cli)
+                .map(|p| program_folders(&p))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(db) = worker["dbPath"].as_str() {
+        c.read_only.push(PathBuf::from(db));
+    }
+    c
 }
 
 fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
