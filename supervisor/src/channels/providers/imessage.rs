@@ -74,32 +74,36 @@ pub fn normalize_handle(h: &str) -> String {
     }
 }
 
-/// It spawns `imsg` (its program executable; `dbPath` read-only), or with `remoteHost`
-/// `ssh` (executable, and `~/.ssh` read-only: its keys and known hosts). On macOS, where
-/// it really runs, nothing is confined (see the README).
+/// It spawns `imsg`: its program executable, and the folder of `dbPath` read-write (imsg
+/// reads Messages' SQLite database, whose `-wal` and `-shm` files live beside it). With
+/// `remoteHost` it spawns `ssh` instead (executable; `~/.ssh` read-only: keys, known
+/// hosts), and the database is the Mac's. On macOS, where imsg really runs, nothing is
+/// confined (see the README).
 fn confinement(worker: &Value) -> Confinement {
     let mut c = Confinement {
         spawn: true,
         ..Confinement::default()
     };
+    let found = |p: &str| {
+        resolve_program(p)
+            .map(|p| program_folders(&p))
+            .unwrap_or_default()
+    };
     if worker["remoteHost"].as_str().is_some() {
-        c.exec.extend(
-            resolve_program("ssh")
-                .map(|p| program_folders(&p))
-                .unwrap_or_default(),
-        );
+        c.exec.extend(found("ssh"));
         if let Some(home) = std::env::var_os("HOME") {
             c.read_only.push(PathBuf::from(home).join(".ssh"));
         }
-    } else if let Some(cli) = worker["cliPath"].as_str() {
-        c.exec.extend(
-            resolve_program(cli)
-                .map(|p| program_folders(&p))
-                .unwrap_or_default(),
-        );
+        return c;
     }
-    if let Some(db) = worker["dbPath"].as_str() {
-        c.read_only.push(PathBuf::from(db));
+    if let Some(cli) = worker["cliPath"].as_str() {
+        c.exec.extend(found(cli));
+    }
+    if let Some(dir) = worker["dbPath"]
+        .as_str()
+        .and_then(|db| std::path::Path::new(db).parent())
+    {
+        c.read_write.push(dir.to_owned());
     }
     c
 }
