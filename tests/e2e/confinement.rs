@@ -136,6 +136,10 @@ async fn a_confined_worker_cannot_open_the_supervisors_files_another_workers_ses
         "ok"
     );
     assert_eq!(tell(&gw, "t1", "open:/usr/share/zoneinfo").await, "ok");
+    // It cannot signal the supervisor (Landlock's signal scope), though the unconfined
+    // worker below can.
+    let supervisor = format!("signal:{}", gw.child.id());
+    assert_eq!(tell(&gw, "t1", &supervisor).await, "denied EPERM");
     assert_eq!(tell(&gw, "t1", "open:/dev/urandom").await, "ok");
 
     // The worker the operator unconfined reads what t1 cannot, and says so everywhere.
@@ -157,6 +161,7 @@ async fn a_confined_worker_cannot_open_the_supervisors_files_another_workers_ses
         .await,
         "ok"
     );
+    assert_eq!(tell(&gw, "t2", &supervisor).await, "ok");
     let h = c.request("health", json!({"probe": true})).await;
     let listed = h["payload"]["workers"].as_array().unwrap();
     assert!(

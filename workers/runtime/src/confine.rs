@@ -8,7 +8,9 @@
 //!   read-only system paths in [`SYSTEM_READ_ONLY`] (shared libraries, CA certificates,
 //!   time zones, name resolution, `/dev/urandom`, its own binary and `/proc/self`). Nothing
 //!   of the supervisor's state directory is reachable: not its database, not the
-//!   device-token key, not another worker's folder.
+//!   device-token key, not another worker's folder. From ABI 6 it also cannot signal a
+//!   process outside itself (the supervisor, another worker) or reach an abstract Unix
+//!   socket made outside it.
 //! * **seccomp** (`no_new_privs` set): an allow-list of system calls ([`syscalls`]); any
 //!   other kills the process with `SIGSYS`, which the supervisor reports as such and
 //!   restarts like any crash. A worker that may spawn a helper (`spawn`) also gets the
@@ -145,7 +147,7 @@ mod imp {
 
     use landlock::{
         ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath,
-        PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
     };
 
     use super::*;
@@ -216,6 +218,9 @@ mod imp {
         let mut created = Ruleset::default()
             .set_compatibility(CompatLevel::BestEffort)
             .handle_access(all)?
+            // ABI 6+: no signals to processes outside the worker (the supervisor, other
+            // workers) and no abstract Unix sockets made outside it.
+            .scope(Scope::from_all(TARGET_ABI))?
             .create()?;
         for (path, access) in rules {
             // Missing paths are skipped; a file gets only the rights a file can have.
@@ -508,5 +513,51 @@ pub mod syscalls {
             }
             other => other.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_reads_as_the_supervisor_writes_it_and_off_is_reported_as_such() {
+        let p: Policy = serde_json::from_str(
+            r#"{"readWrite":["/s/wa"],"readOnly":[],"exec":["/usr/bin/ssh"],"spawn":true,"off":false}"#,
+        )
+        .unwrap();
+        assert_eq!(p.read_write, vec![PathBuf::from("/s/wa")]);
+        assert!(p.spawn && !p.off);
+        let off = confine(
+            &Policy {
+                off: true,
+                ..Policy::default()
+            },
+            std::path::Path::new("/tmp/x.sock"),
+        );
+        assert!(!off.confined);
+        assert_eq!(
+            off.to_string(),
+            "landlock: off (turned off in the supervisor's config), seccomp: off (turned off in the supervisor's config)"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_allow_listed_call_is_listed_twice_and_mount_and_ptrace_are_not() {
+        let mut all: Vec<_> = syscalls::BASE.iter().chain(syscalls::SPAWN).collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        for forbidden in [
+            libc::SYS_mount,
+            libc::SYS_ptrace,
+            libc::SYS_bpf,
+            libc::SYS_reboot,
+        ] {
+            assert!(!all.contains(&&forbidden));
+        }
+        assert!(!syscalls::BASE.contains(&libc::SYS_execve));
     }
 }

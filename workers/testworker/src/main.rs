@@ -9,7 +9,9 @@
 //!   `echo:<text>` (succeeds with message id `m-<text>`), `open:<path>` (reads the file,
 //!   or lists the folder) and `write:<path>` (appends to the file, or creates a file in
 //!   the folder), whose message id is `ok` or `denied <errno>` (what confinement lets it
-//!   do), `forbidden-syscall` (calls `mount`, outside every worker's seccomp allow-list).
+//!   do), `signal:<pid>` (`tgkill(pid, pid, 0)`: may it signal that process? `ok` or
+//!   `denied <errno>`), `forbidden-syscall` (calls `mount`, outside every worker's seccomp
+//!   allow-list).
 //!
 //! Unlike the provider workers it serves the `Worker` service itself rather than through
 //! `worker_runtime::channel`: it must be able to break the contract (a wrong version).
@@ -104,6 +106,23 @@ impl Worker for Scripted {
                 };
                 Ok(Response::new(SendReply {
                     provider_message_id: format!("survived mount ({rc})"),
+                    ..Default::default()
+                }))
+            }
+            t if t.starts_with("signal:") => {
+                let pid: libc::pid_t = t["signal:".len()..].trim().parse().unwrap_or(0);
+                // SAFETY: signal 0 only checks permission; nothing is delivered.
+                let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, 0) };
+                let answer = if rc == 0 {
+                    "ok".to_owned()
+                } else {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EPERM) => "denied EPERM".to_owned(),
+                        other => format!("failed {other:?}"),
+                    }
+                };
+                Ok(Response::new(SendReply {
+                    provider_message_id: answer,
                     ..Default::default()
                 }))
             }
