@@ -170,6 +170,17 @@ async fn a_confined_worker_cannot_open_the_supervisors_files_another_workers_ses
             .any(|w| w["name"] == "t2" && w["confinement"] == t2["confinement"]),
         "{listed:?}"
     );
+    // `switchboard workers list` prints each worker's confinement under its row.
+    let out = std::process::Command::new(bin("switchboard"))
+        .args(["workers", "list", "--url", &gw.url(), "--token", TOKEN])
+        .output()
+        .expect("run the CLI");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("confinement: {confinement}"))
+            && printed.contains("confinement: landlock: off"),
+        "{printed}"
+    );
     let log = gw.log();
     assert!(
         log.contains("confinement of worker t2 loosened by config (confinement.t2): off"),
