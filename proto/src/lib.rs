@@ -18,6 +18,9 @@ pub mod env {
     /// `plain`: log lines as `LEVEL message` without time or colour (the supervisor
     /// relays them into its own log).
     pub const LOG_FORMAT: &str = "SWITCHBOARD_WORKER_LOG_FORMAT";
+    /// What the worker may touch once confined (`worker_runtime::confine::Policy` as
+    /// JSON: `readWrite`, `readOnly`, `exec`, `spawn`, `off`).
+    pub const CONFINEMENT: &str = "SWITCHBOARD_WORKER_CONFINEMENT";
 }
 
 /// The line a worker prints on stdout once it serves.
@@ -25,6 +28,9 @@ pub const READY_LINE: &str = "SWITCHBOARD_WORKER_READY";
 /// The line a worker prints on stdout, followed by a space and the reason, when it
 /// gives up (e.g. its session lock is held); the supervisor reports the reason.
 pub const FAILED_LINE: &str = "SWITCHBOARD_WORKER_FAILED";
+/// The line a worker prints on stdout, before it serves, followed by a space and how it
+/// is confined (`landlock: abi 7, seccomp: on`, or why not).
+pub const CONFINEMENT_LINE: &str = "SWITCHBOARD_WORKER_CONFINEMENT";
 
 /// Capability names a worker announces in `HelloReply.capabilities`.
 pub mod capability {

@@ -426,11 +426,22 @@ async fn remote_host_runs_imsg_through_ssh_and_a_missing_remote_imsg_is_named() 
     let tools = tempfile::tempdir().unwrap();
     let (path, args) = fake_ssh(tools.path());
     let state = Arc::new(tempfile::tempdir().unwrap());
-    write_config(
-        state.path(),
-        &imsg,
-        &format!(r#"remoteHost: "me@mac.local", allowFrom: ["{ALICE}"]"#),
-    );
+    // The fake ssh plays the Mac here, on this host and inside the worker's confinement
+    // (which allows ssh, not what runs on the remote side): the test loosens it by what
+    // the "remote" side needs, the stand-in imsg and its folders.
+    std::fs::write(
+        state.path().join("config.json5"),
+        format!(
+            r#"{{ channels: {{ imessage: {{ cliPath: "{}", dbPath: "{}", remoteHost: "me@mac.local", allowFrom: ["{ALICE}"] }} }},
+                 confinement: {{ imessage: {{ exec: ["{}"], readWrite: ["{}", "{}"] }} }} }}"#,
+            bin("standin-imsg").display(),
+            imsg.db.display(),
+            bin("standin-imsg").display(),
+            imsg.db.parent().unwrap().display(),
+            tools.path().display(),
+        ),
+    )
+    .unwrap();
     let gw = Gateway::start_with(GatewayOpts {
         env: vec![("PATH".into(), path.clone())],
         ..opts(&state)

@@ -6,6 +6,7 @@ mod harness;
 mod bench;
 mod browser;
 mod client_strings;
+mod confinement;
 mod core;
 mod devices;
 mod discord;

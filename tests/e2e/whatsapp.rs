@@ -113,6 +113,11 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
             "SWITCHBOARD_WORKER_CONFIG",
             json!({"sessionDir": session}).to_string(),
         )
+        // Confined as the supervisor confines it: its session folder read-write.
+        .env(
+            "SWITCHBOARD_WORKER_CONFINEMENT",
+            json!({"readWrite": [session]}).to_string(),
+        )
         .stdin(Stdio::piped())
         .output()
         .unwrap();

@@ -34,6 +34,10 @@ pub struct WorkerHealth {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<String>,
 }
 
 /// `workers.restart` / `workers.stop` / `workers.start` params.

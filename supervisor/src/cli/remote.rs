@@ -189,6 +189,9 @@ pub(super) fn print_workers(list: &Value) {
             uptime,
             w["lastExit"].as_str().unwrap_or("-"),
         );
+        if let Some(c) = w["confinement"].as_str() {
+            println!("{:<12} confinement: {c}", "");
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub channels: BTreeMap<String, Value>,
     /// Extra worker processes (advanced; providers are configured under `channels`).
     pub workers: Vec<WorkerFile>,
+    /// `confinement.<worker>`: rights added to one worker's confinement (`readWrite`,
+    /// `readOnly`, `exec`: absolute paths; `spawn`, `off`: booleans). Logged as a
+    /// warning at every start.
+    pub confinement: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

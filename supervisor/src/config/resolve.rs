@@ -12,7 +12,7 @@ use super::file;
 use super::settings::*;
 use super::{AgentBackend, LogFormat};
 use crate::secret::Secret;
-use crate::workers::WorkerSpec;
+use crate::workers::{Confinement, WorkerSpec};
 
 /// Resolves and validates the whole configuration.
 pub fn resolve(flags: &Flags, env: &dyn Env) -> Result<GatewayConfig, ConfigError> {
@@ -36,6 +36,7 @@ pub fn resolve(flags: &Flags, env: &dyn Env) -> Result<GatewayConfig, ConfigErro
     r.agent(&f.agent);
     r.channels(&f.channels);
     r.extra_workers(&f.workers);
+    r.confinement(&f.confinement);
     if !r.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: r.cfg.config_file.clone(),
@@ -322,6 +323,8 @@ impl Resolver<'_> {
             program: worker_dir(self.env).join("switchboard-worker-agent"),
             config: cfg,
             enabled: true,
+            // Network only: no files beyond the runtime's defaults, no helper.
+            confinement: Confinement::default(),
         });
     }
 
@@ -375,6 +378,7 @@ impl Resolver<'_> {
             self.cfg.workers.push(WorkerSpec {
                 name: p.id.into(),
                 program: worker_dir(self.env).join(p.worker),
+                confinement: (p.confinement)(&config),
                 config,
                 enabled: true,
             });
@@ -393,6 +397,7 @@ impl Resolver<'_> {
                     w.config.clone()
                 },
                 enabled: w.enabled.unwrap_or(true),
+                confinement: Confinement::default(),
             };
             self.add_worker(&format!("workers[{i}]"), spec);
         }
@@ -400,6 +405,24 @@ impl Resolver<'_> {
             match parse_worker_flag(&raw) {
                 Ok(spec) => self.add_worker("--worker", spec),
                 Err(e) => self.problems.push(e),
+            }
+        }
+    }
+
+    /// `confinement.<worker>`: the operator loosens one worker (warned at every start).
+    fn confinement(&mut self, entries: &BTreeMap<String, Value>) {
+        for (name, entry) in entries {
+            let key = format!("confinement.{name}");
+            let Some(spec) = self.cfg.workers.iter_mut().find(|w| &w.name == name) else {
+                let known: Vec<&str> = self.cfg.workers.iter().map(|w| w.name.as_str()).collect();
+                self.problem(
+                    &key,
+                    format!("no such worker (configured: {})", known.join(", ")),
+                );
+                continue;
+            };
+            if let Err(e) = spec.confinement.loosen(entry) {
+                self.problem(&key, e);
             }
         }
     }
@@ -446,6 +469,7 @@ fn parse_worker_flag(raw: &str) -> Result<WorkerSpec, String> {
             .cloned()
             .unwrap_or_else(|| serde_json::json!({})),
         enabled: v["enabled"].as_bool().unwrap_or(true),
+        confinement: Confinement::default(),
     })
 }
 

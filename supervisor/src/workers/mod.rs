@@ -5,6 +5,7 @@
 //! while running, a gRPC channel. Operators send it `Start`/`Stop`/`Restart`. Nothing
 //! here can block the supervisor: every call to a worker has a deadline.
 
+mod confinement;
 mod policy;
 mod process;
 
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+pub use confinement::{Confinement, program_folders, resolve_program};
 pub use policy::{Decision, RestartLimits, RestartPolicy};
 pub use process::{SpawnError, WorkerProcess, describe_exit};
 
@@ -39,6 +41,8 @@ pub struct WorkerSpec {
     /// Passed to the worker as JSON (may hold secrets; never logged).
     pub config: Value,
     pub enabled: bool,
+    /// What it may touch beyond the runtime's defaults once confined.
+    pub confinement: Confinement,
 }
 
 /// Names the config's keys, never its values (tokens live there).
@@ -54,6 +58,7 @@ impl std::fmt::Debug for WorkerSpec {
             .field("program", &self.program)
             .field("config_keys", &keys)
             .field("enabled", &self.enabled)
+            .field("confinement", &self.confinement)
             .finish()
     }
 }
@@ -119,6 +124,8 @@ struct Status {
     connected: Option<bool>,
     /// What the worker announced in its `Hello`.
     capabilities: Vec<String>,
+    /// How it confined itself, in its own words (`landlock: abi 7, seccomp: on`).
+    confinement: Option<String>,
 }
 
 /// An operator's command.
@@ -165,6 +172,15 @@ impl Workers {
     ) -> Arc<Workers> {
         let mut slots = Vec::new();
         for spec in specs {
+            if !spec.confinement.loosened.is_empty() {
+                tracing::warn!(
+                    worker = %spec.name,
+                    "confinement of worker {} loosened by config (confinement.{}): {}",
+                    spec.name,
+                    spec.name,
+                    spec.confinement.loosened.join("; ")
+                );
+            }
             let (tx, rx) = mpsc::channel(8);
             let socket = socket_dir.join(format!("{}.sock", spec.name));
             let slot = Arc::new(Slot {
@@ -184,6 +200,7 @@ impl Workers {
                     labels: HashMap::new(),
                     connected: None,
                     capabilities: Vec::new(),
+                    confinement: None,
                 }),
                 channel: watch::channel(None).0,
                 control: tx,
@@ -297,6 +314,7 @@ impl Slot {
             labels: (!s.labels.is_empty()).then(|| s.labels.into_iter().collect()),
             connected: s.connected,
             capabilities: (!s.capabilities.is_empty()).then_some(s.capabilities),
+            confinement: s.confinement,
         }
     }
 
@@ -481,7 +499,13 @@ async fn run_once(
         ));
     }
     let config = spec.config.to_string();
-    let mut proc = match WorkerProcess::spawn(&spec.program, &spec.name, &slot.socket, &config) {
+    let mut proc = match WorkerProcess::spawn(
+        &spec.program,
+        &spec.name,
+        &slot.socket,
+        &config,
+        &spec.confinement.to_env(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             return Outcome::Exited {
@@ -503,6 +527,10 @@ async fn run_once(
             return match c { Some(Control::Restart) => Outcome::Restart, _ => Outcome::Stopped };
         }
     };
+    if let Some(how) = proc.confinement() {
+        let how = how.to_owned();
+        slot.update(on_change, |s| s.confinement = Some(how));
+    }
     if let Err(e) = ready {
         let status = proc.terminate(Duration::from_millis(200)).await;
         let restartable =

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use switchboard_proto::{FAILED_LINE, READY_LINE, env};
+use switchboard_proto::{CONFINEMENT_LINE, FAILED_LINE, READY_LINE, env};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -19,6 +19,8 @@ pub struct WorkerProcess {
     _lifeline: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     reaped: bool,
+    /// How the worker confined itself, from its stdout before it was ready.
+    confinement: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +42,14 @@ impl WorkerProcess {
         name: &str,
         socket: &Path,
         config: &str,
+        confinement: &str,
     ) -> Result<WorkerProcess, SpawnError> {
         let mut cmd = Command::new(program);
         cmd.env(env::SOCKET, socket)
             .env(env::NAME, name)
             .env(env::SUPERVISOR_PID, std::process::id().to_string())
             .env(env::CONFIG, config)
+            .env(env::CONFINEMENT, confinement)
             .env(env::LOG_FORMAT, "plain")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -74,11 +78,18 @@ impl WorkerProcess {
             child,
             pid,
             reaped: false,
+            confinement: None,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// How the worker said it is confined (`None` until [`ready`](Self::ready), or when it
+    /// did not say: a worker not built on the worker runtime).
+    pub fn confinement(&self) -> Option<&str> {
+        self.confinement.as_deref()
     }
 
     /// Waits for the worker's ready line (its socket is then bound), then keeps draining
@@ -89,6 +100,7 @@ impl WorkerProcess {
         };
         let mut lines = BufReader::new(stdout).lines();
         let mut reason = None;
+        let confinement = &mut self.confinement;
         let wait_line = async {
             loop {
                 match lines.next_line().await {
@@ -96,6 +108,8 @@ impl WorkerProcess {
                     Ok(Some(l)) => {
                         if let Some(r) = l.strip_prefix(FAILED_LINE) {
                             reason = Some(r.trim().to_owned());
+                        } else if let Some(c) = l.strip_prefix(CONFINEMENT_LINE) {
+                            *confinement = Some(c.trim().chars().take(200).collect());
                         }
                     }
                     _ => return false,
@@ -183,6 +197,9 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
         None => "exit status unknown".into(),
         Some(s) => match (s.code(), s.signal()) {
             (Some(c), _) => format!("exit code {c}"),
+            (None, Some(sig)) if sig == Signal::SIGSYS as i32 => {
+                "killed by SIGSYS (a system call outside its seccomp allow-list)".into()
+            }
             (None, Some(sig)) => match Signal::try_from(sig) {
                 Ok(sig) => format!("killed by {sig}"),
                 Err(_) => format!("killed by signal {sig}"),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use switchboard_proto::{FAILED_LINE, READY_LINE, env};
+use switchboard_proto::{CONFINEMENT_LINE, FAILED_LINE, READY_LINE, env};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,6 +31,7 @@ const DRAIN: Duration = Duration::from_millis(500);
 
 pub mod backoff;
 pub mod channel;
+pub mod confine;
 pub mod events;
 pub mod status;
 pub mod text;
@@ -138,6 +139,23 @@ where
         }
     };
     let span = tracing::info_span!("worker", worker = %ctx.name, pid = std::process::id());
+    // Confined while still one thread (Landlock binds the calling thread and those it
+    // starts), before any provider code runs.
+    {
+        let _in = span.enter();
+        let began = std::time::Instant::now();
+        let policy = confine::policy_from_env();
+        let report = confine::confine(&policy, &ctx.socket);
+        let took_us = began.elapsed().as_micros() as u64;
+        if report.confined {
+            tracing::info!(took_us, "confined: {report}");
+        } else {
+            tracing::warn!("running unconfined: {report}");
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{CONFINEMENT_LINE} {report}");
+        let _ = out.flush();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,7 +6,12 @@
 //!   `hang-health` (never answers Health), `fail-while-file` (exits 1 at start while the
 //!   file named by config `file` exists).
 //! * `Send` text: `crash` (exit 1 at once), `hang` (stop answering Health),
-//!   `echo:<text>` (succeeds with message id `m-<text>`).
+//!   `echo:<text>` (succeeds with message id `m-<text>`), `open:<path>` (reads the file,
+//!   or lists the folder) and `write:<path>` (appends to the file, or creates a file in
+//!   the folder), whose message id is `ok` or `denied <errno>` (what confinement lets it
+//!   do), `signal:<pid>` (`tgkill(pid, pid, 0)`: may it signal that process? `ok` or
+//!   `denied <errno>`), `forbidden-syscall` (calls `mount`, outside every worker's seccomp
+//!   allow-list).
 //!
 //! Unlike the provider workers it serves the `Worker` service itself rather than through
 //! `worker_runtime::channel`: it must be able to break the contract (a wrong version).
@@ -86,6 +91,48 @@ impl Worker for Scripted {
                 self.hung.store(true, Ordering::Relaxed);
                 Ok(Response::new(SendReply::default()))
             }
+            "forbidden-syscall" => {
+                tracing::warn!("told to call mount");
+                // SAFETY: null arguments; unconfined it fails with EFAULT or EPERM.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_mount,
+                        std::ptr::null::<libc::c_char>(),
+                        std::ptr::null::<libc::c_char>(),
+                        std::ptr::null::<libc::c_char>(),
+                        0,
+                        std::ptr::null::<libc::c_void>(),
+                    )
+                };
+                Ok(Response::new(SendReply {
+                    provider_message_id: format!("survived mount ({rc})"),
+                    ..Default::default()
+                }))
+            }
+            t if t.starts_with("signal:") => {
+                let pid: libc::pid_t = t["signal:".len()..].trim().parse().unwrap_or(0);
+                // SAFETY: signal 0 only checks permission; nothing is delivered.
+                let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, 0) };
+                let answer = if rc == 0 {
+                    "ok".to_owned()
+                } else {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EPERM) => "denied EPERM".to_owned(),
+                        other => format!("failed {other:?}"),
+                    }
+                };
+                Ok(Response::new(SendReply {
+                    provider_message_id: answer,
+                    ..Default::default()
+                }))
+            }
+            t if t.starts_with("open:") || t.starts_with("write:") => {
+                let (verb, path) = t.split_once(':').unwrap_or_default();
+                Ok(Response::new(SendReply {
+                    provider_message_id: try_path(verb, std::path::Path::new(path)),
+                    ..Default::default()
+                }))
+            }
             other => Ok(Response::new(SendReply {
                 provider_message_id: format!("m-{}", other.trim_start_matches("echo:")),
                 ..Default::default()
@@ -103,6 +150,34 @@ impl Worker for Scripted {
     ) -> Result<Response<ShutdownReply>, Status> {
         self.shutdown.cancel();
         Ok(Response::new(ShutdownReply {}))
+    }
+}
+
+/// Reads (`open`) or writes (`write`) `path`: `ok`, or `denied <errno name>`.
+fn try_path(verb: &str, path: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let result = match (verb, path.is_dir()) {
+        ("open", true) => std::fs::read_dir(path).map(|mut d| {
+            let _ = d.next();
+        }),
+        ("open", false) => std::fs::File::open(path).and_then(|mut f| {
+            let mut buf = [0u8; 16];
+            f.read(&mut buf).map(|_| ())
+        }),
+        (_, true) => std::fs::File::create(path.join("probe")).map(|_| ()),
+        (_, false) => std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"x")),
+    };
+    match result {
+        Ok(()) => "ok".into(),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EACCES) => "denied EACCES".into(),
+            Some(libc::EPERM) => "denied EPERM".into(),
+            _ => format!("failed {e}"),
+        },
     }
 }
 

@@ -33,6 +33,7 @@ pub const PROVIDER: Provider = Provider {
     group_kind: "channel",
     // A DM's channel id is not the user's id: DM sessions are named by the sender.
     dm_peer: DmPeer::Sender,
+    confinement: super::network_only,
     setup_hint: "a bot token from the Discord developer portal (your application → Bot → Reset Token) in channels.discord.token or DISCORD_BOT_TOKEN",
 };
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{DmPeer, Provider};
 use crate::config::channel::{ChannelConfig, Section, channel_section};
+use crate::workers::{Confinement, program_folders, resolve_program};
 
 pub const PROVIDER: Provider = Provider {
     id: "imessage",
@@ -22,6 +23,7 @@ pub const PROVIDER: Provider = Provider {
     is_group_target: is_chat_id,
     group_kind: "group",
     dm_peer: DmPeer::Chat,
+    confinement,
     setup_hint: "a `channels.imessage: {}` section on a Mac with `imsg` installed (brew install steipete/tap/imsg) and Full Disk Access granted, or `remoteHost` to reach such a Mac over SSH",
 };
 
@@ -70,6 +72,40 @@ pub fn normalize_handle(h: &str) -> String {
     } else {
         h.to_owned()
     }
+}
+
+/// It spawns `imsg`: its program executable, and the folder of `dbPath` read-write (imsg
+/// reads Messages' SQLite database, whose `-wal` and `-shm` files live beside it). With
+/// `remoteHost` it spawns `ssh` instead (executable; `~/.ssh` read-only: keys, known
+/// hosts), and the database is the Mac's. On macOS, where imsg really runs, nothing is
+/// confined (see the README).
+fn confinement(worker: &Value) -> Confinement {
+    let mut c = Confinement {
+        spawn: true,
+        ..Confinement::default()
+    };
+    let found = |p: &str| {
+        resolve_program(p)
+            .map(|p| program_folders(&p))
+            .unwrap_or_default()
+    };
+    if worker["remoteHost"].as_str().is_some() {
+        c.exec.extend(found("ssh"));
+        if let Some(home) = std::env::var_os("HOME") {
+            c.read_only.push(PathBuf::from(home).join(".ssh"));
+        }
+        return c;
+    }
+    if let Some(cli) = worker["cliPath"].as_str() {
+        c.exec.extend(found(cli));
+    }
+    if let Some(dir) = worker["dbPath"]
+        .as_str()
+        .and_then(|db| std::path::Path::new(db).parent())
+    {
+        c.read_write.push(dir.to_owned());
+    }
+    c
 }
 
 fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {

@@ -16,6 +16,7 @@ pub mod whatsapp;
 use serde_json::Value;
 
 use crate::config::channel::{ChannelConfig, Section};
+use crate::workers::Confinement;
 
 /// Which peer names a direct conversation's session (`agent:main:<id>:dm:<peer>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,15 @@ pub struct Provider {
     pub dm_peer: DmPeer,
     /// Where the credentials come from, in one sentence (for `channels status` hints).
     pub setup_hint: &'static str,
+    /// What its worker may touch once confined, from its worker config: its state
+    /// folder, the helper it spawns. Network-only providers: [`network_only`].
+    pub confinement: fn(&Value) -> Confinement,
+}
+
+/// The confinement of a provider that needs the network and nothing of the filesystem
+/// beyond the runtime's defaults.
+pub fn network_only(_: &Value) -> Confinement {
+    Confinement::default()
 }
 
 /// The channel a v3 `send` without `channel` meant (the v3 reference's default), named

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{DmPeer, Provider};
 use crate::config::channel::{ChannelConfig, Section, channel_section};
+use crate::workers::{Confinement, program_folders, resolve_program};
 
 pub const PROVIDER: Provider = Provider {
     id: "signal",
@@ -19,6 +20,7 @@ pub const PROVIDER: Provider = Provider {
     is_group_target,
     group_kind: "group",
     dm_peer: DmPeer::Chat,
+    confinement,
     setup_hint: "the account's number in channels.signal.account (registered or linked with signal-cli), and channels.signal.httpUrl or cliPath",
 };
 
@@ -43,6 +45,32 @@ channel_section!(
         startup_timeout_seconds: Option<u32>,
     }
 );
+
+/// With `httpUrl`: the network only. With `cliPath`: it spawns signal-cli, which gets its
+/// program (and install folder: the launcher script's `lib`, the JVM under `/usr`), its
+/// data folder (`$XDG_DATA_HOME/signal-cli`, else `~/.local/share/signal-cli`) read-write,
+/// and `/tmp` (the JVM and libsignal unpack native code there).
+fn confinement(worker: &Value) -> Confinement {
+    let Some(cli) = worker["cliPath"].as_str() else {
+        return Confinement::default();
+    };
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/share")))
+        .map(|d| d.join("signal-cli"));
+    Confinement {
+        read_write: data
+            .into_iter()
+            .chain([std::path::PathBuf::from("/tmp")])
+            .collect(),
+        exec: resolve_program(cli)
+            .map(|p| program_folders(&p))
+            .unwrap_or_default(),
+        spawn: true,
+        ..Confinement::default()
+    }
+}
 
 fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
     let c: SignalSection = s.parse()?;

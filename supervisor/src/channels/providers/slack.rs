@@ -26,6 +26,7 @@ pub const PROVIDER: Provider = Provider {
     group_kind: "channel",
     // A DM's channel id (`D…`) is not the user's id (`U…`): sessions are per user.
     dm_peer: DmPeer::Sender,
+    confinement: super::network_only,
     setup_hint: "a Slack app with Socket Mode on: its bot token (xoxb-…) in channels.slack.botToken or SLACK_BOT_TOKEN and an app-level token (xapp-…) in channels.slack.appToken or SLACK_APP_TOKEN",
 };
 

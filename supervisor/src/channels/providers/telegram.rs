@@ -23,6 +23,7 @@ pub const PROVIDER: Provider = Provider {
     is_group_target: |to| to.trim().starts_with('-'),
     group_kind: "group",
     dm_peer: DmPeer::Chat,
+    confinement: super::network_only,
     setup_hint: "a bot token from @BotFather in channels.telegram.botToken or TELEGRAM_BOT_TOKEN",
 };
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{DmPeer, Provider};
 use crate::config::channel::{ChannelConfig, Section, channel_section};
+use crate::workers::Confinement;
 
 pub const PROVIDER: Provider = Provider {
     id: "whatsapp",
@@ -21,6 +22,7 @@ pub const PROVIDER: Provider = Provider {
     is_group_target: |to| to.trim().ends_with("@g.us"),
     group_kind: "group",
     dm_peer: DmPeer::Chat,
+    confinement,
     setup_hint: "a `channels.whatsapp: {}` section, then `switchboard channels login whatsapp` (scan the QR code in WhatsApp → Linked Devices)",
 };
 
@@ -36,6 +38,18 @@ channel_section!(
         client_version: Option<[u32; 3]>,
     }
 );
+
+/// Its session folder, read-write (credentials, the host lock); nothing else.
+fn confinement(worker: &Value) -> Confinement {
+    Confinement {
+        read_write: worker["sessionDir"]
+            .as_str()
+            .map(PathBuf::from)
+            .into_iter()
+            .collect(),
+        ..Confinement::default()
+    }
+}
 
 fn configure(s: &mut Section<'_>) -> Option<(ChannelConfig, Value)> {
     let w: WhatsAppSection = s.parse()?;

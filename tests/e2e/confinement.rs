@@ -1,0 +1,231 @@
+//! Each worker is confined (issue #24): the real test worker under the real supervisor,
+//! told over its own socket to open files it must not reach, and to make a system call
+//! outside its allow-list. Linux only (Landlock and seccomp); this kernel has both.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchboard_proto::v1::SendRequest;
+use switchboard_proto::v1::worker_client::WorkerClient;
+
+use crate::harness::*;
+
+/// Tells worker `name` (over its socket) to do `what`; its answer (`ok`,
+/// `denied EACCES`, …).
+async fn tell(gw: &Gateway, name: &str, what: &str) -> String {
+    let socket = gw.state.path().join(format!("sockets/{name}.sock"));
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the worker socket");
+    WorkerClient::new(channel)
+        .send(SendRequest {
+            text: what.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the worker answers")
+        .into_inner()
+        .provider_message_id
+}
+
+fn test_worker(name: &str) -> Value {
+    json!({"name": name, "program": bin("switchboard-worker-test"), "config": {}})
+}
+
+async fn admin(gw: &Gateway) -> Client {
+    Client::connect(&gw.url(), v3_params(Some(TOKEN))).await.0
+}
+
+#[tokio::test]
+async fn a_confined_worker_cannot_open_the_supervisors_files_another_workers_session_or_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "not a real key").unwrap();
+    let own = tmp.path().join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("mine.txt"), "mine").unwrap();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "not yours").unwrap();
+
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    // Another worker's session folder, with something in it.
+    let session = state.path().join("whatsapp");
+    std::fs::create_dir_all(&session).unwrap();
+    std::fs::write(session.join("creds.json"), "{}").unwrap();
+    let config = json!({
+        "channels": {"whatsapp": {}},
+        "workers": [test_worker("t1"), test_worker("t2")],
+        "confinement": {
+            "t1": {"readWrite": [own]},
+            "t2": {"off": true},
+        },
+    });
+    std::fs::write(state.path().join("config.json5"), config.to_string()).unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        env: vec![("HOME".into(), home.display().to_string())],
+        ..Default::default()
+    });
+    let mut c = admin(&gw).await;
+    let t1 = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
+    let confinement = t1["confinement"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        confinement.starts_with("landlock: abi ") && confinement.ends_with(", seccomp: on"),
+        "{t1}"
+    );
+    // The provider workers are confined the same way.
+    let wa = c
+        .wait_worker("whatsapp", "running", |w| w["state"] == "running")
+        .await;
+    assert!(
+        wa["confinement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("landlock: abi ")),
+        "{wa}"
+    );
+
+    let st = gw.state.path();
+    let forbidden = [
+        st.join("switchboard.sqlite"),
+        st.join("device-token.key"),
+        st.join("config.json5"),
+        session.join("creds.json"),
+        session.clone(),
+        home.join(".ssh/id_ed25519"),
+        home.join(".ssh"),
+        outside.clone(),
+    ];
+    for path in &forbidden {
+        assert!(path.exists(), "{} should exist", path.display());
+        let answer = tell(&gw, "t1", &format!("open:{}", path.display())).await;
+        assert!(
+            answer == "denied EACCES" || answer == "denied EPERM",
+            "{}: {answer}",
+            path.display()
+        );
+        let answer = tell(&gw, "t1", &format!("write:{}", path.display())).await;
+        assert!(
+            answer.starts_with("denied E"),
+            "writing {}: {answer}",
+            path.display()
+        );
+    }
+    // Its own folder it can read and write; the system's CA certificates and time zones
+    // it can read.
+    assert_eq!(
+        tell(
+            &gw,
+            "t1",
+            &format!("open:{}", own.join("mine.txt").display())
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(
+        tell(
+            &gw,
+            "t1",
+            &format!("write:{}", own.join("new.txt").display())
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(tell(&gw, "t1", "open:/usr/share/zoneinfo").await, "ok");
+    // It cannot signal the supervisor (Landlock's signal scope), though the unconfined
+    // worker below can.
+    let supervisor = format!("signal:{}", gw.child.id());
+    assert_eq!(tell(&gw, "t1", &supervisor).await, "denied EPERM");
+    assert_eq!(tell(&gw, "t1", "open:/dev/urandom").await, "ok");
+
+    // The worker the operator unconfined reads what t1 cannot, and says so everywhere.
+    let t2 = c
+        .wait_worker("t2", "running", |w| w["state"] == "running")
+        .await;
+    assert!(
+        t2["confinement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("landlock: off")),
+        "{t2}"
+    );
+    assert_eq!(
+        tell(
+            &gw,
+            "t2",
+            &format!("open:{}", st.join("device-token.key").display())
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(tell(&gw, "t2", &supervisor).await, "ok");
+    let h = c.request("health", json!({"probe": true})).await;
+    let listed = h["payload"]["workers"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|w| w["name"] == "t2" && w["confinement"] == t2["confinement"]),
+        "{listed:?}"
+    );
+    // `switchboard workers list` prints each worker's confinement under its row.
+    let out = std::process::Command::new(bin("switchboard"))
+        .args(["workers", "list", "--url", &gw.url(), "--token", TOKEN])
+        .output()
+        .expect("run the CLI");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("confinement: {confinement}"))
+            && printed.contains("confinement: landlock: off"),
+        "{printed}"
+    );
+    let log = gw.log();
+    assert!(
+        log.contains("confinement of worker t2 loosened by config (confinement.t2): off"),
+        "{log}"
+    );
+    assert!(
+        log.contains("confinement of worker t1 loosened by config (confinement.t1): readWrite"),
+        "{log}"
+    );
+    assert!(log.contains("running unconfined: landlock: off"), "{log}");
+}
+
+#[tokio::test]
+async fn a_forbidden_system_call_ends_the_worker_and_it_is_restarted_as_for_any_crash() {
+    let gw = Gateway::start_with(GatewayOpts {
+        extra: vec!["--worker".into(), test_worker("t1").to_string()],
+        ..Default::default()
+    });
+    let mut c = admin(&gw).await;
+    let before = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
+    // The call never returns: the kernel kills the process.
+    let socket = gw.state.path().join("sockets/t1.sock");
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = WorkerClient::new(channel)
+        .send(SendRequest {
+            text: "forbidden-syscall".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+    let after = c
+        .wait_worker("t1", "restarted", |w| {
+            w["state"] == "running" && w["pid"] != before["pid"]
+        })
+        .await;
+    assert_eq!(after["restarts"], 1);
+    assert_eq!(
+        after["lastExit"],
+        "killed by SIGSYS (a system call outside its seccomp allow-list)"
+    );
+    assert_eq!(after["confinement"], before["confinement"]);
+}
