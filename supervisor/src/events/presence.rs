@@ -25,14 +25,49 @@ pub const MAX_BYTES: usize = 256 * 1024;
 
 pub struct Presence {
     self_key: String,
-    entries: HashMap<String, Slot>,
+    /// The gateway's own entry, touched at every look at the list.
+    self_entry: PresenceEntry,
+    entries: HashMap<Box<str>, Slot>,
 }
 
-/// One entry and its JSON for v3 and v4, re-encoded whenever the entry changes.
-#[derive(Default)]
+/// One entry as what the list is made of: its JSON for v3 and v4, one after the other in
+/// a single allocation of their size, and what pruning looks at. The entry itself is read
+/// back from its v4 JSON (which has every field) when it changes, which is rare. Entries
+/// outlive the connections around them (a departed client stays until its TTL), and
+/// each allocation they keep can pin a page among the freed ones of a crowd that left:
+/// one per entry keeps that to a minimum.
 struct Slot {
-    entry: PresenceEntry,
-    encoded: [String; 2],
+    ts: u64,
+    departed: bool,
+    json: Box<str>,
+    v3_len: usize,
+}
+
+impl Slot {
+    fn new(e: &PresenceEntry) -> Slot {
+        let [v3, v4] = encode(e);
+        let mut json = String::with_capacity(v3.len() + v4.len());
+        json.push_str(&v3);
+        json.push_str(&v4);
+        Slot {
+            ts: e.ts,
+            departed: e.reason.as_deref() == Some("disconnect"),
+            json: json.into_boxed_str(),
+            v3_len: v3.len(),
+        }
+    }
+
+    fn encoded(&self, v: usize) -> &str {
+        if v == 0 {
+            &self.json[..self.v3_len]
+        } else {
+            &self.json[self.v3_len..]
+        }
+    }
+
+    fn entry(&self) -> PresenceEntry {
+        serde_json::from_str(self.encoded(1)).unwrap_or_default()
+    }
 }
 
 fn encode(e: &PresenceEntry) -> [String; 2] {
@@ -82,39 +117,34 @@ impl Presence {
         };
         let self_key = host.to_lowercase();
         let mut entries = HashMap::new();
-        let encoded = encode(&entry);
-        entries.insert(self_key.clone(), Slot { entry, encoded });
-        Presence { self_key, entries }
+        entries.insert(Box::from(self_key.as_str()), Slot::new(&entry));
+        Presence {
+            self_key,
+            self_entry: entry,
+            entries,
+        }
     }
 
     /// Stores an entry, encoded.
-    fn put(&mut self, key: String, entry: PresenceEntry) {
-        let encoded = encode(&entry);
-        self.entries.insert(key, Slot { entry, encoded });
-    }
-
-    /// Re-encodes one entry after a change in place.
-    fn touched(&mut self, key: &str) {
-        if let Some(slot) = self.entries.get_mut(key) {
-            slot.encoded = encode(&slot.entry);
-        }
+    fn put(&mut self, key: &str, entry: &PresenceEntry) {
+        self.entries.insert(Box::from(key), Slot::new(entry));
     }
 
     /// Drops expired entries, and the oldest beyond the bound. Runs for every change of
     /// a crowd's list, so it clones no key it keeps and sorts only when over the bound.
     fn prune(&mut self, now: u64) {
-        let self_key = &self.self_key;
+        let self_key = self.self_key.as_str();
         self.entries
-            .retain(|k, s| k == self_key || now.saturating_sub(s.entry.ts) <= TTL_MS);
+            .retain(|k, s| &**k == self_key || now.saturating_sub(s.ts) <= TTL_MS);
         let over = self.entries.len().saturating_sub(MAX_ENTRIES);
         if over > 0 {
-            let mut by_age: Vec<(u64, &String)> = self
+            let mut by_age: Vec<(u64, &Box<str>)> = self
                 .entries
                 .iter()
-                .filter(|(k, _)| *k != self_key)
-                .map(|(k, s)| (s.entry.ts, k))
+                .filter(|(k, _)| &***k != self_key)
+                .map(|(k, s)| (s.ts, k))
                 .collect();
-            let gone: Vec<String> = if over == 1 {
+            let gone: Vec<Box<str>> = if over == 1 {
                 by_age
                     .iter()
                     .min()
@@ -139,18 +169,15 @@ impl Presence {
     /// Drops entries until the list's v4 JSON fits [`MAX_BYTES`]: departed clients first,
     /// then the oldest. The gateway's own entry stays.
     fn bound_bytes(&mut self) {
-        let mut total: usize = self.entries.values().map(|s| s.encoded[1].len() + 1).sum();
+        let mut total: usize = self.entries.values().map(|s| s.encoded(1).len() + 1).sum();
         if total <= MAX_BYTES {
             return;
         }
-        let mut victims: Vec<(bool, u64, String)> = self
+        let mut victims: Vec<(bool, u64, Box<str>)> = self
             .entries
             .iter()
-            .filter(|(k, _)| **k != self.self_key)
-            .map(|(k, s)| {
-                let e = &s.entry;
-                (e.reason.as_deref() != Some("disconnect"), e.ts, k.clone())
-            })
+            .filter(|(k, _)| ***k != *self.self_key)
+            .map(|(k, s)| (!s.departed, s.ts, k.clone()))
             .collect();
         victims.sort();
         for (_, _, k) in victims {
@@ -158,7 +185,7 @@ impl Presence {
                 break;
             }
             if let Some(s) = self.entries.remove(&k) {
-                total -= s.encoded[1].len() + 1;
+                total -= s.encoded(1).len() + 1;
             }
         }
     }
@@ -169,12 +196,12 @@ impl Presence {
         let mut others: Vec<&Slot> = self
             .entries
             .iter()
-            .filter(|(k, _)| **k != self.self_key)
+            .filter(|(k, _)| ***k != *self.self_key)
             .map(|(_, s)| s)
             .collect();
-        others.sort_by_key(|s| std::cmp::Reverse(s.entry.ts));
+        others.sort_by_key(|s| std::cmp::Reverse(s.ts));
         let mut slots = Vec::with_capacity(others.len() + 1);
-        slots.extend(self.entries.get(&self.self_key));
+        slots.extend(self.entries.get(self.self_key.as_str()));
         slots.extend(others);
         slots
     }
@@ -183,10 +210,9 @@ impl Presence {
     fn refresh(&mut self) {
         let now = now_ms();
         self.prune(now);
-        if let Some(slot) = self.entries.get_mut(&self.self_key) {
-            slot.entry.ts = now;
-            slot.encoded = encode(&slot.entry);
-        }
+        self.self_entry.ts = now;
+        let slot = Slot::new(&self.self_entry);
+        self.entries.insert(Box::from(self.self_key.as_str()), slot);
     }
 
     /// The list as a JSON array for `version`, pruned of expired entries: one
@@ -195,14 +221,14 @@ impl Presence {
         self.refresh();
         let v = usize::from(version == ProtocolVersion::V4);
         let slots = self.order();
-        let len = 2 + slots.iter().map(|s| s.encoded[v].len() + 1).sum::<usize>();
+        let len = 2 + slots.iter().map(|s| s.encoded(v).len() + 1).sum::<usize>();
         let mut out = String::with_capacity(len);
         out.push('[');
         for (i, s) in slots.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&s.encoded[v]);
+            out.push_str(s.encoded(v));
         }
         out.push(']');
         out
@@ -221,8 +247,8 @@ impl Presence {
         let Some(key) = norm(key) else { return };
         let existing = self
             .entries
-            .remove(&key)
-            .map(|s| s.entry)
+            .remove(key.as_str())
+            .map(|s| s.entry())
             .unwrap_or_default();
         entry.roles = merge_lists(existing.roles.clone(), entry.roles.take());
         entry.scopes = merge_lists(existing.scopes.clone(), entry.scopes.take());
@@ -245,17 +271,17 @@ impl Presence {
         }
         entry.online_since = entry.online_since.or(existing.online_since);
         entry.ts = now_ms();
-        self.put(key, entry);
+        self.put(&key, &entry);
     }
 
     /// Marks a departed client; its entry stays until it expires.
     pub fn disconnect(&mut self, key: &str) {
         let Some(key) = norm(key) else { return };
-        if let Some(s) = self.entries.get_mut(&key) {
-            s.entry.reason = Some("disconnect".into());
-            s.entry.ts = now_ms();
+        if let Some(mut e) = self.entries.get(key.as_str()).map(Slot::entry) {
+            e.reason = Some("disconnect".into());
+            e.ts = now_ms();
+            self.put(&key, &e);
         }
-        self.touched(&key);
     }
 
     /// Applies a `system-event` line.
@@ -270,7 +296,12 @@ impl Presence {
         .find_map(norm)
         .or_else(|| p.ip.clone())
         .unwrap_or_else(|| text.chars().take(64).collect());
-        let e = &mut self.entries.entry(key.clone()).or_default().entry;
+        let mut entry = self
+            .entries
+            .get(key.as_str())
+            .map(Slot::entry)
+            .unwrap_or_default();
+        let e = &mut entry;
         e.host = p.host.clone().or(e.host.take());
         e.ip = p.ip.clone().or(e.ip.take());
         e.version = p.version.clone().or(e.version.take());
@@ -291,13 +322,13 @@ impl Presence {
         e.instance_id = p.instance_id.clone().or(e.instance_id.take());
         e.text = Some(text.to_owned());
         e.ts = now_ms();
-        self.touched(&key);
+        self.put(&key, &entry);
     }
 
     /// The list, newest first, pruned of expired entries.
     pub fn list(&mut self) -> Vec<PresenceEntry> {
         self.refresh();
-        self.order().into_iter().map(|s| s.entry.clone()).collect()
+        self.order().into_iter().map(Slot::entry).collect()
     }
 }
 

@@ -648,6 +648,9 @@ mod tests {
         let session = future_size(run_session::<tokio::net::TcpStream>);
         assert!(spawned <= 512, "serve_tcp's future is {spawned} bytes");
         // (Unoptimized builds lay futures out larger: the bound is for both.)
-        assert!(session <= 4 * 1024, "run_session's future is {session} bytes");
+        assert!(
+            session <= 4 * 1024,
+            "run_session's future is {session} bytes"
+        );
     }
 }
