@@ -82,7 +82,31 @@ async function generate(target, files) {
       "Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs",
     ],
   });
-  return result.lines.join("\n") + "\n";
+  let text = result.lines.join("\n") + "\n";
+  if (target.lang === "typescript") text += missingTopLevel(text, files);
+  return text;
+}
+
+// quicktype's TypeScript leaves out a top-level type that is only a map (an open object
+// without properties, the `NoParams` of `status` and the like): name those too, so every
+// schema file has its type.
+function missingTopLevel(text, files) {
+  let extra = "";
+  for (const rel of files) {
+    const name = typeName(rel);
+    if (new RegExp(`^export (interface|type) ${name}\\b`, "mi").test(text)) continue;
+    const schema = JSON.parse(readFileSync(join(schemaDir, rel), "utf8"));
+    const types = [].concat(schema.type ?? []);
+    if (types.includes("object") && !schema.properties) {
+      const open = schema.additionalProperties !== false;
+      const nullable = types.includes("null") ? " | null" : "";
+      extra += `\n/** ${rel}: ${open ? "an open object (extra fields are ignored)" : "an empty object"}${nullable ? ", or null" : ""}. */\n`;
+      extra += `export type ${name} = ${open ? "{ [key: string]: unknown }" : "Record<string, never>"}${nullable};\n`;
+    } else if (!types.includes("array")) {
+      throw new Error(`quicktype gave no TypeScript type for ${rel} (${name})`);
+    }
+  }
+  return extra;
 }
 
 const check = process.argv.includes("--check");

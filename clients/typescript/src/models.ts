@@ -1845,3 +1845,21 @@ export interface WorkersListResultWorker {
     uptimeMs?: number;
 }
 
+
+/** params/last-heartbeat.json: an open object (extra fields are ignored). */
+export type LastHeartbeatParams = { [key: string]: unknown };
+
+/** params/node.runnerInventory.update.json: an open object (extra fields are ignored). */
+export type NodeRunnerInventoryUpdateParams = { [key: string]: unknown };
+
+/** params/status.json: an open object (extra fields are ignored). */
+export type StatusParams = { [key: string]: unknown };
+
+/** params/system-presence.json: an open object (extra fields are ignored). */
+export type SystemPresenceParams = { [key: string]: unknown };
+
+/** params/workers.list.json: an open object (extra fields are ignored). */
+export type WorkersListParams = { [key: string]: unknown };
+
+/** results/last-heartbeat.json: an open object (extra fields are ignored), or null. */
+export type LastHeartbeatResult = { [key: string]: unknown } | null;
