@@ -31,6 +31,7 @@ mod state_loss;
 mod telegram;
 mod tidy;
 mod tls;
+mod ts_client;
 mod v4;
 mod webchat;
 mod whatsapp;
