@@ -54,7 +54,7 @@ const TARGETS = [
   {
     lang: "swift",
     file: "swift/Sources/SwitchboardModels/Models.swift",
-    options: { "access-level": "public", "struct-or-class": "struct", "sendable": "true", "mutable-properties": "false", "swift-5-support": "true" },
+    options: { "access-level": "public", "struct-or-class": "struct", "mutable-properties": "false", "swift-5-support": "true" },
   },
   {
     lang: "kotlin",

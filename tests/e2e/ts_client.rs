@@ -123,4 +123,38 @@ async fn the_typescript_client_talks_to_the_real_gateway() {
     let sent = tg.sent_to("42");
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].text, "hello from the TypeScript client");
+
+    // The README's example, exactly as written, from inside the package.
+    let example = readme_example();
+    assert!(
+        example.lines().count() <= 10,
+        "the README example is ten lines at most:\n{example}"
+    );
+    let file = package_dir().join("dist/readme-example.mjs");
+    std::fs::write(&file, &example).unwrap();
+    let env = vec![
+        ("SWITCHBOARD_URL", gw.url()),
+        ("SWITCHBOARD_GATEWAY_TOKEN", TOKEN.to_owned()),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        run(&package_dir(), "node", &["dist/readme-example.mjs"], &env)
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("sessions: "), "{out}");
+    assert!(out.contains("agent: [echo] hello"), "{out}");
+}
+
+/// The README's ```js block under "Client models and the TypeScript client".
+fn readme_example() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let section = readme
+        .split("\n## Client models and the TypeScript client\n")
+        .nth(1)
+        .expect("the README has the client section");
+    let start = section.find("```js\n").expect("a ```js block") + "```js\n".len();
+    let len = section[start..].find("```\n").expect("the block ends");
+    section[start..start + len].to_owned()
 }

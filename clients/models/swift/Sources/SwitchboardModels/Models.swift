@@ -77,7 +77,7 @@ import Foundation
 
 /// `connect` params (superset of v3 and v4).
 // MARK: - ConnectParamsV3
-public struct ConnectParamsV3: Codable, Sendable {
+public struct ConnectParamsV3: Codable {
     /// Shared secrets a client presents.
     public let auth: ConnectParamsV3Auth?
     public let caps: [String]?
@@ -176,7 +176,7 @@ public extension ConnectParamsV3 {
 
 /// Shared secrets a client presents.
 // MARK: - ConnectParamsV3Auth
-public struct ConnectParamsV3Auth: Codable, Sendable {
+public struct ConnectParamsV3Auth: Codable {
     public let password, token: String?
 
     public init(password: String?, token: String?) {
@@ -228,7 +228,7 @@ public extension ConnectParamsV3Auth {
 
 /// Who the client is.
 // MARK: - ConnectParamsV3Client
-public struct ConnectParamsV3Client: Codable, Sendable {
+public struct ConnectParamsV3Client: Codable {
     public let deviceFamily: String?
     public let displayName: String?
     public let id: PurpleID
@@ -304,7 +304,7 @@ public extension ConnectParamsV3Client {
     }
 }
 
-public enum PurpleID: String, Codable, Sendable {
+public enum PurpleID: String, Codable {
     case clawdbotAndroid = "clawdbot-android"
     case clawdbotControlUI = "clawdbot-control-ui"
     case clawdbotIos = "clawdbot-ios"
@@ -319,7 +319,7 @@ public enum PurpleID: String, Codable, Sendable {
     case webchatUI = "webchat-ui"
 }
 
-public enum PurpleMode: String, Codable, Sendable {
+public enum PurpleMode: String, Codable {
     case backend = "backend"
     case cli = "cli"
     case node = "node"
@@ -335,7 +335,7 @@ public enum PurpleMode: String, Codable, Sendable {
 
 /// The device's ed25519 proof over the server's challenge.
 // MARK: - ConnectParamsV3Device
-public struct ConnectParamsV3Device: Codable, Sendable {
+public struct ConnectParamsV3Device: Codable {
     public let id: String
     /// Optional on v3 (local peers may sign `v1` without it), required on v4.
     public let nonce: String?
@@ -400,7 +400,7 @@ public extension ConnectParamsV3Device {
 
 /// `connect` params (superset of v3 and v4).
 // MARK: - ConnectParamsV4
-public struct ConnectParamsV4: Codable, Sendable {
+public struct ConnectParamsV4: Codable {
     /// Shared secrets a client presents.
     public let auth: ConnectParamsV4Auth?
     public let caps: [String]?
@@ -514,7 +514,7 @@ public extension ConnectParamsV4 {
 
 /// Shared secrets a client presents.
 // MARK: - ConnectParamsV4Auth
-public struct ConnectParamsV4Auth: Codable, Sendable {
+public struct ConnectParamsV4Auth: Codable {
     public let agentRuntimeIdentityToken, approvalRuntimeToken, bootstrapToken, deviceToken: String?
     public let password, token: String?
 
@@ -579,7 +579,7 @@ public extension ConnectParamsV4Auth {
 
 /// Who the client is.
 // MARK: - ConnectParamsV4Client
-public struct ConnectParamsV4Client: Codable, Sendable {
+public struct ConnectParamsV4Client: Codable {
     /// v4 only.
     public let buildID: String?
     public let deviceFamily: String?
@@ -667,7 +667,7 @@ public extension ConnectParamsV4Client {
     }
 }
 
-public enum FluffyID: String, Codable, Sendable {
+public enum FluffyID: String, Codable {
     case cli = "cli"
     case fingerprint = "fingerprint"
     case gatewayClient = "gateway-client"
@@ -687,7 +687,7 @@ public enum FluffyID: String, Codable, Sendable {
     case webchatUI = "webchat-ui"
 }
 
-public enum FluffyMode: String, Codable, Sendable {
+public enum FluffyMode: String, Codable {
     case backend = "backend"
     case cli = "cli"
     case node = "node"
@@ -704,7 +704,7 @@ public enum FluffyMode: String, Codable, Sendable {
 
 /// The device's ed25519 proof over the server's challenge.
 // MARK: - ConnectParamsV4Device
-public struct ConnectParamsV4Device: Codable, Sendable {
+public struct ConnectParamsV4Device: Codable {
     public let id: String
     /// Optional on v3 (local peers may sign `v1` without it), required on v4.
     public let nonce: String
@@ -769,7 +769,7 @@ public extension ConnectParamsV4Device {
 
 /// `agent` event payload.
 // MARK: - AgentEvent
-public struct AgentEvent: Codable, Sendable {
+public struct AgentEvent: Codable {
     public let data: [String: JSONAny]
     public let runID: String
     public let seq: Int
@@ -846,7 +846,7 @@ public extension AgentEvent {
 /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
 /// `workers` are Switchboard's additions.
 // MARK: - HealthEvent
-public struct HealthEvent: Codable, Sendable {
+public struct HealthEvent: Codable {
     public let agents: [HealthEventAgent]
     public let channelLabels: [String: String]
     public let channelOrder: [String]
@@ -948,7 +948,7 @@ public extension HealthEvent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HealthEventAgent
-public struct HealthEventAgent: Codable, Sendable {
+public struct HealthEventAgent: Codable {
     public let agentID: String
     public let heartbeat: PurpleHeartbeat
     public let isDefault: Bool
@@ -1013,7 +1013,7 @@ public extension HealthEventAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleHeartbeat
-public struct PurpleHeartbeat: Codable, Sendable {
+public struct PurpleHeartbeat: Codable {
     public let ackMaxChars: Int
     public let enabled: Bool
     public let every: String
@@ -1086,7 +1086,7 @@ public extension PurpleHeartbeat {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleSessions
-public struct PurpleSessions: Codable, Sendable {
+public struct PurpleSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [PurpleRecent]
@@ -1142,7 +1142,7 @@ public extension PurpleSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleRecent
-public struct PurpleRecent: Codable, Sendable {
+public struct PurpleRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -1199,7 +1199,7 @@ public extension PurpleRecent {
 
 /// Switchboard: the supervisor itself.
 // MARK: - HealthEventGateway
-public struct HealthEventGateway: Codable, Sendable {
+public struct HealthEventGateway: Codable {
     public let connections: PurpleConnections
     public let pid: Int
     public let port: Int
@@ -1269,7 +1269,7 @@ public extension HealthEventGateway {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleConnections
-public struct PurpleConnections: Codable, Sendable {
+public struct PurpleConnections: Codable {
     public let nodes, operators, total: Int
 
     public init(nodes: Int, operators: Int, total: Int) {
@@ -1323,7 +1323,7 @@ public extension PurpleConnections {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HealthEventSessions
-public struct HealthEventSessions: Codable, Sendable {
+public struct HealthEventSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [FluffyRecent]
@@ -1379,7 +1379,7 @@ public extension HealthEventSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffyRecent
-public struct FluffyRecent: Codable, Sendable {
+public struct FluffyRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -1436,7 +1436,7 @@ public extension FluffyRecent {
 
 /// One supervised worker process.
 // MARK: - HealthEventWorker
-public struct HealthEventWorker: Codable, Sendable {
+public struct HealthEventWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -1536,7 +1536,7 @@ public extension HealthEventWorker {
 
 /// `{presence:[…]}`, the payload of the `presence` event.
 // MARK: - PresenceEventV3
-public struct PresenceEventV3: Codable, Sendable {
+public struct PresenceEventV3: Codable {
     public let presence: [PresenceEventV3Presence]
 
     public init(presence: [PresenceEventV3Presence]) {
@@ -1586,7 +1586,7 @@ public extension PresenceEventV3 {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - PresenceEventV3Presence
-public struct PresenceEventV3Presence: Codable, Sendable {
+public struct PresenceEventV3Presence: Codable {
     public let deviceFamily, deviceID, host, instanceID: String?
     public let ip: String?
     public let lastInputSeconds: Int?
@@ -1695,7 +1695,7 @@ public extension PresenceEventV3Presence {
 
 /// `{presence:[…]}`, the payload of the `presence` event.
 // MARK: - PresenceEventV4
-public struct PresenceEventV4: Codable, Sendable {
+public struct PresenceEventV4: Codable {
     public let presence: [PresenceEventV4Presence]
 
     public init(presence: [PresenceEventV4Presence]) {
@@ -1745,7 +1745,7 @@ public extension PresenceEventV4 {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - PresenceEventV4Presence
-public struct PresenceEventV4Presence: Codable, Sendable {
+public struct PresenceEventV4Presence: Codable {
     /// v4 only.
     public let clientID: String?
     public let deviceFamily, deviceID, host, instanceID: String?
@@ -1871,7 +1871,7 @@ public extension PresenceEventV4Presence {
 
 /// `shutdown` event payload.
 // MARK: - ShutdownEvent
-public struct ShutdownEvent: Codable, Sendable {
+public struct ShutdownEvent: Codable {
     public let reason: String
     public let restartExpectedMS: Int?
 
@@ -1929,7 +1929,7 @@ public extension ShutdownEvent {
 
 /// `tick` event payload.
 // MARK: - TickEvent
-public struct TickEvent: Codable, Sendable {
+public struct TickEvent: Codable {
     public let ts: Int
 
     public init(ts: Int) {
@@ -1978,7 +1978,7 @@ public extension TickEvent {
 
 /// The `error` of a failed response.
 // MARK: - ErrorShapeFrame
-public struct ErrorShapeFrame: Codable, Sendable {
+public struct ErrorShapeFrame: Codable {
     public let code: String
     public let details: JSONAny?
     public let message: String
@@ -2048,7 +2048,7 @@ public extension ErrorShapeFrame {
 
 /// `{type:"event", event, payload?, seq?, stateVersion?}` to a client.
 // MARK: - EventFrame
-public struct EventFrame: Codable, Sendable {
+public struct EventFrame: Codable {
     public let event: String
     public let payload: JSONAny?
     /// Per-connection sequence number of broadcast events (1, 2, 3…).
@@ -2115,7 +2115,7 @@ public extension EventFrame {
 
 /// Two counters that grow when the presence list or the health snapshot changes.
 // MARK: - EventFrameStateVersion
-public struct EventFrameStateVersion: Codable, Sendable {
+public struct EventFrameStateVersion: Codable {
     public let health, presence: Int
 
     public init(health: Int, presence: Int) {
@@ -2161,7 +2161,7 @@ public extension EventFrameStateVersion {
     }
 }
 
-public enum EventFrameType: String, Codable, Sendable {
+public enum EventFrameType: String, Codable {
     case event = "event"
 }
 
@@ -2174,7 +2174,7 @@ public enum EventFrameType: String, Codable, Sendable {
 /// v4 adds the optional `traceparent` and `expectedProfileId`; the v3 schema leaves them out
 /// (a v3 client sending one is refused, as the v3 reference does).
 // MARK: - RequestFrameV3
-public struct RequestFrameV3: Codable, Sendable {
+public struct RequestFrameV3: Codable {
     public let id, method: String
     public let params: JSONAny?
     public let type: RequestFrameV3Type
@@ -2228,7 +2228,7 @@ public extension RequestFrameV3 {
     }
 }
 
-public enum RequestFrameV3Type: String, Codable, Sendable {
+public enum RequestFrameV3Type: String, Codable {
     case req = "req"
 }
 
@@ -2241,7 +2241,7 @@ public enum RequestFrameV3Type: String, Codable, Sendable {
 /// v4 adds the optional `traceparent` and `expectedProfileId`; the v3 schema leaves them out
 /// (a v3 client sending one is refused, as the v3 reference does).
 // MARK: - RequestFrameV4
-public struct RequestFrameV4: Codable, Sendable {
+public struct RequestFrameV4: Codable {
     /// The profile the client expects to act as (v4 only).
     public let expectedProfileID: String?
     public let id, method: String
@@ -2316,7 +2316,7 @@ public extension RequestFrameV4 {
 
 /// `{type:"res", id, ok, payload?, error?}` to a client.
 // MARK: - ResponseFrame
-public struct ResponseFrame: Codable, Sendable {
+public struct ResponseFrame: Codable {
     /// The `error` of a failed response.
     public let error: ResponseFrameError?
     public let id: String
@@ -2382,7 +2382,7 @@ public extension ResponseFrame {
 
 /// The `error` of a failed response.
 // MARK: - ResponseFrameError
-public struct ResponseFrameError: Codable, Sendable {
+public struct ResponseFrameError: Codable {
     public let code: String
     public let details: JSONAny?
     public let message: String
@@ -2446,7 +2446,7 @@ public extension ResponseFrameError {
     }
 }
 
-public enum ResponseFrameType: String, Codable, Sendable {
+public enum ResponseFrameType: String, Codable {
     case res = "res"
 }
 
@@ -2456,7 +2456,7 @@ public enum ResponseFrameType: String, Codable, Sendable {
 
 /// `hello-ok` (superset of v3 and v4; [`crate::catalog`] narrows it per version).
 // MARK: - HelloOkV3
-public struct HelloOkV3: Codable, Sendable {
+public struct HelloOkV3: Codable {
     /// v3: present when the connection had a device identity; v4: always present.
     public let auth: HelloOkV3Auth?
     /// v3 only.
@@ -2544,7 +2544,7 @@ public extension HelloOkV3 {
 
 /// v3: present when the connection had a device identity; v4: always present.
 // MARK: - HelloOkV3Auth
-public struct HelloOkV3Auth: Codable, Sendable {
+public struct HelloOkV3Auth: Codable {
     public let deviceToken: String
     public let issuedAtMS: Int?
     public let role: String
@@ -2610,7 +2610,7 @@ public extension HelloOkV3Auth {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV3Features
-public struct HelloOkV3Features: Codable, Sendable {
+public struct HelloOkV3Features: Codable {
     public let events, methods: [String]
 
     public init(events: [String], methods: [String]) {
@@ -2661,7 +2661,7 @@ public extension HelloOkV3Features {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV3Policy
-public struct HelloOkV3Policy: Codable, Sendable {
+public struct HelloOkV3Policy: Codable {
     public let maxBufferedBytes, maxPayload, tickIntervalMS: Int
 
     public enum CodingKeys: String, CodingKey {
@@ -2720,7 +2720,7 @@ public extension HelloOkV3Policy {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV3Server
-public struct HelloOkV3Server: Codable, Sendable {
+public struct HelloOkV3Server: Codable {
     /// v3 only.
     public let commit: String?
     public let connID: String
@@ -2788,7 +2788,7 @@ public extension HelloOkV3Server {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV3Snapshot
-public struct HelloOkV3Snapshot: Codable, Sendable {
+public struct HelloOkV3Snapshot: Codable {
     public let configPath: String?
     /// The health snapshot: the `health` result, the `health` event payload and
     /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
@@ -2872,7 +2872,7 @@ public extension HelloOkV3Snapshot {
 /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
 /// `workers` are Switchboard's additions.
 // MARK: - PurpleHealth
-public struct PurpleHealth: Codable, Sendable {
+public struct PurpleHealth: Codable {
     public let agents: [PurpleAgent]
     public let channelLabels: [String: String]
     public let channelOrder: [String]
@@ -2974,7 +2974,7 @@ public extension PurpleHealth {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleAgent
-public struct PurpleAgent: Codable, Sendable {
+public struct PurpleAgent: Codable {
     public let agentID: String
     public let heartbeat: FluffyHeartbeat
     public let isDefault: Bool
@@ -3039,7 +3039,7 @@ public extension PurpleAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffyHeartbeat
-public struct FluffyHeartbeat: Codable, Sendable {
+public struct FluffyHeartbeat: Codable {
     public let ackMaxChars: Int
     public let enabled: Bool
     public let every: String
@@ -3112,7 +3112,7 @@ public extension FluffyHeartbeat {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffySessions
-public struct FluffySessions: Codable, Sendable {
+public struct FluffySessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [TentacledRecent]
@@ -3168,7 +3168,7 @@ public extension FluffySessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - TentacledRecent
-public struct TentacledRecent: Codable, Sendable {
+public struct TentacledRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -3225,7 +3225,7 @@ public extension TentacledRecent {
 
 /// Switchboard: the supervisor itself.
 // MARK: - PurpleGateway
-public struct PurpleGateway: Codable, Sendable {
+public struct PurpleGateway: Codable {
     public let connections: FluffyConnections
     public let pid: Int
     public let port: Int
@@ -3295,7 +3295,7 @@ public extension PurpleGateway {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffyConnections
-public struct FluffyConnections: Codable, Sendable {
+public struct FluffyConnections: Codable {
     public let nodes, operators, total: Int
 
     public init(nodes: Int, operators: Int, total: Int) {
@@ -3349,7 +3349,7 @@ public extension FluffyConnections {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - TentacledSessions
-public struct TentacledSessions: Codable, Sendable {
+public struct TentacledSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [StickyRecent]
@@ -3405,7 +3405,7 @@ public extension TentacledSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StickyRecent
-public struct StickyRecent: Codable, Sendable {
+public struct StickyRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -3462,7 +3462,7 @@ public extension StickyRecent {
 
 /// One supervised worker process.
 // MARK: - PurpleWorker
-public struct PurpleWorker: Codable, Sendable {
+public struct PurpleWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -3563,7 +3563,7 @@ public extension PurpleWorker {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - PurplePresence
-public struct PurplePresence: Codable, Sendable {
+public struct PurplePresence: Codable {
     public let deviceFamily, deviceID, host, instanceID: String?
     public let ip: String?
     public let lastInputSeconds: Int?
@@ -3671,7 +3671,7 @@ public extension PurplePresence {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - PurpleSessionDefaults
-public struct PurpleSessionDefaults: Codable, Sendable {
+public struct PurpleSessionDefaults: Codable {
     public let defaultAgentID, mainKey, mainSessionKey: String
     public let scope: String?
 
@@ -3735,7 +3735,7 @@ public extension PurpleSessionDefaults {
 
 /// Two counters that grow when the presence list or the health snapshot changes.
 // MARK: - PurpleStateVersion
-public struct PurpleStateVersion: Codable, Sendable {
+public struct PurpleStateVersion: Codable {
     public let health, presence: Int
 
     public init(health: Int, presence: Int) {
@@ -3781,7 +3781,7 @@ public extension PurpleStateVersion {
     }
 }
 
-public enum HelloOkV3Type: String, Codable, Sendable {
+public enum HelloOkV3Type: String, Codable {
     case helloOk = "hello-ok"
 }
 
@@ -3791,7 +3791,7 @@ public enum HelloOkV3Type: String, Codable, Sendable {
 
 /// `hello-ok` (superset of v3 and v4; [`crate::catalog`] narrows it per version).
 // MARK: - HelloOkV4
-public struct HelloOkV4: Codable, Sendable {
+public struct HelloOkV4: Codable {
     /// v3: present when the connection had a device identity; v4: always present.
     public let auth: HelloOkV4Auth
     public let features: HelloOkV4Features
@@ -3872,7 +3872,7 @@ public extension HelloOkV4 {
 
 /// v3: present when the connection had a device identity; v4: always present.
 // MARK: - HelloOkV4Auth
-public struct HelloOkV4Auth: Codable, Sendable {
+public struct HelloOkV4Auth: Codable {
     public let deviceToken: String?
     public let issuedAtMS: Int?
     /// v4 only: `token`, `password`, `device-token`, `none`.
@@ -3943,7 +3943,7 @@ public extension HelloOkV4Auth {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV4Features
-public struct HelloOkV4Features: Codable, Sendable {
+public struct HelloOkV4Features: Codable {
     /// v4 only: capabilities this server implements.
     public let capabilities: [String]?
     public let events, methods: [String]
@@ -3999,7 +3999,7 @@ public extension HelloOkV4Features {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV4Policy
-public struct HelloOkV4Policy: Codable, Sendable {
+public struct HelloOkV4Policy: Codable {
     /// v4 only.
     public let attachments: Attachments?
     public let maxBufferedBytes, maxPayload, tickIntervalMS: Int
@@ -4064,7 +4064,7 @@ public extension HelloOkV4Policy {
 
 /// v4 only.
 // MARK: - Attachments
-public struct Attachments: Codable, Sendable {
+public struct Attachments: Codable {
     public let maxBytes, maxImageBytes: Int
 
     public init(maxBytes: Int, maxImageBytes: Int) {
@@ -4115,7 +4115,7 @@ public extension Attachments {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV4Server
-public struct HelloOkV4Server: Codable, Sendable {
+public struct HelloOkV4Server: Codable {
     /// v4 only: changes on every start of the gateway.
     public let bootID: String?
     /// v4 only.
@@ -4183,7 +4183,7 @@ public extension HelloOkV4Server {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HelloOkV4Snapshot
-public struct HelloOkV4Snapshot: Codable, Sendable {
+public struct HelloOkV4Snapshot: Codable {
     /// v4 only: how this gateway authenticates (`none`, `token`, `password`).
     public let authMode: String?
     public let configPath: String?
@@ -4272,7 +4272,7 @@ public extension HelloOkV4Snapshot {
 /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
 /// `workers` are Switchboard's additions.
 // MARK: - FluffyHealth
-public struct FluffyHealth: Codable, Sendable {
+public struct FluffyHealth: Codable {
     public let agents: [FluffyAgent]
     public let channelLabels: [String: String]
     public let channelOrder: [String]
@@ -4374,7 +4374,7 @@ public extension FluffyHealth {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffyAgent
-public struct FluffyAgent: Codable, Sendable {
+public struct FluffyAgent: Codable {
     public let agentID: String
     public let heartbeat: TentacledHeartbeat
     public let isDefault: Bool
@@ -4439,7 +4439,7 @@ public extension FluffyAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - TentacledHeartbeat
-public struct TentacledHeartbeat: Codable, Sendable {
+public struct TentacledHeartbeat: Codable {
     public let ackMaxChars: Int
     public let enabled: Bool
     public let every: String
@@ -4512,7 +4512,7 @@ public extension TentacledHeartbeat {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StickySessions
-public struct StickySessions: Codable, Sendable {
+public struct StickySessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [IndigoRecent]
@@ -4568,7 +4568,7 @@ public extension StickySessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - IndigoRecent
-public struct IndigoRecent: Codable, Sendable {
+public struct IndigoRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -4625,7 +4625,7 @@ public extension IndigoRecent {
 
 /// Switchboard: the supervisor itself.
 // MARK: - FluffyGateway
-public struct FluffyGateway: Codable, Sendable {
+public struct FluffyGateway: Codable {
     public let connections: TentacledConnections
     public let pid: Int
     public let port: Int
@@ -4695,7 +4695,7 @@ public extension FluffyGateway {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - TentacledConnections
-public struct TentacledConnections: Codable, Sendable {
+public struct TentacledConnections: Codable {
     public let nodes, operators, total: Int
 
     public init(nodes: Int, operators: Int, total: Int) {
@@ -4749,7 +4749,7 @@ public extension TentacledConnections {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - IndigoSessions
-public struct IndigoSessions: Codable, Sendable {
+public struct IndigoSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [IndecentRecent]
@@ -4805,7 +4805,7 @@ public extension IndigoSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - IndecentRecent
-public struct IndecentRecent: Codable, Sendable {
+public struct IndecentRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -4862,7 +4862,7 @@ public extension IndecentRecent {
 
 /// One supervised worker process.
 // MARK: - FluffyWorker
-public struct FluffyWorker: Codable, Sendable {
+public struct FluffyWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -4963,7 +4963,7 @@ public extension FluffyWorker {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - FluffyPresence
-public struct FluffyPresence: Codable, Sendable {
+public struct FluffyPresence: Codable {
     /// v4 only.
     public let clientID: String?
     public let deviceFamily, deviceID, host, instanceID: String?
@@ -5088,7 +5088,7 @@ public extension FluffyPresence {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - FluffySessionDefaults
-public struct FluffySessionDefaults: Codable, Sendable {
+public struct FluffySessionDefaults: Codable {
     public let defaultAgentID, mainKey, mainSessionKey: String
     public let scope: String?
 
@@ -5152,7 +5152,7 @@ public extension FluffySessionDefaults {
 
 /// Two counters that grow when the presence list or the health snapshot changes.
 // MARK: - FluffyStateVersion
-public struct FluffyStateVersion: Codable, Sendable {
+public struct FluffyStateVersion: Codable {
     public let health, presence: Int
 
     public init(health: Int, presence: Int) {
@@ -5204,7 +5204,7 @@ public extension FluffyStateVersion {
 
 /// `agent` params (v3 and v4 share them).
 // MARK: - AgentParams
-public struct AgentParams: Codable, Sendable {
+public struct AgentParams: Codable {
     public let accountID: String?
     public let agentID: String?
     public let attachments: [JSONAny]?
@@ -5347,7 +5347,7 @@ public extension AgentParams {
 
 /// `agent.wait` params.
 // MARK: - AgentWaitParams
-public struct AgentWaitParams: Codable, Sendable {
+public struct AgentWaitParams: Codable {
     public let runID: String
     /// Default 30 000.
     public let timeoutMS: Int?
@@ -5406,7 +5406,7 @@ public extension AgentWaitParams {
 
 /// `channels.logout` params (the reference's).
 // MARK: - ChannelsLogoutParams
-public struct ChannelsLogoutParams: Codable, Sendable {
+public struct ChannelsLogoutParams: Codable {
     public let accountID: String?
     public let channel: String
 
@@ -5464,7 +5464,7 @@ public extension ChannelsLogoutParams {
 
 /// `channels.status` params.
 // MARK: - ChannelsStatusParams
-public struct ChannelsStatusParams: Codable, Sendable {
+public struct ChannelsStatusParams: Codable {
     public let probe: Bool?
     public let timeoutMS: Int?
 
@@ -5522,7 +5522,7 @@ public extension ChannelsStatusParams {
 
 /// `chat.abort` params.
 // MARK: - ChatAbortParams
-public struct ChatAbortParams: Codable, Sendable {
+public struct ChatAbortParams: Codable {
     /// v4.
     public let agentID: String?
     /// v4 (accepted, no effect: there are no side runs here).
@@ -5592,7 +5592,7 @@ public extension ChatAbortParams {
 
 /// `chat.history` params.
 // MARK: - ChatHistoryParams
-public struct ChatHistoryParams: Codable, Sendable {
+public struct ChatHistoryParams: Codable {
     /// Switchboard: only messages older than the one with this `id` (paging back).
     public let before: Int?
     public let limit: Int?
@@ -5651,7 +5651,7 @@ public extension ChatHistoryParams {
 /// `chat.send` params: the v3 fields, and v4's optional ones (accepted; those without an
 /// effect here are ignored). `message` is at most [`CHAT_MESSAGE_MAX`] characters.
 // MARK: - ChatSendParams
-public struct ChatSendParams: Codable, Sendable {
+public struct ChatSendParams: Codable {
     public let agentID: String?
     public let attachments: [JSONAny]?
     public let deliver: Bool?
@@ -5815,7 +5815,7 @@ public extension ChatSendParams {
 
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - DevicePairListParams
-public struct DevicePairListParams: Codable, Sendable {
+public struct DevicePairListParams: Codable {
 
     public init() {
     }
@@ -5860,7 +5860,7 @@ public extension DevicePairListParams {
 
 /// `device.pair.approve` / `device.pair.reject` params.
 // MARK: - DevicePairRequestIDParams
-public struct DevicePairRequestIDParams: Codable, Sendable {
+public struct DevicePairRequestIDParams: Codable {
     public let requestID: String
 
     public enum CodingKeys: String, CodingKey {
@@ -5913,7 +5913,7 @@ public extension DevicePairRequestIDParams {
 
 /// `device.token.revoke` params.
 // MARK: - DeviceTokenRevokeParams
-public struct DeviceTokenRevokeParams: Codable, Sendable {
+public struct DeviceTokenRevokeParams: Codable {
     public let deviceID, role: String
 
     public enum CodingKeys: String, CodingKey {
@@ -5970,7 +5970,7 @@ public extension DeviceTokenRevokeParams {
 
 /// `device.token.rotate` params.
 // MARK: - DeviceTokenRotateParams
-public struct DeviceTokenRotateParams: Codable, Sendable {
+public struct DeviceTokenRotateParams: Codable {
     public let deviceID, role: String
     public let scopes: [String]?
 
@@ -6031,7 +6031,7 @@ public extension DeviceTokenRotateParams {
 
 /// `health` params.
 // MARK: - HealthParams
-public struct HealthParams: Codable, Sendable {
+public struct HealthParams: Codable {
     /// Force a fresh snapshot instead of the cached one.
     public let probe: Bool?
 
@@ -6081,7 +6081,7 @@ public extension HealthParams {
 
 /// `logs.tail` params (the reference's bounds).
 // MARK: - LogsTailParams
-public struct LogsTailParams: Codable, Sendable {
+public struct LogsTailParams: Codable {
     /// Byte offset returned by the previous call; absent: the last `maxBytes`.
     public let cursor: Int?
     public let limit: Int?
@@ -6139,7 +6139,7 @@ public extension LogsTailParams {
 
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - ModelsListParams
-public struct ModelsListParams: Codable, Sendable {
+public struct ModelsListParams: Codable {
 
     public init() {
     }
@@ -6184,7 +6184,7 @@ public extension ModelsListParams {
 
 /// `node.describe` params.
 // MARK: - NodeDescribeParams
-public struct NodeDescribeParams: Codable, Sendable {
+public struct NodeDescribeParams: Codable {
     public let nodeID: String
 
     public enum CodingKeys: String, CodingKey {
@@ -6237,7 +6237,7 @@ public extension NodeDescribeParams {
 
 /// `node.event` params (from the node).
 // MARK: - NodeEventParams
-public struct NodeEventParams: Codable, Sendable {
+public struct NodeEventParams: Codable {
     public let event: String
     public let payload: JSONAny?
     public let payloadJSON: String?
@@ -6294,7 +6294,7 @@ public extension NodeEventParams {
 
 /// `node.invoke` params.
 // MARK: - NodeInvokeParams
-public struct NodeInvokeParams: Codable, Sendable {
+public struct NodeInvokeParams: Codable {
     public let command, idempotencyKey, nodeID: String
     public let params: JSONAny?
     public let timeoutMS: Int?
@@ -6365,7 +6365,7 @@ public extension NodeInvokeParams {
 /// `node.invoke.progress` params (v4, from the node): one ordered output chunk of a
 /// running invoke.
 // MARK: - NodeInvokeProgressParams
-public struct NodeInvokeProgressParams: Codable, Sendable {
+public struct NodeInvokeProgressParams: Codable {
     public let chunk: String
     public let invokeID, nodeID: String
     public let seq: Int
@@ -6432,7 +6432,7 @@ public extension NodeInvokeProgressParams {
 
 /// `node.invoke.result` params (from the node).
 // MARK: - NodeInvokeResultParams
-public struct NodeInvokeResultParams: Codable, Sendable {
+public struct NodeInvokeResultParams: Codable {
     public let error: NodeInvokeResultParamsError?
     public let id, nodeID: String
     public let ok: Bool
@@ -6505,7 +6505,7 @@ public extension NodeInvokeResultParams {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - NodeInvokeResultParamsError
-public struct NodeInvokeResultParamsError: Codable, Sendable {
+public struct NodeInvokeResultParamsError: Codable {
     public let code, message: String?
 
     public init(code: String?, message: String?) {
@@ -6557,7 +6557,7 @@ public extension NodeInvokeResultParamsError {
 
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - NodeListParams
-public struct NodeListParams: Codable, Sendable {
+public struct NodeListParams: Codable {
 
     public init() {
     }
@@ -6602,7 +6602,7 @@ public extension NodeListParams {
 
 /// `node.pair.request` params.
 // MARK: - NodePairRequestParams
-public struct NodePairRequestParams: Codable, Sendable {
+public struct NodePairRequestParams: Codable {
     public let caps, commands: [String]?
     public let coreVersion, deviceFamily: String?
     public let displayName: String?
@@ -6699,7 +6699,7 @@ public extension NodePairRequestParams {
 
 /// `node.pair.verify` params.
 // MARK: - NodePairVerifyParams
-public struct NodePairVerifyParams: Codable, Sendable {
+public struct NodePairVerifyParams: Codable {
     public let nodeID, token: String
 
     public enum CodingKeys: String, CodingKey {
@@ -6756,7 +6756,7 @@ public extension NodePairVerifyParams {
 
 /// `node.pluginTools.update` params (v4, from the node): its whole plugin/MCP tool catalog.
 // MARK: - NodePluginToolsUpdateParams
-public struct NodePluginToolsUpdateParams: Codable, Sendable {
+public struct NodePluginToolsUpdateParams: Codable {
     public let tools: [Tool]
 
     public init(tools: [Tool]) {
@@ -6805,7 +6805,7 @@ public extension NodePluginToolsUpdateParams {
 
 /// One agent-visible tool a node offers, run through one of its commands.
 // MARK: - Tool
-public struct Tool: Codable, Sendable {
+public struct Tool: Codable {
     public let command: String?
     public let description: String
     /// The MCP server and tool behind a node plugin tool.
@@ -6880,7 +6880,7 @@ public extension Tool {
 
 /// The MCP server and tool behind a node plugin tool.
 // MARK: - MCP
-public struct MCP: Codable, Sendable {
+public struct MCP: Codable {
     public let server, tool: String
 
     public init(server: String, tool: String) {
@@ -6932,7 +6932,7 @@ public extension MCP {
 
 /// `node.rename` params.
 // MARK: - NodeRenameParams
-public struct NodeRenameParams: Codable, Sendable {
+public struct NodeRenameParams: Codable {
     public let displayName: String
     public let nodeID: String
 
@@ -6990,7 +6990,7 @@ public extension NodeRenameParams {
 
 /// `node.skills.update` params (v4, from the node): the node's whole skill catalog.
 // MARK: - NodeSkillsUpdateParams
-public struct NodeSkillsUpdateParams: Codable, Sendable {
+public struct NodeSkillsUpdateParams: Codable {
     public let skills: [Skill]
 
     public init(skills: [Skill]) {
@@ -7039,7 +7039,7 @@ public extension NodeSkillsUpdateParams {
 
 /// One skill a node offers the agent.
 // MARK: - Skill
-public struct Skill: Codable, Sendable {
+public struct Skill: Codable {
     public let content: String
     public let description: String
     public let name: String
@@ -7096,7 +7096,7 @@ public extension Skill {
 
 /// `pairing.approve` / `pairing.reject` params.
 // MARK: - PairingCodeParams
-public struct PairingCodeParams: Codable, Sendable {
+public struct PairingCodeParams: Codable {
     public let channel, code: String
     /// Tell the sender they were approved (approve only).
     public let notify: Bool?
@@ -7153,7 +7153,7 @@ public extension PairingCodeParams {
 
 /// `pairing.list` params (Switchboard: DM pairing of messaging channels).
 // MARK: - PairingListParams
-public struct PairingListParams: Codable, Sendable {
+public struct PairingListParams: Codable {
     public let channel: String?
 
     public init(channel: String?) {
@@ -7202,7 +7202,7 @@ public extension PairingListParams {
 
 /// `pairing.revoke` params: remove an approved sender.
 // MARK: - PairingRevokeParams
-public struct PairingRevokeParams: Codable, Sendable {
+public struct PairingRevokeParams: Codable {
     public let channel, id: String
 
     public init(channel: String, id: String) {
@@ -7254,7 +7254,7 @@ public extension PairingRevokeParams {
 
 /// `send` params (the reference's fields; media is refused until supported).
 // MARK: - SendParams
-public struct SendParams: Codable, Sendable {
+public struct SendParams: Codable {
     public let accountID, channel: String?
     public let gifPlayback: Bool?
     public let idempotencyKey: String
@@ -7342,7 +7342,7 @@ public extension SendParams {
 
 /// `sessions.list` params.
 // MARK: - SessionsListParams
-public struct SessionsListParams: Codable, Sendable {
+public struct SessionsListParams: Codable {
     public let activeMinutes: Int?
     public let agentID: String?
     public let includeDerivedTitles, includeGlobal, includeLastMessage, includeUnknown: Bool?
@@ -7435,7 +7435,7 @@ public extension SessionsListParams {
 
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - SkillsBinsParams
-public struct SkillsBinsParams: Codable, Sendable {
+public struct SkillsBinsParams: Codable {
 
     public init() {
     }
@@ -7480,7 +7480,7 @@ public extension SkillsBinsParams {
 
 /// `system-event` params: a line of text for the presence list and the system-event queue.
 // MARK: - SystemEventParams
-public struct SystemEventParams: Codable, Sendable {
+public struct SystemEventParams: Codable {
     public let deviceFamily: String?
     public let deviceID, host, instanceID, ip: String?
     public let lastInputSeconds: Double?
@@ -7585,7 +7585,7 @@ public extension SystemEventParams {
 
 /// `web.login.start` params (the reference's).
 // MARK: - WebLoginStartParams
-public struct WebLoginStartParams: Codable, Sendable {
+public struct WebLoginStartParams: Codable {
     public let accountID: String?
     public let force: Bool?
     public let timeoutMS: Int?
@@ -7653,7 +7653,7 @@ public extension WebLoginStartParams {
 
 /// `web.login.wait` params (the reference's).
 // MARK: - WebLoginWaitParams
-public struct WebLoginWaitParams: Codable, Sendable {
+public struct WebLoginWaitParams: Codable {
     public let accountID: String?
     public let timeoutMS: Int?
 
@@ -7711,7 +7711,7 @@ public extension WebLoginWaitParams {
 
 /// `workers.restart` / `workers.stop` / `workers.start` params.
 // MARK: - WorkersControlParams
-public struct WorkersControlParams: Codable, Sendable {
+public struct WorkersControlParams: Codable {
     public let name: String
 
     public init(name: String) {
@@ -7760,7 +7760,7 @@ public extension WorkersControlParams {
 
 /// `chat.abort` result.
 // MARK: - ChatAbortResult
-public struct ChatAbortResult: Codable, Sendable {
+public struct ChatAbortResult: Codable {
     public let aborted, ok: Bool
     public let runIDS: [String]
 
@@ -7823,7 +7823,7 @@ public extension ChatAbortResult {
 /// `hello-ok.snapshot.health`. The first fields are the reference's shape; `gateway` and
 /// `workers` are Switchboard's additions.
 // MARK: - HealthResult
-public struct HealthResult: Codable, Sendable {
+public struct HealthResult: Codable {
     public let agents: [HealthResultAgent]
     public let channelLabels: [String: String]
     public let channelOrder: [String]
@@ -7925,7 +7925,7 @@ public extension HealthResult {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HealthResultAgent
-public struct HealthResultAgent: Codable, Sendable {
+public struct HealthResultAgent: Codable {
     public let agentID: String
     public let heartbeat: StickyHeartbeat
     public let isDefault: Bool
@@ -7990,7 +7990,7 @@ public extension HealthResultAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StickyHeartbeat
-public struct StickyHeartbeat: Codable, Sendable {
+public struct StickyHeartbeat: Codable {
     public let ackMaxChars: Int
     public let enabled: Bool
     public let every: String
@@ -8063,7 +8063,7 @@ public extension StickyHeartbeat {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - IndecentSessions
-public struct IndecentSessions: Codable, Sendable {
+public struct IndecentSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [HilariousRecent]
@@ -8119,7 +8119,7 @@ public extension IndecentSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HilariousRecent
-public struct HilariousRecent: Codable, Sendable {
+public struct HilariousRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -8176,7 +8176,7 @@ public extension HilariousRecent {
 
 /// Switchboard: the supervisor itself.
 // MARK: - HealthResultGateway
-public struct HealthResultGateway: Codable, Sendable {
+public struct HealthResultGateway: Codable {
     public let connections: StickyConnections
     public let pid: Int
     public let port: Int
@@ -8246,7 +8246,7 @@ public extension HealthResultGateway {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StickyConnections
-public struct StickyConnections: Codable, Sendable {
+public struct StickyConnections: Codable {
     public let nodes, operators, total: Int
 
     public init(nodes: Int, operators: Int, total: Int) {
@@ -8300,7 +8300,7 @@ public extension StickyConnections {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HealthResultSessions
-public struct HealthResultSessions: Codable, Sendable {
+public struct HealthResultSessions: Codable {
     public let count: Int
     public let path: String
     public let recent: [AmbitiousRecent]
@@ -8356,7 +8356,7 @@ public extension HealthResultSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - AmbitiousRecent
-public struct AmbitiousRecent: Codable, Sendable {
+public struct AmbitiousRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -8413,7 +8413,7 @@ public extension AmbitiousRecent {
 
 /// One supervised worker process.
 // MARK: - HealthResultWorker
-public struct HealthResultWorker: Codable, Sendable {
+public struct HealthResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -8513,7 +8513,7 @@ public extension HealthResultWorker {
 
 /// `logs.tail` result: lines of the gateway's log file after the cursor.
 // MARK: - LogsTailResult
-public struct LogsTailResult: Codable, Sendable {
+public struct LogsTailResult: Codable {
     /// Pass back as `cursor` to get what follows.
     public let cursor: Int
     public let file: String
@@ -8585,7 +8585,7 @@ public extension LogsTailResult {
 /// What `node.event` answers for an event the gateway interprets (v4), e.g.
 /// `node.host.stats`.
 // MARK: - NodeEventResult
-public struct NodeEventResult: Codable, Sendable {
+public struct NodeEventResult: Codable {
     public let event: String
     public let handled, ok: Bool
     public let reason: String?
@@ -8645,7 +8645,7 @@ public extension NodeEventResult {
 
 /// `send` result: the provider's message id.
 // MARK: - SendResult
-public struct SendResult: Codable, Sendable {
+public struct SendResult: Codable {
     public let channel: String
     public let chatID: String?
     public let messageID: String
@@ -8714,7 +8714,7 @@ public extension SendResult {
 
 /// The `status` result: the reference's summary plus Switchboard's `gateway` and `workers`.
 // MARK: - StatusResult
-public struct StatusResult: Codable, Sendable {
+public struct StatusResult: Codable {
     public let channelSummary: [String]
     /// The supervisor's own health.
     public let gateway: StatusResultGateway?
@@ -8784,7 +8784,7 @@ public extension StatusResult {
 
 /// The supervisor's own health.
 // MARK: - StatusResultGateway
-public struct StatusResultGateway: Codable, Sendable {
+public struct StatusResultGateway: Codable {
     public let connections: IndigoConnections
     public let pid: Int
     public let port: Int
@@ -8854,7 +8854,7 @@ public extension StatusResultGateway {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - IndigoConnections
-public struct IndigoConnections: Codable, Sendable {
+public struct IndigoConnections: Codable {
     public let nodes, operators, total: Int
 
     public init(nodes: Int, operators: Int, total: Int) {
@@ -8908,7 +8908,7 @@ public extension IndigoConnections {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StatusResultHeartbeat
-public struct StatusResultHeartbeat: Codable, Sendable {
+public struct StatusResultHeartbeat: Codable {
     public let agents: [HeartbeatAgent]
     public let defaultAgentID: String
 
@@ -8965,7 +8965,7 @@ public extension StatusResultHeartbeat {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - HeartbeatAgent
-public struct HeartbeatAgent: Codable, Sendable {
+public struct HeartbeatAgent: Codable {
     public let agentID: String
     public let enabled: Bool
     public let every: String
@@ -9031,7 +9031,7 @@ public extension HeartbeatAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - StatusResultSessions
-public struct StatusResultSessions: Codable, Sendable {
+public struct StatusResultSessions: Codable {
     public let byAgent: [ByAgent]
     public let count: Int
     public let defaults: Defaults
@@ -9095,7 +9095,7 @@ public extension StatusResultSessions {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - ByAgent
-public struct ByAgent: Codable, Sendable {
+public struct ByAgent: Codable {
     public let agentID: String
     public let count: Int
     public let path: String
@@ -9160,7 +9160,7 @@ public extension ByAgent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - ByAgentRecent
-public struct ByAgentRecent: Codable, Sendable {
+public struct ByAgentRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -9216,7 +9216,7 @@ public extension ByAgentRecent {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - Defaults
-public struct Defaults: Codable, Sendable {
+public struct Defaults: Codable {
     public let contextTokens: Int?
     public let model: String?
 
@@ -9268,7 +9268,7 @@ public extension Defaults {
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
 // MARK: - CunningRecent
-public struct CunningRecent: Codable, Sendable {
+public struct CunningRecent: Codable {
     public let age: Int?
     public let key: String
     public let updatedAt: Int?
@@ -9325,7 +9325,7 @@ public extension CunningRecent {
 
 /// One supervised worker process.
 // MARK: - StatusResultWorker
-public struct StatusResultWorker: Codable, Sendable {
+public struct StatusResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -9425,7 +9425,7 @@ public extension StatusResultWorker {
 
 /// `{ok:true}`.
 // MARK: - SystemEventResult
-public struct SystemEventResult: Codable, Sendable {
+public struct SystemEventResult: Codable {
     public let ok: Bool
 
     public init(ok: Bool) {
@@ -9475,7 +9475,7 @@ public extension SystemEventResult {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - SystemPresenceResultV3Element
-public struct SystemPresenceResultV3Element: Codable, Sendable {
+public struct SystemPresenceResultV3Element: Codable {
     public let deviceFamily, deviceID, host, instanceID: String?
     public let ip: String?
     public let lastInputSeconds: Int?
@@ -9585,7 +9585,7 @@ public extension SystemPresenceResultV3Element {
 /// One line of the presence list: a connected client (or the gateway itself, or a
 /// `system-event` line).
 // MARK: - SystemPresenceResultV4Element
-public struct SystemPresenceResultV4Element: Codable, Sendable {
+public struct SystemPresenceResultV4Element: Codable {
     /// v4 only.
     public let clientID: String?
     public let deviceFamily, deviceID, host, instanceID: String?
@@ -9712,7 +9712,7 @@ public extension SystemPresenceResultV4Element {
 /// `workers.restart` / `workers.stop` / `workers.start` result: the command was accepted;
 /// `worker` is the state at that moment.
 // MARK: - WorkersControlResult
-public struct WorkersControlResult: Codable, Sendable {
+public struct WorkersControlResult: Codable {
     public let ok: Bool
     /// One supervised worker process.
     public let worker: WorkersControlResultWorker
@@ -9766,7 +9766,7 @@ public extension WorkersControlResult {
 
 /// One supervised worker process.
 // MARK: - WorkersControlResultWorker
-public struct WorkersControlResultWorker: Codable, Sendable {
+public struct WorkersControlResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
@@ -9866,7 +9866,7 @@ public extension WorkersControlResultWorker {
 
 /// `workers.list` result.
 // MARK: - WorkersListResult
-public struct WorkersListResult: Codable, Sendable {
+public struct WorkersListResult: Codable {
     public let workers: [WorkersListResultWorker]
 
     public init(workers: [WorkersListResultWorker]) {
@@ -9915,7 +9915,7 @@ public extension WorkersListResult {
 
 /// One supervised worker process.
 // MARK: - WorkersListResultWorker
-public struct WorkersListResultWorker: Codable, Sendable {
+public struct WorkersListResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
     /// Whether the provider connection carries data, as the worker judges it.
