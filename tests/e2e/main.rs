@@ -32,6 +32,7 @@ mod state_loss;
 mod telegram;
 mod tidy;
 mod tls;
+mod ts_client;
 mod v4;
 mod webchat;
 mod whatsapp;

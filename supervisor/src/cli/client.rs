@@ -1,10 +1,15 @@
 //! A small WebSocket client for the CLI's commands that talk to a running gateway.
-//! It connects as a protocol-v4 `cli` client with the shared token.
+//! It connects as a protocol-v4 `cli` client with the shared token. Every frame it sends is
+//! built from the typed params in `switchboard_schemas`, so it cannot send one the
+//! schema would refuse.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use switchboard_schemas::connect::{ClientInfo, ConnectAuth, ConnectParams, NonEmpty};
+use switchboard_schemas::frames::RequestFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::VERSION;
@@ -95,17 +100,32 @@ impl Client {
         };
         // The challenge comes first; a token-only CLI does not sign it.
         c.read().await?;
-        let mut params = json!({
-            "minProtocol": 4, "maxProtocol": 4,
-            "client": {"id": "cli", "version": VERSION, "platform": std::env::consts::OS, "mode": "cli"},
-            "scopes": scopes,
-        });
-        match (&auth.token, &auth.password) {
-            (Some(t), _) => params["auth"] = json!({"token": t.expose()}),
-            (None, Some(p)) => params["auth"] = json!({"password": p.expose()}),
-            (None, None) => {}
-        }
-        let res = c.call_raw("connect", params).await?;
+        let auth = match (&auth.token, &auth.password) {
+            (Some(t), _) => Some(ConnectAuth {
+                token: Some(t.expose().to_owned()),
+                ..Default::default()
+            }),
+            (None, Some(p)) => Some(ConnectAuth {
+                password: Some(p.expose().to_owned()),
+                ..Default::default()
+            }),
+            (None, None) => None,
+        };
+        let params = ConnectParams {
+            min_protocol: 4,
+            max_protocol: 4,
+            client: ClientInfo {
+                id: "cli".into(),
+                version: VERSION.into(),
+                platform: std::env::consts::OS.into(),
+                mode: "cli".into(),
+                ..Default::default()
+            },
+            scopes: Some(scopes.iter().map(|s| NonEmpty((*s).to_owned())).collect()),
+            auth,
+            ..Default::default()
+        };
+        let res = c.call_raw("connect", &params).await?;
         if res["ok"] != true {
             return Err(ClientError::Refused(
                 res["error"]["message"]
@@ -142,12 +162,29 @@ impl Client {
         }
     }
 
-    async fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+    async fn call_raw<P: Serialize>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<Value, ClientError> {
         self.next += 1;
         let id = format!("cli-{}", self.next);
-        let frame = json!({"type": "req", "id": id, "method": method, "params": params});
+        let params = serde_json::to_value(params).map_err(|e| ClientError::Call {
+            method: method.to_owned(),
+            code: "INVALID_REQUEST".to_owned(),
+            message: e.to_string(),
+        })?;
+        let frame = RequestFrame {
+            kind: "req".to_owned(),
+            id: id.clone(),
+            method: method.to_owned(),
+            params: Some(params),
+            traceparent: None,
+            expected_profile_id: None,
+        };
+        let text = serde_json::to_string(&frame).map_err(|_| ClientError::Closed)?;
         self.ws
-            .send(Message::text(frame.to_string()))
+            .send(Message::text(text))
             .await
             .map_err(|_| ClientError::Closed)?;
         loop {
@@ -163,8 +200,12 @@ impl Client {
         self.timeout = t;
     }
 
-    /// Calls `method`; the payload, or the error the gateway gave.
-    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+    /// Calls `method` with its typed params; the payload, or the error the gateway gave.
+    pub async fn call<P: Serialize>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<Value, ClientError> {
         let res = self.call_raw(method, params).await?;
         if res["ok"] == true {
             Ok(res["payload"].clone())

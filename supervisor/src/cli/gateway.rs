@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use switchboard_schemas::methods::{HealthParams, NoParams};
+
 use super::args::*;
 use super::remote::*;
 use crate::config::{self, ProcessEnv};
@@ -138,8 +140,8 @@ pub(super) fn gateway_status(args: LocalArgs) -> ExitCode {
     };
     let status = rt.block_on(async {
         let mut c = connect(&t2).await?;
-        let workers = c.call("workers.list", json!({})).await?;
-        let health = c.call("health", json!({})).await?;
+        let workers = c.call("workers.list", &NoParams {}).await?;
+        let health = c.call("health", &HealthParams::default()).await?;
         Ok::<_, crate::cli::client::ClientError>((workers, health))
     });
     match status {
@@ -229,7 +231,12 @@ pub(super) fn gateway_restart(args: LocalArgs) -> ExitCode {
                 state_dir: None,
             };
             if rt
-                .block_on(async { connect(&t2).await?.call("health", json!({})).await })
+                .block_on(async {
+                    connect(&t2)
+                        .await?
+                        .call("health", &HealthParams::default())
+                        .await
+                })
                 .is_ok()
             {
                 let ms = started.elapsed().as_millis() as u64;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use switchboard_schemas::methods::LogsTailParams;
+
 use super::args::*;
 use super::remote::*;
 use crate::config::{self, Flags, ProcessEnv};
@@ -46,12 +48,12 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
     loop {
         let slice = match remote.as_mut() {
             Some(c) => {
-                let mut params =
-                    json!({"limit": limit, "maxBytes": crate::ops::logging::TAIL_MAX_BYTES});
-                if let Some(cur) = cursor {
-                    params["cursor"] = json!(cur);
-                }
-                match rt.block_on(c.call("logs.tail", params)) {
+                let params = LogsTailParams {
+                    cursor,
+                    limit: Some(limit as u64),
+                    max_bytes: Some(crate::ops::logging::TAIL_MAX_BYTES),
+                };
+                match rt.block_on(c.call("logs.tail", &params)) {
                     Ok(v) => serde_json::from_value::<TailView>(v).ok(),
                     Err(e) => {
                         eprintln!("error: {e}");

@@ -8,7 +8,11 @@ mod logs;
 mod remote;
 
 use clap::CommandFactory;
-use serde_json::json;
+use switchboard_schemas::methods::{
+    ChannelsLogoutParams, ChannelsStatusParams, ClosedNoParams, DeviceTokenRevokeParams,
+    HealthParams, NoParams, PairingCodeParams, PairingListParams, PairingRequestParams,
+    PairingRevokeParams, WorkerControlParams,
+};
 
 use crate::ops::exit::ExitCode;
 pub use args::*;
@@ -31,65 +35,88 @@ pub fn run(cli: Cli) -> ExitCode {
             GatewayCommand::Token(args) => gateway::token(args),
         },
         Command::Config { command } => gateway::config_command(command),
-        Command::Workers { command, conn } => {
-            let (method, params) = match command {
-                WorkersCommand::List => ("workers.list", json!({})),
-                WorkersCommand::Restart { name } => ("workers.restart", json!({ "name": name })),
-                WorkersCommand::Stop { name } => ("workers.stop", json!({ "name": name })),
-                WorkersCommand::Start { name } => ("workers.start", json!({ "name": name })),
-            };
-            remote::call_gateway(conn, method, params)
-        }
-        Command::Devices { command, conn } => {
-            let (method, params) = match command {
-                DevicesCommand::List => ("device.pair.list", json!({})),
-                DevicesCommand::Approve { request_id } => {
-                    ("device.pair.approve", json!({ "requestId": request_id }))
-                }
-                DevicesCommand::Reject { request_id } => {
-                    ("device.pair.reject", json!({ "requestId": request_id }))
-                }
-                DevicesCommand::Revoke { device_id, role } => (
-                    "device.token.revoke",
-                    json!({ "deviceId": device_id, "role": role }),
-                ),
-            };
-            remote::call_gateway(conn, method, params)
-        }
+        Command::Workers { command, conn } => match command {
+            WorkersCommand::List => remote::call_gateway(conn, "workers.list", &NoParams {}),
+            WorkersCommand::Restart { name } => {
+                remote::call_gateway(conn, "workers.restart", &WorkerControlParams { name })
+            }
+            WorkersCommand::Stop { name } => {
+                remote::call_gateway(conn, "workers.stop", &WorkerControlParams { name })
+            }
+            WorkersCommand::Start { name } => {
+                remote::call_gateway(conn, "workers.start", &WorkerControlParams { name })
+            }
+        },
+        Command::Devices { command, conn } => match command {
+            DevicesCommand::List => {
+                remote::call_gateway(conn, "device.pair.list", &ClosedNoParams {})
+            }
+            DevicesCommand::Approve { request_id } => remote::call_gateway(
+                conn,
+                "device.pair.approve",
+                &PairingRequestParams { request_id },
+            ),
+            DevicesCommand::Reject { request_id } => remote::call_gateway(
+                conn,
+                "device.pair.reject",
+                &PairingRequestParams { request_id },
+            ),
+            DevicesCommand::Revoke { device_id, role } => remote::call_gateway(
+                conn,
+                "device.token.revoke",
+                &DeviceTokenRevokeParams { device_id, role },
+            ),
+        },
         Command::Channels { command, conn } => match command {
-            ChannelsCommand::Status => remote::call_gateway(conn, "channels.status", json!({})),
+            ChannelsCommand::Status => {
+                remote::call_gateway(conn, "channels.status", &ChannelsStatusParams::default())
+            }
             ChannelsCommand::Login {
                 channel,
                 force,
                 timeout,
             } => remote::channels_login(conn, &channel.to_ascii_lowercase(), force, timeout),
-            ChannelsCommand::Logout { channel } => {
-                remote::call_gateway(conn, "channels.logout", json!({ "channel": channel }))
-            }
+            ChannelsCommand::Logout { channel } => remote::call_gateway(
+                conn,
+                "channels.logout",
+                &ChannelsLogoutParams {
+                    channel,
+                    account_id: None,
+                },
+            ),
         },
-        Command::Pairing { command, conn } => {
-            let (method, params) = match command {
-                PairingCommand::List { channel } => ("pairing.list", json!({ "channel": channel })),
-                PairingCommand::Approve {
+        Command::Pairing { command, conn } => match command {
+            PairingCommand::List { channel } => {
+                remote::call_gateway(conn, "pairing.list", &PairingListParams { channel })
+            }
+            PairingCommand::Approve {
+                channel,
+                code,
+                notify,
+            } => remote::call_gateway(
+                conn,
+                "pairing.approve",
+                &PairingCodeParams {
                     channel,
                     code,
-                    notify,
-                } => (
-                    "pairing.approve",
-                    json!({ "channel": channel, "code": code, "notify": notify }),
-                ),
-                PairingCommand::Reject { channel, code } => (
-                    "pairing.reject",
-                    json!({ "channel": channel, "code": code }),
-                ),
-                PairingCommand::Revoke { channel, id } => {
-                    ("pairing.revoke", json!({ "channel": channel, "id": id }))
-                }
-            };
-            remote::call_gateway(conn, method, params)
-        }
-        Command::Health { conn } => remote::call_gateway(conn, "health", json!({})),
-        Command::Status { conn } => remote::call_gateway(conn, "status", json!({})),
+                    notify: Some(notify),
+                },
+            ),
+            PairingCommand::Reject { channel, code } => remote::call_gateway(
+                conn,
+                "pairing.reject",
+                &PairingCodeParams {
+                    channel,
+                    code,
+                    notify: None,
+                },
+            ),
+            PairingCommand::Revoke { channel, id } => {
+                remote::call_gateway(conn, "pairing.revoke", &PairingRevokeParams { channel, id })
+            }
+        },
+        Command::Health { conn } => remote::call_gateway(conn, "health", &HealthParams::default()),
+        Command::Status { conn } => remote::call_gateway(conn, "status", &NoParams {}),
         Command::Logs(args) => logs::logs(args),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use switchboard_schemas::methods::{ChannelsStatusParams, WebLoginStartParams, WebLoginWaitParams};
+
 use super::args::*;
 use crate::cli::client::{Client, Credentials};
 use crate::config::{self, PASSWORD_ENV, ProcessEnv, TOKEN_ENV};
@@ -113,7 +115,11 @@ pub(super) fn print_json(v: &Value) {
 }
 
 /// Runs one request against the running gateway and prints the answer.
-pub(super) fn call_gateway(conn: ConnArgs, method: &str, params: Value) -> ExitCode {
+pub(super) fn call_gateway<P: serde::Serialize>(
+    conn: ConnArgs,
+    method: &str,
+    params: &P,
+) -> ExitCode {
     let t = target(conn);
     let Some(rt) = runtime() else {
         return ExitCode::Failure;
@@ -258,7 +264,7 @@ pub(super) fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout
     let result: Result<Result<String, String>, crate::cli::client::ClientError> = rt.block_on(async {
         let mut c = connect(&t).await?;
         // Only a channel whose worker announced QR linking can do this.
-        let status = c.call("channels.status", json!({})).await?;
+        let status = c.call("channels.status", &ChannelsStatusParams::default()).await?;
         let entry = &status["channels"][channel];
         if entry.is_null() {
             return Ok(Err(format!(
@@ -284,7 +290,11 @@ pub(super) fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout
             let start = c
                 .call(
                     "web.login.start",
-                    json!({"force": force, "timeoutMs": left.min(Duration::from_secs(30)).as_millis() as u64}),
+                    &WebLoginStartParams {
+                        force: Some(force),
+                        timeout_ms: Some(left.min(Duration::from_secs(30)).as_millis() as u64),
+                        ..Default::default()
+                    },
                 )
                 .await?;
             force = false;
@@ -308,7 +318,14 @@ pub(super) fn channels_login(conn: ConnArgs, channel: &str, force: bool, timeout
             let valid = start["qrValidMs"].as_u64().unwrap_or(20_000).max(1_000);
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let wait_ms = (valid as u128).min(left.as_millis()).max(1_000) as u64;
-            let w = c.call("web.login.wait", json!({"timeoutMs": wait_ms})).await?;
+            let w = c
+                .call(
+                    "web.login.wait",
+                    &WebLoginWaitParams {
+                        timeout_ms: Some(wait_ms),
+                        ..Default::default()
+                    },
+                ).await?;
             let message = w["message"].as_str().unwrap_or("").to_owned();
             if w["connected"] == true {
                 return Ok(Ok(message));
