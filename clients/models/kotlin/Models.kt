@@ -403,6 +403,12 @@ data class HealthEventWorker (
     val capabilities: List<String>? = null,
 
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
+
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     val connected: Boolean? = null,
@@ -898,6 +904,12 @@ data class PurpleWorker (
     val capabilities: List<String>? = null,
 
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
+
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     val connected: Boolean? = null,
@@ -1228,6 +1240,12 @@ data class FluffyWorker (
      * What the worker announced it can do (`send`, `events`, `login.qr`, …).
      */
     val capabilities: List<String>? = null,
+
+    /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
 
     /**
      * Whether the provider connection carries data, as the worker judges it.
@@ -2045,6 +2063,12 @@ data class HealthResultWorker (
     val capabilities: List<String>? = null,
 
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
+
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     val connected: Boolean? = null,
@@ -2240,6 +2264,12 @@ data class StatusResultWorker (
     val capabilities: List<String>? = null,
 
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
+
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     val connected: Boolean? = null,
@@ -2382,6 +2412,12 @@ data class WorkersControlResultWorker (
     val capabilities: List<String>? = null,
 
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
+
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     val connected: Boolean? = null,
@@ -2430,6 +2466,12 @@ data class WorkersListResultWorker (
      * What the worker announced it can do (`send`, `events`, `login.qr`, …).
      */
     val capabilities: List<String>? = null,
+
+    /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    val confinement: String? = null,
 
     /**
      * Whether the provider connection carries data, as the worker judges it.

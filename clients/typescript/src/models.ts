@@ -270,6 +270,11 @@ export interface HealthEventWorker {
      */
     capabilities?: string[];
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     connected?: boolean;
@@ -647,6 +652,11 @@ export interface PurpleWorker {
      */
     capabilities?: string[];
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     connected?: boolean;
@@ -899,6 +909,11 @@ export interface FluffyWorker {
      * What the worker announced it can do (`send`, `events`, `login.qr`, …).
      */
     capabilities?: string[];
+    /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
     /**
      * Whether the provider connection carries data, as the worker judges it.
      */
@@ -1519,6 +1534,11 @@ export interface HealthResultWorker {
      */
     capabilities?: string[];
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     connected?: boolean;
@@ -1671,6 +1691,11 @@ export interface StatusResultWorker {
      */
     capabilities?: string[];
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     connected?: boolean;
@@ -1781,6 +1806,11 @@ export interface WorkersControlResultWorker {
      */
     capabilities?: string[];
     /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
+    /**
      * Whether the provider connection carries data, as the worker judges it.
      */
     connected?: boolean;
@@ -1820,6 +1850,11 @@ export interface WorkersListResultWorker {
      * What the worker announced it can do (`send`, `events`, `login.qr`, …).
      */
     capabilities?: string[];
+    /**
+     * How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+     * (absent until it reported).
+     */
+    confinement?: string;
     /**
      * Whether the provider connection carries data, as the worker judges it.
      */

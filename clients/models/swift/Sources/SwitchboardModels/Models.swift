@@ -1439,6 +1439,9 @@ public extension FluffyRecent {
 public struct HealthEventWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -1456,12 +1459,13 @@ public struct HealthEventWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -1495,6 +1499,7 @@ public extension HealthEventWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -1508,6 +1513,7 @@ public extension HealthEventWorker {
     ) -> HealthEventWorker {
         return HealthEventWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -3465,6 +3471,9 @@ public extension StickyRecent {
 public struct PurpleWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -3482,12 +3491,13 @@ public struct PurpleWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -3521,6 +3531,7 @@ public extension PurpleWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -3534,6 +3545,7 @@ public extension PurpleWorker {
     ) -> PurpleWorker {
         return PurpleWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -4865,6 +4877,9 @@ public extension IndecentRecent {
 public struct FluffyWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -4882,12 +4897,13 @@ public struct FluffyWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -4921,6 +4937,7 @@ public extension FluffyWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -4934,6 +4951,7 @@ public extension FluffyWorker {
     ) -> FluffyWorker {
         return FluffyWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -8416,6 +8434,9 @@ public extension AmbitiousRecent {
 public struct HealthResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -8433,12 +8454,13 @@ public struct HealthResultWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -8472,6 +8494,7 @@ public extension HealthResultWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -8485,6 +8508,7 @@ public extension HealthResultWorker {
     ) -> HealthResultWorker {
         return HealthResultWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -9328,6 +9352,9 @@ public extension CunningRecent {
 public struct StatusResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -9345,12 +9372,13 @@ public struct StatusResultWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -9384,6 +9412,7 @@ public extension StatusResultWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -9397,6 +9426,7 @@ public extension StatusResultWorker {
     ) -> StatusResultWorker {
         return StatusResultWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -9769,6 +9799,9 @@ public extension WorkersControlResult {
 public struct WorkersControlResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -9786,12 +9819,13 @@ public struct WorkersControlResultWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -9825,6 +9859,7 @@ public extension WorkersControlResultWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -9838,6 +9873,7 @@ public extension WorkersControlResultWorker {
     ) -> WorkersControlResultWorker {
         return WorkersControlResultWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
@@ -9918,6 +9954,9 @@ public extension WorkersListResult {
 public struct WorkersListResultWorker: Codable {
     /// What the worker announced it can do (`send`, `events`, `login.qr`, …).
     public let capabilities: [String]?
+    /// How the worker confined itself: `landlock: abi 7, seccomp: on`, or why not
+    /// (absent until it reported).
+    public let confinement: String?
     /// Whether the provider connection carries data, as the worker judges it.
     public let connected: Bool?
     /// Human-readable detail (last error); never secrets.
@@ -9935,12 +9974,13 @@ public struct WorkersListResultWorker: Codable {
     public let uptimeMS: Int?
 
     public enum CodingKeys: String, CodingKey {
-        case capabilities, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
+        case capabilities, confinement, connected, detail, labels, lastExit, name, pid, providerState, restarts, state
         case uptimeMS = "uptimeMs"
     }
 
-    public init(capabilities: [String]?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
+    public init(capabilities: [String]?, confinement: String?, connected: Bool?, detail: String?, labels: [String: String]?, lastExit: String?, name: String, pid: Int?, providerState: String?, restarts: Int, state: String, uptimeMS: Int?) {
         self.capabilities = capabilities
+        self.confinement = confinement
         self.connected = connected
         self.detail = detail
         self.labels = labels
@@ -9974,6 +10014,7 @@ public extension WorkersListResultWorker {
 
     func with(
         capabilities: [String]?? = nil,
+        confinement: String?? = nil,
         connected: Bool?? = nil,
         detail: String?? = nil,
         labels: [String: String]?? = nil,
@@ -9987,6 +10028,7 @@ public extension WorkersListResultWorker {
     ) -> WorkersListResultWorker {
         return WorkersListResultWorker(
             capabilities: capabilities ?? self.capabilities,
+            confinement: confinement ?? self.confinement,
             connected: connected ?? self.connected,
             detail: detail ?? self.detail,
             labels: labels ?? self.labels,
