@@ -13,7 +13,7 @@ use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
-    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ClosedNoParams,
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatStartupParams, ModelsListParams, ChatSendParams, ClosedNoParams,
     DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams,
     LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeEventResult,
     NodeInvokeParams, NodeInvokeProgressParams, NodeInvokeResultParams, NodePairRequestParams,
@@ -262,7 +262,11 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/chat.history", generate::<ChatHistoryParams>()),
         entry("params/chat.send", generate::<ChatSendParams>()),
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
-        entry("params/models.list", generate::<ClosedNoParams>()),
+        entry("params/models.list", generate::<ModelsListParams>()),
+        entry("params/chat.startup", generate::<ChatStartupParams>()),
+        // The Control UIs' methods whose params Switchboard does not act on (features it
+        // does not offer, or lists that take no filter here): any object.
+        entry("params/open", generate::<NoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
         entry("params/skills.bins", generate::<ClosedNoParams>()),

@@ -6,6 +6,7 @@ mod harness;
 mod bench;
 mod browser;
 mod client_strings;
+mod control_ui;
 mod core;
 mod devices;
 mod discord;
