@@ -133,6 +133,9 @@ pub struct ChatStartupParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_bytes: Option<u64>,
+    /// As `chat.history`'s (accepted; Switchboard never queues inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_run_ids: Option<Vec<String>>,
 }
 
 /// `models.list` params (v4 adds a view and a scope; Switchboard's models are the agent

@@ -180,7 +180,10 @@ pub async fn config_schema(c: Call) -> Result<Reply, RpcError> {
                 "type": "object",
                 "properties": m.iter().map(|(k, v)| (k.clone(), shape(v))).collect::<serde_json::Map<_, _>>(),
             }),
-            Value::Array(_) => json!({"type": "array"}),
+            Value::Array(items) => json!({
+                "type": "array",
+                "items": items.first().map_or_else(|| json!({"type": "string"}), shape),
+            }),
             Value::String(_) => json!({"type": "string"}),
             Value::Bool(_) => json!({"type": "boolean"}),
             Value::Number(_) => json!({"type": "number"}),
@@ -195,7 +198,6 @@ pub async fn config_schema(c: Call) -> Result<Reply, RpcError> {
     let ids = json!({"type": "array", "items": {"type": "string"}});
     let section = json!({
         "type": "object",
-        "additionalProperties": true,
         "properties": {
             "enabled": {"type": "boolean"},
             "dmPolicy": {"type": "string", "enum": ["pairing", "allowlist", "open", "disabled"]},
@@ -433,10 +435,21 @@ pub async fn plugins_catalog(_: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({"items": []})))
 }
 
+/// The UI's own built-in default theme; Switchboard serves no others.
+static CLAW_THEME: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({"id": "claw", "name": "Claw", "source": "builtin", "modes": ["light", "dark"]})
+});
+
 /// No themes are served: the UI keeps its built-in default.
 pub async fn themes_list(_: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({
         "current": {"id": "claw", "mode": "system", "scope": "profile", "overrides": {}},
-        "themes": [],
+        "theme": CLAW_THEME.clone(),
+        "themes": [CLAW_THEME.clone()],
     })))
+}
+
+/// Switchboard's agents produce no artifacts (files, images) beside their text.
+pub async fn no_artifacts(_: Call) -> Result<Reply, RpcError> {
+    Ok(Reply::Json(json!({"artifacts": []})))
 }

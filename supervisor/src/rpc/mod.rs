@@ -262,6 +262,7 @@ pub const TABLE: &[Method] = &[
     m!("skills.library.list", Read, "params/open", V4_ONLY, control_ui::skills_library),
     m!("skills.search", Read, "params/open", V4_ONLY, control_ui::skills_search),
     m!("plugins.catalog.browse", Read, "params/open", V4_ONLY, control_ui::plugins_catalog),
+    m!("artifacts.list", Read, "params/open", V4_ONLY, control_ui::no_artifacts),
     m!("themes.list", Read, "params/open", V4_ONLY, control_ui::themes_list),
     // A second `connect` after the handshake: known, never advertised.
     m!("connect", Admin, "params/status", NONE, system::second_connect),
