@@ -13,15 +13,15 @@ use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
-    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatStartupParams, ModelsListParams, ChatSendParams, ClosedNoParams,
-    DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams,
-    LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeEventResult,
-    NodeInvokeParams, NodeInvokeProgressParams, NodeInvokeResultParams, NodePairRequestParams,
-    NodePairVerifyParams, NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams,
-    OkResult, PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams,
-    SendParams, SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
-    TickEvent, WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult,
-    WorkersList,
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ChatStartupParams,
+    ClosedNoParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
+    LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
+    NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
+    NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
+    NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams, OkResult,
+    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
+    SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.

@@ -67,7 +67,9 @@ pub async fn agents_list(c: Call) -> Result<Reply, RpcError> {
 pub async fn agent_identity(c: Call) -> Result<Reply, RpcError> {
     let agent = str_param(&c, "agentId").unwrap_or(DEFAULT_AGENT_ID);
     if agent != DEFAULT_AGENT_ID {
-        return Err(RpcError::invalid_request(format!("unknown agent id: {agent}")));
+        return Err(RpcError::invalid_request(format!(
+            "unknown agent id: {agent}"
+        )));
     }
     Ok(Reply::Json(json!({
         "agentId": agent, "name": "Assistant", "nameSource": "default", "avatar": "A",
@@ -101,7 +103,9 @@ pub async fn chat_startup(c: Call) -> Result<Reply, RpcError> {
 pub async fn sessions_describe(c: Call) -> Result<Reply, RpcError> {
     let given = str_param(&c, "key")
         .or_else(|| str_param(&c, "sessionKey"))
-        .ok_or_else(|| RpcError::invalid_request("invalid sessions.describe params: key is required"))?;
+        .ok_or_else(|| {
+            RpcError::invalid_request("invalid sessions.describe params: key is required")
+        })?;
     let key = canonical_session_key(Some(given), str_param(&c, "agentId"));
     let row = {
         let key = key.clone();
@@ -154,8 +158,18 @@ pub async fn sessions_messages_unsubscribe(c: Call) -> Result<Reply, RpcError> {
 /// `config.get`: Switchboard's effective config, secrets masked (as `config show`).
 pub async fn config_get(c: Call) -> Result<Reply, RpcError> {
     let masked = c.app.config.masked();
-    let path = c.app.config.config_file.as_ref().map(|p| p.display().to_string());
-    let exists = c.app.config.config_file.as_ref().is_some_and(|p| p.exists());
+    let path = c
+        .app
+        .config
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let exists = c
+        .app
+        .config
+        .config_file
+        .as_ref()
+        .is_some_and(|p| p.exists());
     Ok(Reply::Json(json!({
         "path": path,
         "exists": exists,
@@ -246,7 +260,9 @@ pub async fn channels_pairing_list(c: Call) -> Result<Reply, RpcError> {
 }
 
 pub async fn system_info(c: Call) -> Result<Reply, RpcError> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     Ok(Reply::Json(json!({
         "machineName": c.app.host, "hostname": c.app.host,
         "platform": std::env::consts::OS, "arch": std::env::consts::ARCH,
@@ -274,7 +290,11 @@ pub async fn sessions_usage(c: Call) -> Result<Reply, RpcError> {
         Some((era * 146_097 + doe - 719_468) * 86_400_000)
     };
     let from = start.as_deref().and_then(day_ms).unwrap_or(0);
-    let to = end.as_deref().and_then(day_ms).map(|t| t + 86_400_000).unwrap_or(i64::MAX);
+    let to = end
+        .as_deref()
+        .and_then(day_ms)
+        .map(|t| t + 86_400_000)
+        .unwrap_or(i64::MAX);
     let rows = c
         .app
         .db
@@ -285,7 +305,12 @@ pub async fn sessions_usage(c: Call) -> Result<Reply, RpcError> {
             )?;
             let rows = stmt
                 .query_map(params![from, to], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
@@ -326,7 +351,9 @@ pub async fn usage_status(_: Call) -> Result<Reply, RpcError> {
 }
 
 pub async fn models_auth_status(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"ts": now_ms(), "providers": [], "providerCapabilities": []})))
+    Ok(Reply::Json(
+        json!({"ts": now_ms(), "providers": [], "providerCapabilities": []}),
+    ))
 }
 
 pub async fn diagnostics_lanes(_: Call) -> Result<Reply, RpcError> {
@@ -335,26 +362,34 @@ pub async fn diagnostics_lanes(_: Call) -> Result<Reply, RpcError> {
 
 /// Switchboard does not update itself.
 pub async fn update_status(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"sentinel": null, "updateAvailable": null})))
+    Ok(Reply::Json(
+        json!({"sentinel": null, "updateAvailable": null}),
+    ))
 }
 
 /// Cron is not offered yet: no jobs, no runs, the scheduler off.
 pub async fn cron_list(c: Call) -> Result<Reply, RpcError> {
     let offset = c.params.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let limit = c.params.get("limit").and_then(Value::as_u64).unwrap_or(50);
-    Ok(Reply::Json(json!({"jobs": [], "total": 0, "offset": offset, "limit": limit,
-        "hasMore": false, "nextOffset": null})))
+    Ok(Reply::Json(
+        json!({"jobs": [], "total": 0, "offset": offset, "limit": limit,
+        "hasMore": false, "nextOffset": null}),
+    ))
 }
 
 pub async fn cron_status(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"enabled": false, "jobs": 0, "nextWakeAtMs": null})))
+    Ok(Reply::Json(
+        json!({"enabled": false, "jobs": 0, "nextWakeAtMs": null}),
+    ))
 }
 
 pub async fn cron_runs(c: Call) -> Result<Reply, RpcError> {
     let offset = c.params.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let limit = c.params.get("limit").and_then(Value::as_u64).unwrap_or(50);
-    Ok(Reply::Json(json!({"entries": [], "total": 0, "offset": offset, "limit": limit,
-        "hasMore": false, "nextOffset": null})))
+    Ok(Reply::Json(
+        json!({"entries": [], "total": 0, "offset": offset, "limit": limit,
+        "hasMore": false, "nextOffset": null}),
+    ))
 }
 
 /// Switchboard's agents run no commands on hosts: no exec approval policy file.
@@ -367,11 +402,15 @@ pub async fn exec_approvals_get(_: Call) -> Result<Reply, RpcError> {
 }
 
 pub async fn skills_status(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"agentId": DEFAULT_AGENT_ID, "skills": []})))
+    Ok(Reply::Json(
+        json!({"agentId": DEFAULT_AGENT_ID, "skills": []}),
+    ))
 }
 
 pub async fn skills_library(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"entries": [], "multipleProfiles": false, "canManageWorkspace": false})))
+    Ok(Reply::Json(
+        json!({"entries": [], "multipleProfiles": false, "canManageWorkspace": false}),
+    ))
 }
 
 pub async fn plugins_list(_: Call) -> Result<Reply, RpcError> {
@@ -383,7 +422,9 @@ pub async fn chat_metadata(_: Call) -> Result<Reply, RpcError> {
 }
 
 pub async fn talk_catalog(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"modes": [], "transports": [], "brains": [], "speech": {"providers": []}})))
+    Ok(Reply::Json(
+        json!({"modes": [], "transports": [], "brains": [], "speech": {"providers": []}}),
+    ))
 }
 
 /// Empty lists of the features Switchboard does not offer.
@@ -436,9 +477,9 @@ pub async fn plugins_catalog(_: Call) -> Result<Reply, RpcError> {
 }
 
 /// The UI's own built-in default theme; Switchboard serves no others.
-static CLAW_THEME: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
-    json!({"id": "claw", "name": "Claw", "source": "builtin", "modes": ["light", "dark"]})
-});
+static CLAW_THEME: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"id": "claw", "name": "Claw", "source": "builtin", "modes": ["light", "dark"]}),
+);
 
 /// No themes are served: the UI keeps its built-in default.
 pub async fn themes_list(_: Call) -> Result<Reply, RpcError> {
