@@ -13,15 +13,15 @@ use crate::frames::{ErrorShape, EventFrame, RequestFrame, ResponseFrame};
 use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
-    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ClosedNoParams,
-    DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot, LogsTailParams,
-    LogsTailResult, NoParams, NodeDescribeParams, NodeEventParams, NodeEventResult,
-    NodeInvokeParams, NodeInvokeProgressParams, NodeInvokeResultParams, NodePairRequestParams,
-    NodePairVerifyParams, NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams,
-    OkResult, PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams,
-    SendParams, SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams,
-    TickEvent, WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult,
-    WorkersList,
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ChatStartupParams,
+    ClosedNoParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
+    LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
+    NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
+    NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
+    NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams, OkResult,
+    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
+    SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
+    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -262,7 +262,11 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry("params/chat.history", generate::<ChatHistoryParams>()),
         entry("params/chat.send", generate::<ChatSendParams>()),
         entry("params/channels.status", generate::<ChannelsStatusParams>()),
-        entry("params/models.list", generate::<ClosedNoParams>()),
+        entry("params/models.list", generate::<ModelsListParams>()),
+        entry("params/chat.startup", generate::<ChatStartupParams>()),
+        // The Control UIs' methods whose params Switchboard does not act on (features it
+        // does not offer, or lists that take no filter here): any object.
+        entry("params/open", generate::<NoParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
         entry("params/skills.bins", generate::<ClosedNoParams>()),

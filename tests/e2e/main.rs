@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod client_strings;
 mod confinement;
+mod control_ui;
 mod core;
 mod devices;
 mod discord;

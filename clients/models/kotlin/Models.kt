@@ -11,6 +11,7 @@ import kotlinx.serialization.encoding.*
 
 typealias LastHeartbeatParams = HashMap<String, JsonElement?>
 typealias NodeRunnerInventoryUpdateParams = HashMap<String, JsonElement?>
+typealias OpenParams = HashMap<String, JsonElement?>
 typealias StatusParams = HashMap<String, JsonElement?>
 typealias SystemPresenceParams = HashMap<String, JsonElement?>
 typealias WorkersListParams = HashMap<String, JsonElement?>
@@ -1460,12 +1461,35 @@ data class ChatAbortParams (
  */
 @Serializable
 data class ChatHistoryParams (
+    @SerialName("agentId")
+    val agentID: String? = null,
+
     /**
      * Switchboard: only messages older than the one with this `id` (paging back).
      */
     val before: Long? = null,
 
+    /**
+     * v4: the reference's paging cursor. Switchboard pages with `before`; a cursor it
+     * handed out is never given, so one is accepted and the newest page answered.
+     */
+    val cursor: JsonElement? = null,
+
+    /**
+     * v4: the run ids whose inputs the client still shows as pending. Switchboard never
+     * queues inputs (`pendingInputs` is always empty); accepted.
+     */
+    @SerialName("inputRunIds")
+    val inputRunIDS: List<String>? = null,
+
     val limit: Long? = null,
+
+    /**
+     * v4: keep the answer under this many bytes of messages (at most Switchboard's own
+     * bound).
+     */
+    val maxBytes: Long? = null,
+
     val sessionKey: String
 )
 
@@ -1522,6 +1546,31 @@ data class ChatSendParams (
 
     val toolBindings: JsonElement? = null,
     val workContext: JsonElement? = null
+)
+
+/**
+ * `chat.startup` params (v4): the history of `sessionKey`, or a session resolved from
+ * `shortId`/`slugHint`.
+ */
+@Serializable
+data class ChatStartupParams (
+    @SerialName("agentId")
+    val agentID: String? = null,
+
+    /**
+     * As `chat.history`'s (accepted; Switchboard never queues inputs).
+     */
+    @SerialName("inputRunIds")
+    val inputRunIDS: List<String>? = null,
+
+    val limit: Long? = null,
+    val maxBytes: Long? = null,
+    val sessionKey: String? = null,
+
+    @SerialName("shortId")
+    val shortID: String? = null,
+
+    val slugHint: String? = null
 )
 
 /**
@@ -1588,10 +1637,18 @@ data class LogsTailParams (
 )
 
 /**
- * Params of methods that take none and refuse unknown fields (`models.list`).
+ * `models.list` params (v4 adds a view and a scope; Switchboard's models are the agent
+ * worker's, the same for every agent and session).
  */
 @Serializable
-class ModelsListParams()
+data class ModelsListParams (
+    @SerialName("agentId")
+    val agentID: String? = null,
+
+    val preparedOnly: Boolean? = null,
+    val sessionKey: String? = null,
+    val view: String? = null
+)
 
 /**
  * `node.describe` params.
@@ -1843,9 +1900,41 @@ data class SessionsListParams (
     @SerialName("agentId")
     val agentID: String? = null,
 
+    /**
+     * `sessions.list`'s `archived`: a flag or `"all"`.
+     */
+    val archived: ArchivedUnion? = null,
+
+    /**
+     * v4 Control UI: only sessions of configured agents (every Switchboard session is
+     * one; accepted, nothing to filter).
+     */
+    val configuredAgentsOnly: Boolean? = null,
+
+    /**
+     * v4: leave out subagent sessions (Switchboard has none; accepted).
+     */
+    val excludeSubagents: Boolean? = null,
+
+    /**
+     * v4: only sessions with a board. Switchboard offers no boards: `true` lists none.
+     */
+    val hasBoard: Boolean? = null,
+
+    /**
+     * v4: an activity summary per row (accepted; rows carry `updatedAt` and counts).
+     */
+    val includeActivitySummary: Boolean? = null,
+
     val includeDerivedTitles: Boolean? = null,
     val includeGlobal: Boolean? = null,
     val includeLastMessage: Boolean? = null,
+
+    /**
+     * v4: also people rows (Switchboard has none; accepted).
+     */
+    val includePeople: Boolean? = null,
+
     val includeUnknown: Boolean? = null,
     val label: String? = null,
     val limit: Long? = null,
@@ -1855,9 +1944,35 @@ data class SessionsListParams (
      */
     val offset: Long? = null,
 
+    /**
+     * v4: owner's sessions first (Switchboard sessions have no owners; accepted).
+     */
+    val ownerFirst: Boolean? = null,
+
     val search: String? = null,
+
+    /**
+     * v4: `"activity"` (newest first, what Switchboard always does), `"updated"`,
+     * `"created"` or `"title"`.
+     */
+    val sortBy: String? = null,
+
     val spawnedBy: String? = null
 )
+
+/**
+ * `sessions.list`'s `archived`: a flag or `"all"`.
+ */
+@Serializable
+sealed class ArchivedUnion {
+    class BoolValue(val value: Boolean)      : ArchivedUnion()
+    class EnumValue(val value: ArchivedEnum) : ArchivedUnion()
+}
+
+@Serializable
+enum class ArchivedEnum(val value: String) {
+    @SerialName("all") All("all");
+}
 
 /**
  * Params of methods that take none and refuse unknown fields (`models.list`).

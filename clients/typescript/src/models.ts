@@ -1068,11 +1068,27 @@ export interface ChatAbortParams {
  * `chat.history` params.
  */
 export interface ChatHistoryParams {
+    agentId?: string;
     /**
      * Switchboard: only messages older than the one with this `id` (paging back).
      */
-    before?:    number;
-    limit?:     number;
+    before?: number;
+    /**
+     * v4: the reference's paging cursor. Switchboard pages with `before`; a cursor it
+     * handed out is never given, so one is accepted and the newest page answered.
+     */
+    cursor?: any;
+    /**
+     * v4: the run ids whose inputs the client still shows as pending. Switchboard never
+     * queues inputs (`pendingInputs` is always empty); accepted.
+     */
+    inputRunIds?: string[];
+    limit?:       number;
+    /**
+     * v4: keep the answer under this many bytes of messages (at most Switchboard's own
+     * bound).
+     */
+    maxBytes?:  number;
     sessionKey: string;
 }
 
@@ -1109,6 +1125,23 @@ export interface ChatSendParams {
     timeoutMs?:                      number;
     toolBindings?:                   any;
     workContext?:                    any;
+}
+
+/**
+ * `chat.startup` params (v4): the history of `sessionKey`, or a session resolved from
+ * `shortId`/`slugHint`.
+ */
+export interface ChatStartupParams {
+    agentId?: string;
+    /**
+     * As `chat.history`'s (accepted; Switchboard never queues inputs).
+     */
+    inputRunIds?: string[];
+    limit?:       number;
+    maxBytes?:    number;
+    sessionKey?:  string;
+    shortId?:     string;
+    slugHint?:    string;
 }
 
 /**
@@ -1165,9 +1198,14 @@ export interface LogsTailParams {
 }
 
 /**
- * Params of methods that take none and refuse unknown fields (`models.list`).
+ * `models.list` params (v4 adds a view and a scope; Switchboard's models are the agent
+ * worker's, the same for every agent and session).
  */
 export interface ModelsListParams {
+    agentId?:      string;
+    preparedOnly?: boolean;
+    sessionKey?:   string;
+    view?:         string;
 }
 
 /**
@@ -1360,19 +1398,53 @@ export interface SendParams {
  * `sessions.list` params.
  */
 export interface SessionsListParams {
-    activeMinutes?:        number;
-    agentId?:              string;
-    includeDerivedTitles?: boolean;
-    includeGlobal?:        boolean;
-    includeLastMessage?:   boolean;
-    includeUnknown?:       boolean;
-    label?:                string;
-    limit?:                number;
+    activeMinutes?: number;
+    agentId?:       string;
+    /**
+     * `sessions.list`'s `archived`: a flag or `"all"`.
+     */
+    archived?: boolean | "all";
+    /**
+     * v4 Control UI: only sessions of configured agents (every Switchboard session is
+     * one; accepted, nothing to filter).
+     */
+    configuredAgentsOnly?: boolean;
+    /**
+     * v4: leave out subagent sessions (Switchboard has none; accepted).
+     */
+    excludeSubagents?: boolean;
+    /**
+     * v4: only sessions with a board. Switchboard offers no boards: `true` lists none.
+     */
+    hasBoard?: boolean;
+    /**
+     * v4: an activity summary per row (accepted; rows carry `updatedAt` and counts).
+     */
+    includeActivitySummary?: boolean;
+    includeDerivedTitles?:   boolean;
+    includeGlobal?:          boolean;
+    includeLastMessage?:     boolean;
+    /**
+     * v4: also people rows (Switchboard has none; accepted).
+     */
+    includePeople?:  boolean;
+    includeUnknown?: boolean;
+    label?:          string;
+    limit?:          number;
     /**
      * v4: skip this many sessions (paging).
      */
-    offset?:    number;
-    search?:    string;
+    offset?: number;
+    /**
+     * v4: owner's sessions first (Switchboard sessions have no owners; accepted).
+     */
+    ownerFirst?: boolean;
+    search?:     string;
+    /**
+     * v4: `"activity"` (newest first, what Switchboard always does), `"updated"`,
+     * `"created"` or `"title"`.
+     */
+    sortBy?:    string;
     spawnedBy?: string;
 }
 
@@ -1886,6 +1958,9 @@ export type LastHeartbeatParams = { [key: string]: unknown };
 
 /** params/node.runnerInventory.update.json: an open object (extra fields are ignored). */
 export type NodeRunnerInventoryUpdateParams = { [key: string]: unknown };
+
+/** params/open.json: an open object (extra fields are ignored). */
+export type OpenParams = { [key: string]: unknown };
 
 /** params/status.json: an open object (extra fields are ignored). */
 export type StatusParams = { [key: string]: unknown };

@@ -36,6 +36,48 @@ pub struct SessionsListParams {
     pub agent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<String>,
+    /// v4 Control UI: only sessions of configured agents (every Switchboard session is
+    /// one; accepted, nothing to filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_agents_only: Option<bool>,
+    /// v4: only sessions with a board. Switchboard offers no boards: `true` lists none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_board: Option<bool>,
+    /// v4: `true`, `false` or `"all"`. Switchboard never archives a session: `true` lists
+    /// none, the others all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<ArchivedFilter>,
+    /// v4: also people rows (Switchboard has none; accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_people: Option<bool>,
+    /// v4: leave out subagent sessions (Switchboard has none; accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_subagents: Option<bool>,
+    /// v4: an activity summary per row (accepted; rows carry `updatedAt` and counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_activity_summary: Option<bool>,
+    /// v4: owner's sessions first (Switchboard sessions have no owners; accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_first: Option<bool>,
+    /// v4: `"activity"` (newest first, what Switchboard always does), `"updated"`,
+    /// `"created"` or `"title"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub sort_by: Option<String>,
+}
+
+/// `sessions.list`'s `archived`: a flag or `"all"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ArchivedFilter {
+    Flag(bool),
+    All(ArchivedAll),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchivedAll {
+    All,
 }
 
 /// `chat.history` params.
@@ -51,6 +93,67 @@ pub struct ChatHistoryParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub before: Option<u64>,
+    /// v4: keep the answer under this many bytes of messages (at most Switchboard's own
+    /// bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: Option<u64>,
+    /// v4: the run ids whose inputs the client still shows as pending. Switchboard never
+    /// queues inputs (`pendingInputs` is always empty); accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_run_ids: Option<Vec<String>>,
+    /// v4: the reference's paging cursor. Switchboard pages with `before`; a cursor it
+    /// handed out is never given, so one is accepted and the newest page answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+}
+
+/// `chat.startup` params (v4): the history of `sessionKey`, or a session resolved from
+/// `shortId`/`slugHint`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChatStartupParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub session_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub short_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug_hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: Option<u64>,
+    /// As `chat.history`'s (accepted; Switchboard never queues inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_run_ids: Option<Vec<String>>,
+}
+
+/// `models.list` params (v4 adds a view and a scope; Switchboard's models are the agent
+/// worker's, the same for every agent and session).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelsListParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub view: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub session_key: Option<String>,
 }
 
 /// `chat.send` params: the v3 fields, and v4's optional ones (accepted; those without an

@@ -11,6 +11,7 @@ pub const READ: &str = "operator.read";
 pub const WRITE: &str = "operator.write";
 pub const APPROVALS: &str = "operator.approvals";
 pub const PAIRING: &str = "operator.pairing";
+pub const QUESTIONS: &str = "operator.questions";
 pub const TALK: &str = "operator.talk";
 pub const SESSIONS_READ: &str = "operator.sessions.read";
 pub const SESSIONS_WRITE: &str = "operator.sessions.write";
@@ -22,7 +23,7 @@ pub const ALL_SCOPES: &[&str] = &[
     WRITE,
     APPROVALS,
     PAIRING,
-    "operator.questions",
+    QUESTIONS,
     TALK,
     "operator.talk.secrets",
     SESSIONS_READ,
@@ -63,6 +64,8 @@ pub enum Access {
     Admin,
     Pairing,
     Approvals,
+    /// `operator.questions` (v4: questions the agent asks the operator).
+    Questions,
     /// Callable only by `role:"node"`.
     NodeOnly,
 }
@@ -122,6 +125,7 @@ pub fn authorize(
         Some(Access::Write) => WRITE,
         Some(Access::Pairing) => PAIRING,
         Some(Access::Approvals) => APPROVALS,
+        Some(Access::Questions) => QUESTIONS,
         Some(Access::Admin) | None => ADMIN,
         Some(Access::NodeOnly) => unreachable!("handled above"),
     };

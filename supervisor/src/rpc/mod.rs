@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod channels;
 pub mod chat;
+pub mod control_ui;
 pub mod devices;
 pub mod nodes;
 pub mod pairing;
@@ -221,6 +222,48 @@ pub const TABLE: &[Method] = &[
     m!("workers.restart", Admin, "params/workers.control", BOTH, workers::restart),
     m!("workers.stop", Admin, "params/workers.control", BOTH, workers::stop),
     m!("workers.start", Admin, "params/workers.control", BOTH, workers::start),
+    // The Control UIs' methods (`control_ui`): real where Switchboard has the data, the
+    // reference's empty shape for features it does not offer (README: "not offered").
+    m!("chat.startup", Read, "params/chat.startup", V4_ONLY, control_ui::chat_startup),
+    m!("chat.metadata", Read, "params/open", V4_ONLY, control_ui::chat_metadata),
+    m!("agents.list", Read, "params/open", BOTH, control_ui::agents_list),
+    m!("agent.identity.get", Read, "params/open", BOTH, control_ui::agent_identity),
+    m!("sessions.describe", Read, "params/open", V4_ONLY, control_ui::sessions_describe),
+    m!("sessions.subscribe", Read, "params/open", V4_ONLY, control_ui::sessions_subscribe),
+    m!("sessions.messages.subscribe", Read, "params/open", V4_ONLY, control_ui::sessions_messages_subscribe),
+    m!("sessions.messages.unsubscribe", Read, "params/open", V4_ONLY, control_ui::sessions_messages_unsubscribe),
+    m!("sessions.observer.visibility", Read, "params/open", V4_ONLY, control_ui::observer_visibility),
+    m!("sessions.branches.list", Read, "params/open", V4_ONLY, control_ui::no_branches),
+    m!("sessions.companion.state", Read, "params/open", V4_ONLY, control_ui::no_companion),
+    m!("sessions.usage", Read, "params/open", V4_ONLY, control_ui::sessions_usage),
+    m!("usage.status", Read, "params/open", V4_ONLY, control_ui::usage_status),
+    m!("models.authStatus", Read, "params/open", V4_ONLY, control_ui::models_auth_status),
+    m!("config.get", Read, "params/open", BOTH, control_ui::config_get),
+    m!("config.schema", Read, "params/open", BOTH, control_ui::config_schema),
+    m!("channels.pairing.list", Pairing, "params/open", V4_ONLY, control_ui::channels_pairing_list),
+    m!("system.info", Read, "params/open", V4_ONLY, control_ui::system_info),
+    m!("diagnostics.lanes", Read, "params/open", V4_ONLY, control_ui::diagnostics_lanes),
+    m!("update.status", Admin, "params/open", V4_ONLY, control_ui::update_status),
+    m!("cron.list", Read, "params/open", BOTH, control_ui::cron_list),
+    m!("cron.status", Read, "params/open", BOTH, control_ui::cron_status),
+    m!("cron.runs", Read, "params/open", BOTH, control_ui::cron_runs),
+    m!("exec.approvals.get", Admin, "params/open", BOTH, control_ui::exec_approvals_get),
+    m!("exec.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
+    m!("plugin.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
+    m!("openclaw.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
+    m!("approval.history", Approvals, "params/open", V4_ONLY, control_ui::no_approval_history),
+    m!("question.list", Questions, "params/open", V4_ONLY, control_ui::no_questions),
+    m!("tasks.list", Read, "params/open", V4_ONLY, control_ui::no_tasks),
+    m!("progressCard.get", Read, "params/open", V4_ONLY, control_ui::no_progress_card),
+    m!("talk.catalog", Read, "params/open", V4_ONLY, control_ui::talk_catalog),
+    m!("plugins.list", Read, "params/open", V4_ONLY, control_ui::plugins_list),
+    m!("environments.list", Read, "params/open", V4_ONLY, control_ui::no_environments),
+    m!("skills.status", Read, "params/open", BOTH, control_ui::skills_status),
+    m!("skills.library.list", Read, "params/open", V4_ONLY, control_ui::skills_library),
+    m!("skills.search", Read, "params/open", V4_ONLY, control_ui::skills_search),
+    m!("plugins.catalog.browse", Read, "params/open", V4_ONLY, control_ui::plugins_catalog),
+    m!("artifacts.list", Read, "params/open", V4_ONLY, control_ui::no_artifacts),
+    m!("themes.list", Read, "params/open", V4_ONLY, control_ui::themes_list),
     // A second `connect` after the handshake: known, never advertised.
     m!("connect", Admin, "params/status", NONE, system::second_connect),
 ];

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchboard_proto::v1::ModelsRequest;
 use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
 use switchboard_schemas::ProtocolVersion;
-use switchboard_schemas::methods::{ChatHistoryParams, SessionsListParams};
+use switchboard_schemas::methods::{ArchivedFilter, ChatHistoryParams, SessionsListParams};
 
 use crate::app::App;
 use crate::clock::now_ms;
@@ -32,7 +32,13 @@ async fn list_sessions(
     version: ProtocolVersion,
     p: &SessionsListParams,
 ) -> Result<Value, RpcError> {
-    let limit = p.limit.unwrap_or(SESSIONS_DEFAULT_LIMIT).min(10_000);
+    // Switchboard has no boards and never archives: asking only for those lists none.
+    let none = p.has_board == Some(true) || p.archived == Some(ArchivedFilter::Flag(true));
+    let limit = if none {
+        0
+    } else {
+        p.limit.unwrap_or(SESSIONS_DEFAULT_LIMIT).min(10_000)
+    };
     let offset = p.offset.unwrap_or(0);
     let since = p
         .active_minutes
@@ -61,7 +67,7 @@ async fn list_sessions(
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((total as u64, rows))
+            Ok((if none { 0 } else { total as u64 }, rows))
         })
         .await
         ?;
@@ -82,7 +88,7 @@ async fn list_sessions(
     if version == ProtocolVersion::V4 {
         let next = offset + count;
         out["totalCount"] = json!(total);
-        out["limitApplied"] = json!(limit);
+        out["limitApplied"] = json!(p.limit.unwrap_or(SESSIONS_DEFAULT_LIMIT).min(10_000));
         out["nextOffset"] = if next < total {
             json!(next)
         } else {
@@ -99,8 +105,11 @@ pub async fn history(
     version: ProtocolVersion,
     p: &ChatHistoryParams,
 ) -> Result<Value, RpcError> {
-    let key = canonical_session_key(Some(&p.session_key), None);
+    let key = canonical_session_key(Some(&p.session_key), p.agent_id.as_deref());
     let limit = p.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+    let max_bytes = p
+        .max_bytes
+        .map_or(HISTORY_MAX_BYTES, |m| (m as usize).min(HISTORY_MAX_BYTES));
     let before = p.before.map(|b| b as i64);
     let (total, older, updated_at, mut rows) = {
         let key = key.clone();
@@ -152,7 +161,7 @@ pub async fn history(
     let mut cut = false;
     for (id, role, content, ts) in rows.drain(..) {
         bytes += content.len() + 64;
-        if bytes > HISTORY_MAX_BYTES && !kept.is_empty() {
+        if bytes > max_bytes && !kept.is_empty() {
             cut = true;
             break;
         }
