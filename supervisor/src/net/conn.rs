@@ -164,7 +164,10 @@ async fn handshake_phase<S: Transport>(
     let nonce = uuid::Uuid::new_v4().to_string();
     let challenge = frame::unsequenced_event(
         "connect.challenge",
-        &json!({"nonce": nonce, "ts": now_ms()}),
+        &Challenge {
+            nonce: &nonce,
+            ts: now_ms(),
+        },
     );
     if ws.send(Message::text(challenge)).await.is_err() {
         return None;
@@ -256,6 +259,14 @@ async fn handshake_phase<S: Transport>(
             .broadcast(&Broadcast::new(event, payload, None, true));
     }
     Some((ws, accepted))
+}
+
+/// The `connect.challenge` payload (typed: nothing on the handshake path builds a
+/// `serde_json::Value` to encode it).
+#[derive(serde::Serialize)]
+struct Challenge<'a> {
+    nonce: &'a str,
+    ts: u64,
 }
 
 /// Whether a client appears in the presence list, as each reference decides it (its
