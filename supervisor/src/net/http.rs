@@ -139,6 +139,9 @@ pub struct Prefixed<S> {
 
 /// The most bytes [`Prefixed`] gathers before it writes them out.
 pub const GATHER_MAX: usize = 64 * 1024;
+/// Writes this long or longer (a whole fragment, `net::outgoing::FRAGMENT`, with its
+/// header) start gathering; shorter ones with nothing gathered go straight out.
+const GATHER_FROM: usize = 4 * 1024;
 
 impl<S> Prefixed<S> {
     pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
@@ -201,6 +204,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        // A small message on its own (nothing gathered yet, less than one fragment) goes
+        // straight to the socket: only the fragments of a large message are gathered.
+        if this.out.is_empty() && buf.len() < GATHER_FROM {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
         if this.out.len() + buf.len() > GATHER_MAX {
             std::task::ready!(this.poll_drain(cx))?;
             if buf.len() >= GATHER_MAX {
