@@ -139,9 +139,9 @@ pub struct Prefixed<S> {
 
 /// The most bytes [`Prefixed`] gathers before it writes them out.
 pub const GATHER_MAX: usize = 64 * 1024;
-/// Writes this long or longer (a whole fragment, `net::outgoing::FRAGMENT`, with its
-/// header) start gathering; shorter ones with nothing gathered go straight out.
-const GATHER_FROM: usize = 4 * 1024;
+/// Writes of a whole fragment or more (`net::outgoing::FRAGMENT`, here with its header)
+/// start gathering; shorter ones with nothing gathered go straight out.
+const GATHER_FROM: usize = crate::net::outgoing::FRAGMENT;
 
 impl<S> Prefixed<S> {
     pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
@@ -458,6 +458,48 @@ fn authorized(app: &App, head: &Head) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the writes that reach it.
+    #[derive(Default)]
+    struct Counting {
+        writes: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes += 1;
+            self.bytes.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_message_is_one_write_and_a_small_one_goes_straight_out() {
+        let mut s = Prefixed::new(Vec::new(), Counting::default());
+        s.write_all(b"small").await.unwrap();
+        assert_eq!(s.inner.writes, 1, "a small message is not held back");
+        let fragment = vec![b'x'; GATHER_FROM + 4];
+        for _ in 0..15 {
+            s.write_all(&fragment).await.unwrap();
+        }
+        s.write_all(b"last").await.unwrap();
+        assert_eq!(s.inner.writes, 1, "fragments wait for the flush");
+        s.flush().await.unwrap();
+        assert_eq!(s.inner.writes, 2, "one write for the whole message");
+        assert_eq!(s.inner.bytes.len(), 5 + 15 * fragment.len() + 4);
+        assert_eq!(s.out.capacity(), 0, "nothing is kept after the flush");
+    }
 
     #[tokio::test]
     async fn a_head_is_parsed_and_every_byte_kept_for_replay() {
