@@ -274,6 +274,7 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
         _ = term.recv() => ("SIGTERM", Stopped::Exit),
         _ = int.recv() => ("SIGINT", Stopped::Exit),
         _ = usr1.recv() => ("SIGUSR1", Stopped::Restart { port }),
+        _ = app.restart_requested() => ("config change", Stopped::Restart { port }),
     };
     match stopped {
         Stopped::Exit => {

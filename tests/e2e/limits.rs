@@ -434,3 +434,96 @@ async fn a_large_event_arrives_in_fragments_of_at_most_4_kib_that_rejoin_to_one_
     assert_eq!(v["type"], "event", "{v}");
     assert!(message.len() > 4096 && parts >= 2);
 }
+
+/// #27 point 4: a client that sends requests in a tight loop gets its burst, then its
+/// rate, with a clear retryable error for the rest; its frames are not even read while
+/// it is over (so it costs the gateway little), and another client is answered as fast
+/// during the flood as before it.
+#[tokio::test]
+async fn a_client_in_a_tight_request_loop_is_rate_limited_and_others_are_not_slowed() {
+    // The documented defaults (README, `auth::request_budget`).
+    const DEFAULT_BURST: u32 = 1000;
+    const DEFAULT_PER_SECOND: u32 = 200;
+    let gw = Gateway::start();
+    let (mut other, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    let (mut flood, _) = Client::connect(&gw.url(), v4_params(Some(TOKEN))).await;
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut before = Vec::new();
+    for _ in 0..30 {
+        let t = std::time::Instant::now();
+        assert_eq!(other.request("health", json!({})).await["ok"], true);
+        before.push(t.elapsed());
+    }
+    // The flood: the burst and 600 more, written without waiting for answers.
+    let sent = DEFAULT_BURST as usize + 600;
+    let started = std::time::Instant::now();
+    for i in 0..sent {
+        flood
+            .send_json(&json!({"type":"req","id": format!("f{i}"),"method":"health","params":{}}))
+            .await;
+    }
+    // Meanwhile the other client's requests.
+    let mut during = Vec::new();
+    for _ in 0..30 {
+        let t = std::time::Instant::now();
+        let r = other.request("health", json!({})).await;
+        assert_eq!(r["ok"], true, "another connection's budget is its own: {r}");
+        during.push(t.elapsed());
+    }
+    let (mut ok, mut limited) = (0usize, 0usize);
+    for i in 0..sent {
+        let r = flood.response(&format!("f{i}")).await;
+        if r["ok"] == true {
+            ok += 1;
+            continue;
+        }
+        limited += 1;
+        let e = &r["error"];
+        assert_eq!(e["code"], "UNAVAILABLE", "{r}");
+        assert_eq!(e["retryable"], true, "{r}");
+        assert!(e["retryAfterMs"].as_u64().is_some_and(|ms| ms >= 1), "{r}");
+        let msg = e["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("rate limit exceeded for health"), "{msg}");
+        assert_eq!(e["details"]["scope"], "connection", "{r}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most the burst plus the rate over the time it took (and one token of slack).
+    let allowed = DEFAULT_BURST as f64 + DEFAULT_PER_SECOND as f64 * elapsed + 1.0;
+    assert!(
+        ok as f64 <= allowed,
+        "{ok} answered in {elapsed:.2} s: over the budget ({allowed:.0})"
+    );
+    assert!(ok >= DEFAULT_BURST as usize, "the burst is answered: {ok}");
+    assert!(limited > 0, "some of the flood is refused");
+    assert_eq!(ok + limited, sent);
+    // The flooder is not cut: once it slows down, it is answered again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(flood.request("health", json!({})).await["ok"], true);
+    // The other client, during the flood, as fast as before it (generous: a loaded
+    // 2-core machine; without the limit the flood would queue 1 600 answers ahead).
+    let (b, d) = (median(before), median(during));
+    assert!(
+        d <= b * 5 + Duration::from_millis(20),
+        "median latency {d:?} during the flood, {b:?} before it"
+    );
+    let metrics = reqwest_get_metrics(gw.port).await;
+    assert!(
+        metrics.contains(&format!(
+            "switchboard_requests_rate_limited_total {limited}"
+        )),
+        "the refusals are counted"
+    );
+}
+
+async fn reqwest_get_metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}

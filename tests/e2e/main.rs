@@ -6,6 +6,7 @@ mod harness;
 mod bench;
 mod browser;
 mod client_strings;
+mod config_edit;
 mod confinement;
 mod control_ui;
 mod core;

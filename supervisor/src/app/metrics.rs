@@ -78,6 +78,8 @@ pub struct Metrics {
     pub handshakes_ok: AtomicU64,
     pub handshakes_refused: AtomicU64,
     pub http_requests: AtomicU64,
+    /// Requests refused for being over their connection's budget.
+    pub rate_limited: AtomicU64,
     pub handshake_latency: Histogram,
     /// One histogram per method of the table, then one for unknown methods.
     request_latency: Vec<Histogram>,
@@ -95,6 +97,7 @@ impl Metrics {
             handshakes_ok: AtomicU64::new(0),
             handshakes_refused: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             handshake_latency: Histogram::default(),
             request_latency: (0..=methods.len()).map(|_| Histogram::default()).collect(),
             methods,
@@ -154,6 +157,11 @@ impl Metrics {
             "switchboard_http_requests_total",
             "Plain HTTP requests served on the gateway port.",
             &[("", c(&self.http_requests))],
+        );
+        out.counter(
+            "switchboard_requests_rate_limited_total",
+            "Requests refused unanswered by a handler: over their connection's request budget.",
+            &[("", c(&self.rate_limited))],
         );
         let errors: Vec<(String, u64)> = ErrorCode::ALL
             .iter()

@@ -71,6 +71,8 @@ pub struct App {
     pub db: Db,
     pub validators: Validators,
     pub limiter: AuthLimiter,
+    /// The v4 reference's control-plane write limit (`auth::request_budget`).
+    pub write_budgets: crate::auth::request_budget::WriteBudgets,
     /// Stop everything (workers, timers).
     pub shutdown: CancellationToken,
     /// Stop accepting and serving clients (the first phase of stopping).
@@ -92,10 +94,22 @@ pub struct App {
     health_version: AtomicU64,
     health: Mutex<Arc<HealthCache>>,
     health_dirty: Notify,
+    /// Set by `config.apply`/`config.patch`: the server restarts in place.
+    restart_requested: Notify,
     system_events: Mutex<VecDeque<String>>,
 }
 
 impl App {
+    /// Asks the server to restart in place (as SIGUSR1 does); kept until it looks.
+    pub fn request_restart(&self) {
+        self.restart_requested.notify_one();
+    }
+
+    /// Resolves when a restart was asked for.
+    pub async fn restart_requested(&self) {
+        self.restart_requested.notified().await;
+    }
+
     #[allow(clippy::too_many_arguments)] // the parts are built by the start-up sequence, in order
     pub async fn new(
         config: GatewayConfig,
@@ -142,6 +156,7 @@ impl App {
             db: db.clone(),
             validators,
             limiter: AuthLimiter::default(),
+            write_budgets: Default::default(),
             shutdown,
             draining: CancellationToken::new(),
             idempotency: Idempotency::new(db.clone()),
@@ -164,6 +179,7 @@ impl App {
                 snapshot: Arc::new(placeholder),
             })),
             health_dirty: Notify::new(),
+            restart_requested: Notify::new(),
             system_events: Mutex::new(VecDeque::new()),
         });
         app.refresh_health(false).await;

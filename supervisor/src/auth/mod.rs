@@ -9,3 +9,4 @@ pub mod local_peer;
 pub mod node_pairing;
 pub mod pending;
 pub mod rate_limit;
+pub mod request_budget;

@@ -18,7 +18,7 @@ use crate::secret::Secret;
 /// The file name looked for in the state directory.
 pub const FILE_NAME: &str = "config.json5";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct FileConfig {
     /// Editors' schema hint; ignored.
@@ -37,9 +37,12 @@ pub struct FileConfig {
     /// `readOnly`, `exec`: absolute paths; `spawn`, `off`: booleans). Logged as a
     /// warning at every start.
     pub confinement: BTreeMap<String, Value>,
+    /// The Control UI's own preferences (`ui.prefs`, written by its `config.patch`):
+    /// kept for it; Switchboard does not read them.
+    pub ui: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct GatewayFile {
     pub port: Option<u16>,
@@ -50,12 +53,23 @@ pub struct GatewayFile {
     /// On stop or restart: how long in-flight agent runs and deliveries may take to finish.
     pub shutdown_grace_ms: Option<u64>,
     pub nodes: NodesFile,
+    /// `gateway.requests`: how fast one connection may make requests.
+    pub requests: RequestsFile,
+}
+
+/// `gateway.requests`: `perSecond` sustained and `burst` at once, per connection
+/// (`perSecond: 0`: no limit). See `auth::request_budget`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RequestsFile {
+    pub per_second: Option<u32>,
+    pub burst: Option<u32>,
 }
 
 /// `gateway.nodes`: what the operator adds to and takes from every platform's node
 /// command list. OpenClaw spells it `commands.allow`/`commands.deny`, Clawdbot
 /// `allowCommands`/`denyCommands`; both are read.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct NodesFile {
     pub commands: NodeCommandsFile,
@@ -63,21 +77,21 @@ pub struct NodesFile {
     pub deny_commands: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeCommandsFile {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AuthFile {
     pub token: Option<Secret>,
     pub password: Option<Secret>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct TlsFile {
     pub enabled: Option<bool>,
@@ -85,7 +99,7 @@ pub struct TlsFile {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct LoggingFile {
     /// A tracing filter: `info`, `debug`, `info,switchboard::workers=debug`.
@@ -98,37 +112,40 @@ pub struct LoggingFile {
     pub max_files: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum LogFileSetting {
     Enabled(bool),
     Path(PathBuf),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct MetricsFile {
     /// Serve Prometheus metrics at `/metrics` (loopback peers, or with the token).
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AgentFile {
     pub backend: Option<AgentBackend>,
     pub base_url: Option<String>,
     pub api_key: Option<Secret>,
     pub model: Option<String>,
+    /// Echo backend only: the pause between streamed words, in milliseconds (default
+    /// [`crate::config::DEFAULT_ECHO_DELAY_MS`], so a reply visibly streams; 0: at once).
+    pub echo_delay_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentBackend {
     Echo,
@@ -145,7 +162,9 @@ impl AgentBackend {
 }
 
 /// Who may talk to the agent in direct messages (the reference's `dmPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DmPolicy {
     /// Unknown senders get a pairing code; an operator approves it.
@@ -159,7 +178,9 @@ pub enum DmPolicy {
 }
 
 /// Whether group messages are accepted at all (the reference's `groupPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupPolicy {
     Open,
@@ -168,7 +189,7 @@ pub enum GroupPolicy {
 }
 
 /// Sender or group ids: numeric ids may be written as numbers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Id {
     Text(String),
@@ -184,7 +205,7 @@ impl Id {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WorkerFile {
     pub name: String,
@@ -265,6 +286,16 @@ fn syntax_message(e: &json5::Error) -> String {
             p.column + 1
         ),
         None => format!("invalid JSON5: {e}"),
+    }
+}
+
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "minLength": 1, "writeOnly": true})
     }
 }
 

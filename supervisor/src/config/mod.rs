@@ -7,6 +7,7 @@
 //! once, each naming its key.
 
 pub mod channel;
+pub mod edit;
 pub mod env;
 pub mod file;
 mod resolve;
@@ -17,3 +18,8 @@ pub use env::{Env, ProcessEnv, secret_from_env, worker_dir};
 pub use file::{AgentBackend, DmPolicy, GroupPolicy, LogFormat};
 pub use resolve::resolve;
 pub use settings::*;
+
+/// The echo backend's pause between streamed words: long enough that a reply visibly
+/// streams a word at a time in a chat UI, short enough that a test's turn takes well
+/// under a second.
+pub const DEFAULT_ECHO_DELAY_MS: u64 = 40;

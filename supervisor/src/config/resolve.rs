@@ -29,6 +29,8 @@ pub fn resolve(flags: &Flags, env: &dyn Env) -> Result<GatewayConfig, ConfigErro
         cfg: GatewayConfig::with_state_dir(state_dir),
     };
     r.cfg.config_file = file.as_ref().map(|_| path.clone());
+    r.cfg.flags = ResolvedFlags(flags.clone());
+    r.cfg.config_path = path.clone();
     let f = file.unwrap_or_default();
     r.gateway(&f.gateway);
     r.logging(&f.logging);
@@ -159,6 +161,33 @@ impl Resolver<'_> {
                 crate::net::tls::paths(&self.cfg.state_dir, cert.as_deref(), key.as_deref());
             self.cfg.tls = Some(TlsFiles { cert, key });
         }
+        let per_second = match self.env.first(&["SWITCHBOARD_REQUESTS_PER_SECOND"]) {
+            Some((name, v)) => match v.trim().parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.problem(
+                        "gateway.requests.perSecond",
+                        format!("{name}={v:?}: expected a whole number (0: no limit)"),
+                    );
+                    None
+                }
+            },
+            None => g.requests.per_second,
+        };
+        let mut rate = crate::auth::request_budget::RequestRate::default();
+        if let Some(n) = per_second {
+            rate.per_second = n;
+        }
+        if let Some(b) = g.requests.burst {
+            if b == 0 {
+                self.problem(
+                    "gateway.requests.burst",
+                    "must be at least 1 (set perSecond to 0 for no limit)",
+                );
+            }
+            rate.burst = b;
+        }
+        self.cfg.request_rate = rate;
         let n = &g.nodes;
         let listed = |a: &[String], b: &[String]| -> Vec<String> {
             a.iter()
@@ -313,10 +342,21 @@ impl Resolver<'_> {
         if let Some(m) = var(&["SWITCHBOARD_AGENT_MODEL"]).or_else(|| a.model.clone()) {
             cfg["model"] = m.into();
         }
-        if let Some(d) =
-            var(&["SWITCHBOARD_AGENT_ECHO_DELAY_MS"]).and_then(|d| d.trim().parse::<u64>().ok())
-        {
-            cfg["echoDelayMs"] = d.into();
+        let delay = match var(&["SWITCHBOARD_AGENT_ECHO_DELAY_MS"]) {
+            Some(d) => match d.trim().parse::<u64>() {
+                Ok(ms) => Some(ms),
+                Err(_) => {
+                    self.problem(
+                        "agent.echoDelayMs",
+                        format!("SWITCHBOARD_AGENT_ECHO_DELAY_MS={d:?}: expected milliseconds"),
+                    );
+                    None
+                }
+            },
+            None => a.echo_delay_ms,
+        };
+        if backend == AgentBackend::Echo {
+            cfg["echoDelayMs"] = delay.unwrap_or(crate::config::DEFAULT_ECHO_DELAY_MS).into();
         }
         self.cfg.workers.push(WorkerSpec {
             name: crate::config::AGENT_WORKER.into(),

@@ -145,6 +145,8 @@ pub struct GatewayConfig {
     pub state_dir: PathBuf,
     /// The config file that was read, if there was one.
     pub config_file: Option<PathBuf>,
+    /// Where the config file is, or would be (what `config.set` writes).
+    pub config_path: PathBuf,
     /// Open socket → valid `connect`, else close.
     pub handshake_timeout: Duration,
     pub tick_interval: Duration,
@@ -166,6 +168,11 @@ pub struct GatewayConfig {
     pub channels: Vec<ChannelConfig>,
     /// `gateway.nodes`: commands added to and taken from every node platform's list.
     pub node_commands: crate::nodes::CommandPolicy,
+    /// `gateway.requests`: each connection's request budget.
+    pub request_rate: crate::auth::request_budget::RequestRate,
+    /// The command line this config was resolved from, to check an edited config file
+    /// the same way (`config::edit`).
+    pub flags: ResolvedFlags,
     /// Where each secret came from (`gateway.auth.token` → `env SWITCHBOARD_GATEWAY_TOKEN`),
     /// for `config show`.
     pub sources: BTreeMap<String, String>,
@@ -185,6 +192,7 @@ impl GatewayConfig {
                 max_file_bytes: DEFAULT_LOG_MAX_BYTES,
                 max_files: DEFAULT_LOG_FILES,
             },
+            config_path: state_dir.join(super::file::FILE_NAME),
             state_dir,
             config_file: None,
             handshake_timeout: Duration::from_secs(10),
@@ -198,6 +206,8 @@ impl GatewayConfig {
             reset_state: false,
             channels: Vec::new(),
             node_commands: Default::default(),
+            request_rate: Default::default(),
+            flags: Default::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -295,6 +305,17 @@ fn mask_secrets(v: &Value) -> Value {
 
 fn default_log_file(state_dir: &Path) -> PathBuf {
     state_dir.join("logs").join("switchboard.log")
+}
+
+/// The flags a config was resolved from; its `Debug` shows none of them (they may hold
+/// the token or password).
+#[derive(Clone, Default)]
+pub struct ResolvedFlags(pub Flags);
+
+impl std::fmt::Debug for ResolvedFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flags { .. }")
+    }
 }
 
 /// What the command line gave (`None`: not given).

@@ -401,12 +401,19 @@ async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAdd
         Arc::clone(&app.metrics),
     ));
     let cut = handle.cut_token();
-    let mut session = rpc::Session::default();
+    let mut session = rpc::Session::new(app.config.request_rate);
     // Set when the client broke the protocol: it may still be writing, so its socket is
     // drained for a moment after our close frame (else its kernel answers our close with
     // a reset and it sees 1006 instead of our code).
     let mut linger = false;
     loop {
+        // Over its request budget: its next frame waits (TCP pushes back on the client).
+        if let Some(until) = session.take_pause() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = cut.cancelled() => break,
+            }
+        }
         let next = tokio::select! {
             m = stream.next() => m,
             _ = cut.cancelled() => break,

@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod channels;
 pub mod chat;
+pub mod config;
 pub mod control_ui;
 pub mod devices;
 pub mod nodes;
@@ -23,6 +24,7 @@ pub mod system;
 pub mod workers;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -30,6 +32,7 @@ use switchboard_schemas::ProtocolVersion::{self, V3, V4};
 
 use crate::app::App;
 use crate::auth::access::{self, Access, Grant};
+use crate::auth::request_budget::{self, Admit, RequestBudget, RequestRate};
 use crate::events::hub::ConnHandle;
 use crate::protocol::error::RpcError;
 use crate::protocol::frame;
@@ -238,8 +241,11 @@ pub const TABLE: &[Method] = &[
     m!("sessions.usage", Read, "params/open", V4_ONLY, control_ui::sessions_usage),
     m!("usage.status", Read, "params/open", V4_ONLY, control_ui::usage_status),
     m!("models.authStatus", Read, "params/open", V4_ONLY, control_ui::models_auth_status),
-    m!("config.get", Read, "params/open", BOTH, control_ui::config_get),
-    m!("config.schema", Read, "params/open", BOTH, control_ui::config_schema),
+    m!("config.get", Read, "params/open", BOTH, config::config_get),
+    m!("config.schema", Read, "params/open", BOTH, config::config_schema),
+    m!("config.set", Admin, "params/open", BOTH, config::config_set),
+    m!("config.patch", Admin, "params/open", BOTH, config::config_patch),
+    m!("config.apply", Admin, "params/open", BOTH, config::config_apply),
     m!("channels.pairing.list", Pairing, "params/open", V4_ONLY, control_ui::channels_pairing_list),
     m!("system.info", Read, "params/open", V4_ONLY, control_ui::system_info),
     m!("diagnostics.lanes", Read, "params/open", V4_ONLY, control_ui::diagnostics_lanes),
@@ -331,9 +337,82 @@ pub fn events(version: ProtocolVersion) -> Arc<Vec<String>> {
 }
 
 /// What a connection remembers between its requests.
-#[derive(Default)]
 pub struct Session {
     unauthorized_streak: u32,
+    /// How fast this connection may make requests (`auth::request_budget`).
+    budget: RequestBudget,
+    /// Over its budget: the connection's next frame is not read before this.
+    paused_until: Option<std::time::Instant>,
+}
+
+impl Session {
+    pub fn new(rate: RequestRate) -> Session {
+        Session {
+            unauthorized_streak: 0,
+            budget: RequestBudget::new(rate),
+            paused_until: None,
+        }
+    }
+
+    /// When the reader may take the connection's next frame, if not at once.
+    pub fn take_pause(&mut self) -> Option<std::time::Instant> {
+        self.paused_until.take()
+    }
+}
+
+/// Only what answering a refused frame needs: its `id` (and `method`, for the message).
+#[derive(serde::Deserialize)]
+struct FrameHead<'a> {
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    method: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The answer to a request over its connection's budget: not dispatched.
+fn over_budget(app: &App, conn: &ConnHandle, session: &mut Session, text: &str, wait: Duration) {
+    let rate = session.budget.rate();
+    session.paused_until = Some(std::time::Instant::now() + wait);
+    let Ok(head) = serde_json::from_str::<FrameHead>(text) else {
+        return;
+    };
+    let Some(id) = head.id else {
+        return;
+    };
+    let method = head.method.as_deref().unwrap_or("request");
+    let ms = wait.as_millis().max(1) as u64;
+    let mut e = RpcError::unavailable(format!(
+        "rate limit exceeded for {method}: more than {} requests per second on this connection; retry after {ms} ms",
+        rate.per_second
+    ))
+    .with_details(json!({
+        "method": method,
+        "limit": format!("{} per 1s, burst {}", rate.per_second, rate.burst),
+        "scope": "connection",
+    }));
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(ms);
+    app.metrics.error(e.code);
+    app.metrics
+        .rate_limited
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.hub.send_direct(conn, frame::err(&id, &e));
+}
+
+/// The v4 reference's control-plane write limit, in its words.
+fn write_over_budget(method: &str, wait: Duration) -> RpcError {
+    let ms = wait.as_millis() as u64;
+    let mut e = RpcError::unavailable(format!(
+        "rate limit exceeded for {method}; retry after {}s",
+        ms.div_ceil(1000)
+    ))
+    .with_details(json!({
+        "method": method,
+        "limit": format!("{} per {}s", request_budget::WRITES_PER_WINDOW, request_budget::WRITE_WINDOW.as_secs()),
+    }));
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(ms);
+    e
 }
 
 /// Frames larger than this are parsed and validated on the blocking pool, so one huge
@@ -436,6 +515,10 @@ pub fn check_frame(
 pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Session, text: String) {
     let version = conn.version;
     let started = std::time::Instant::now();
+    if let Admit::No { retry_after } = session.budget.admit(started) {
+        over_budget(app, conn, session, &text, retry_after);
+        return;
+    }
     let checked = if text.len() > OFFLOAD_BYTES {
         let (a, c) = (Arc::clone(app), Arc::clone(conn));
         match tokio::task::spawn_blocking(move || check(&a, &c, &text)).await {
@@ -477,6 +560,23 @@ pub async fn request(app: &Arc<App>, conn: &Arc<ConnHandle>, session: &mut Sessi
         Checked::Ready { id, method, params } => (id, method, params),
     };
     session.unauthorized_streak = 0;
+    if request_budget::CONTROL_PLANE_WRITES.contains(&method.name)
+        && let Some(wait) = app.write_budgets.admit(
+            method.name,
+            &conn
+                .device_id
+                .clone()
+                .unwrap_or_else(|| conn.peer.ip().to_string()),
+            started,
+        )
+    {
+        let e = write_over_budget(method.name, wait);
+        tracing::warn!(conn = %conn.conn_id, method = method.name, retry_after_ms = e.retry_after_ms, "control-plane write rate-limited");
+        app.metrics.error(e.code);
+        app.hub.send_direct(conn, frame::err(&id, &e));
+        app.metrics.request(method.name, started.elapsed());
+        return;
+    }
     let call = Call {
         app: Arc::clone(app),
         conn: Arc::clone(conn),
