@@ -23,6 +23,13 @@ pub mod env {
     pub const CONFINEMENT: &str = "SWITCHBOARD_WORKER_CONFINEMENT";
 }
 
+/// The gRPC metadata key every supervisor call to a worker carries: the worker's secret,
+/// fresh at each spawn and handed over as the first line of the worker's stdin (never
+/// argv or the environment, which `/proc/PID/cmdline` and `/proc/PID/environ` show). A
+/// worker refuses every call without it (`Unauthenticated`): Landlock cannot stop one
+/// worker from connecting to another's socket, so the socket alone proves nothing.
+pub const SECRET_METADATA: &str = "x-switchboard-worker-secret";
+
 /// The line a worker prints on stdout once it serves.
 pub const READY_LINE: &str = "SWITCHBOARD_WORKER_READY";
 /// The line a worker prints on stdout, followed by a space and the reason, when it

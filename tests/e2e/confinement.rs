@@ -10,10 +10,10 @@ use switchboard_proto::v1::worker_client::WorkerClient;
 
 use crate::harness::*;
 
-/// Tells worker `name` (over its socket) to do `what`; its answer (`ok`,
-/// `denied EACCES`, …).
+/// Tells test worker `name` (over its control socket: its own socket answers only the
+/// supervisor) to do `what`; its answer (`ok`, `denied EACCES`, …).
 async fn tell(gw: &Gateway, name: &str, what: &str) -> String {
-    let socket = gw.state.path().join(format!("sockets/{name}.sock"));
+    let socket = gw.state.path().join(format!("sockets/{name}.control.sock"));
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()
@@ -204,7 +204,7 @@ async fn a_forbidden_system_call_ends_the_worker_and_it_is_restarted_as_for_any_
         .wait_worker("t1", "running", |w| w["state"] == "running")
         .await;
     // The call never returns: the kernel kills the process.
-    let socket = gw.state.path().join("sockets/t1.sock");
+    let socket = gw.state.path().join("sockets/t1.control.sock");
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()
@@ -228,4 +228,142 @@ async fn a_forbidden_system_call_ends_the_worker_and_it_is_restarted_as_for_any_
         "killed by SIGSYS (a system call outside its seccomp allow-list)"
     );
     assert_eq!(after["confinement"], before["confinement"]);
+}
+
+/// What a call on `socket` presenting `secret` gets: `ok` or the refusal's code.
+async fn hello_on(socket: &std::path::Path, secret: Option<&str>) -> Result<(), tonic::Code> {
+    use switchboard_proto::v1::HelloRequest;
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the worker socket");
+    let mut req = tonic::Request::new(HelloRequest {
+        supervisor_contract_version: switchboard_proto::CONTRACT_VERSION,
+    });
+    if let Some(s) = secret {
+        req.metadata_mut()
+            .insert(switchboard_proto::SECRET_METADATA, s.parse().unwrap());
+    }
+    WorkerClient::new(channel)
+        .hello(req)
+        .await
+        .map(|_| ())
+        .map_err(|s| s.code())
+}
+
+/// Runs of 32 or more hex digits in `text` (a worker secret is 64).
+fn long_hex_runs(text: &[u8]) -> Vec<String> {
+    text.split(|b| !b.is_ascii_hexdigit())
+        .filter(|run| run.len() >= 32)
+        .map(|run| String::from_utf8_lossy(run).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_worker_refuses_calls_without_its_secret_even_from_another_confined_worker() {
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    let config = json!({
+        "channels": {"whatsapp": {}},
+        "workers": [test_worker("t1"), test_worker("t2")],
+    });
+    std::fs::write(state.path().join("config.json5"), config.to_string()).unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        ..Default::default()
+    });
+    let mut c = admin(&gw).await;
+    let t1 = c
+        .wait_worker("t1", "running", |w| w["state"] == "running")
+        .await;
+    assert!(
+        t1["confinement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("landlock: abi ") && s.ends_with("seccomp: on")),
+        "{t1}"
+    );
+    for name in ["t2", "whatsapp", "agent"] {
+        c.wait_worker(name, "running", |w| w["state"] == "running")
+            .await;
+    }
+    let sockets = gw.state.path().join("sockets");
+
+    // From inside confined t1, acting as a compromised worker: t2's socket, the WhatsApp
+    // worker's (`channel::serve`) and the agent runner's all refuse it, whatever it
+    // presents, its own secret included (each spawn has its own).
+    for target in ["t2", "whatsapp", "agent"] {
+        let socket = sockets.join(format!("{target}.sock"));
+        for how in ["none", "wrong", "own"] {
+            let answer = tell(&gw, "t1", &format!("call:{how}:{}", socket.display())).await;
+            assert_eq!(answer, "refused Unauthenticated", "t1 → {target} ({how})");
+        }
+    }
+    // From the test itself, on every service a worker serves: Worker, Linker, AgentRunner.
+    for target in ["t1", "t2", "whatsapp", "agent"] {
+        let socket = sockets.join(format!("{target}.sock"));
+        assert_eq!(
+            hello_on(&socket, None).await,
+            Err(tonic::Code::Unauthenticated),
+            "{target}"
+        );
+        assert_eq!(
+            hello_on(&socket, Some(&"0".repeat(64))).await,
+            Err(tonic::Code::Unauthenticated),
+            "{target}"
+        );
+    }
+    let connect = |name: &str| {
+        let socket = sockets.join(format!("{name}.sock"));
+        async move {
+            tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        }
+    };
+    let send = WorkerClient::new(connect("whatsapp").await)
+        .send(SendRequest {
+            to: "+15550001111".into(),
+            text: "pwned".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(send.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let logout = switchboard_proto::v1::linker_client::LinkerClient::new(connect("whatsapp").await)
+        .logout(switchboard_proto::v1::LogoutRequest::default())
+        .await;
+    assert_eq!(logout.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let run =
+        switchboard_proto::v1::agent_runner_client::AgentRunnerClient::new(connect("agent").await)
+            .run(switchboard_proto::v1::RunRequest::default())
+            .await;
+    assert_eq!(run.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+    // The supervisor's own calls still work: an agent run through the runner, and its
+    // health checks (t2 keeps its pid and reports its provider state).
+    let id = "agent-secret";
+    c.send_json(&json!({"type":"req","id": id,"method":"agent","params":{"message": "still here","idempotencyKey": "secret-1"}}))
+        .await;
+    let ack = c.response(id).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let fin = c.response(id).await;
+    assert_eq!(
+        fin["payload"]["result"]["payloads"][0]["text"], "[echo] still here",
+        "{fin}"
+    );
+    let t2 = c
+        .wait_worker("t2", "health-checked", |w| {
+            w["providerState"] == "connected"
+        })
+        .await;
+    assert_eq!(t2["restarts"], 0, "{t2}");
+
+    // The secret is on no command line, in no environment and in no log line.
+    let pid = t2["pid"].as_u64().unwrap();
+    for file in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        assert_eq!(long_hex_runs(&bytes), Vec::<String>::new(), "{file}");
+    }
+    assert_eq!(long_hex_runs(gw.log().as_bytes()), Vec::<String>::new());
 }

@@ -105,7 +105,7 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
     });
     assert_eq!(refused["restarts"], 0, "{refused}");
     // A third worker process, started by hand like the supervisor starts one.
-    let out = Command::new(bin("switchboard-worker-whatsapp"))
+    let mut third = Command::new(bin("switchboard-worker-whatsapp"))
         .env("SWITCHBOARD_WORKER_SOCKET", shared.path().join("w3.sock"))
         .env("SWITCHBOARD_WORKER_NAME", "whatsapp")
         .env("SWITCHBOARD_SUPERVISOR_PID", std::process::id().to_string())
@@ -119,8 +119,17 @@ async fn one_whatsapp_session_per_host_across_workers_and_gateways() {
             json!({"readWrite": [session]}).to_string(),
         )
         .stdin(Stdio::piped())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Its secret, as the supervisor hands it over: the first line of stdin.
+    {
+        use std::io::Write;
+        let mut stdin = third.stdin.take().unwrap();
+        writeln!(stdin, "{}", "5".repeat(64)).unwrap();
+    }
+    let out = third.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(5), "exit code 5: locked");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -48,7 +48,7 @@ pub enum Admission {
     },
 }
 
-async fn wait_for_worker(app: &App) -> Result<tonic::transport::Channel, RpcError> {
+async fn wait_for_worker(app: &App) -> Result<crate::workers::WorkerChannel, RpcError> {
     let deadline = tokio::time::Instant::now() + WORKER_WAIT;
     loop {
         match app.workers().channel(AGENT_WORKER) {

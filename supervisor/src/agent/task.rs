@@ -60,7 +60,7 @@ pub(super) struct RunTask {
     /// their inbound message instead.
     pub(super) key: Option<String>,
     pub(super) params: AgentParams,
-    pub(super) channel: tonic::transport::Channel,
+    pub(super) channel: crate::workers::WorkerChannel,
     pub(super) started_at: u64,
 }
 

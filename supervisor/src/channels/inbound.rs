@@ -81,7 +81,7 @@ pub async fn listen(app: Arc<App>, channel: String) {
 async fn handle(
     app: &Arc<App>,
     channel: &str,
-    client: &mut WorkerClient<tonic::transport::Channel>,
+    client: &mut WorkerClient<crate::workers::WorkerChannel>,
     ev: WorkerEvent,
 ) {
     match ev.event {

@@ -26,7 +26,10 @@ fn qr_channel(app: &App) -> Result<String, RpcError> {
         .ok_or_else(|| RpcError::invalid_request("web login provider is not available"))
 }
 
-fn linker(app: &App, channel: &str) -> Result<LinkerClient<tonic::transport::Channel>, RpcError> {
+fn linker(
+    app: &App,
+    channel: &str,
+) -> Result<LinkerClient<crate::workers::WorkerChannel>, RpcError> {
     if app.config.channel(channel).is_none() {
         return Err(RpcError::invalid_request(
             "web login provider is not available",

@@ -85,7 +85,7 @@ pub async fn dispatch(app: Arc<App>, channel: String) {
     }
 }
 
-async fn deliver(app: &App, channel: &str, ch: tonic::transport::Channel, due: Due) {
+async fn deliver(app: &App, channel: &str, ch: crate::workers::WorkerChannel, due: Due) {
     let id = due.id.clone();
     let seq = due.seq;
     let marked = app

@@ -8,6 +8,7 @@
 mod confinement;
 mod policy;
 mod process;
+mod secret;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
+
+pub use secret::WorkerChannel;
 
 pub use confinement::{Confinement, program_folders, resolve_program};
 pub use policy::{Decision, RestartLimits, RestartPolicy};
@@ -141,7 +144,7 @@ struct Slot {
     socket: PathBuf,
     status: Mutex<Status>,
     /// The gRPC channel while the worker runs (`None` otherwise), watchable.
-    channel: watch::Sender<Option<Channel>>,
+    channel: watch::Sender<Option<WorkerChannel>>,
     control: mpsc::Sender<Control>,
 }
 
@@ -240,7 +243,7 @@ impl Workers {
     }
 
     /// A channel to a running worker.
-    pub fn channel(&self, name: &str) -> Result<Channel, WorkerError> {
+    pub fn channel(&self, name: &str) -> Result<WorkerChannel, WorkerError> {
         let slot = self.slot(name)?;
         let channel = slot.channel.borrow().clone();
         channel.ok_or_else(|| WorkerError::NotRunning {
@@ -250,7 +253,7 @@ impl Workers {
     }
 
     /// Watches a worker's channel: `Some` while it runs, `None` while it does not.
-    pub fn watch(&self, name: &str) -> Result<watch::Receiver<Option<Channel>>, WorkerError> {
+    pub fn watch(&self, name: &str) -> Result<watch::Receiver<Option<WorkerChannel>>, WorkerError> {
         Ok(self.slot(name)?.channel.subscribe())
     }
 
@@ -326,7 +329,7 @@ impl Slot {
         on_change();
     }
 
-    fn set_channel(&self, c: Option<Channel>) {
+    fn set_channel(&self, c: Option<WorkerChannel>) {
         self.channel.send_replace(c);
     }
 }
@@ -505,7 +508,9 @@ async fn run_once(
         &slot.socket,
         &config,
         &spec.confinement.to_env(),
-    ) {
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             return Outcome::Exited {
@@ -545,7 +550,7 @@ async fn run_once(
         };
     }
     let channel = match connect(&slot.socket, timing.ready_deadline).await {
-        Ok(c) => c,
+        Ok(c) => proc.secret().channel(c),
         Err(e) => {
             proc.terminate(Duration::from_millis(200)).await;
             return Outcome::Exited {
@@ -668,7 +673,7 @@ async fn run_once(
 }
 
 /// Graceful stop: the `Shutdown` RPC, then SIGTERM, then SIGKILL.
-async fn stop(proc: &mut WorkerProcess, client: &mut WorkerClient<Channel>, timing: &Timing) {
+async fn stop(proc: &mut WorkerProcess, client: &mut WorkerClient<WorkerChannel>, timing: &Timing) {
     let asked = tokio::time::timeout(
         timing.health_deadline,
         client.shutdown(ShutdownRequest {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use switchboard_proto::{CONFINEMENT_LINE, FAILED_LINE, READY_LINE, env};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::secret::WorkerSecret;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 pub struct WorkerProcess {
@@ -21,6 +23,8 @@ pub struct WorkerProcess {
     reaped: bool,
     /// How the worker confined itself, from its stdout before it was ready.
     confinement: Option<String>,
+    /// This spawn's secret: the first line of the worker's stdin, on every call to it.
+    secret: WorkerSecret,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,10 @@ pub enum SpawnError {
         program: String,
         source: std::io::Error,
     },
+    #[error("cannot make the worker's secret: {0}")]
+    Secret(#[from] super::secret::NoRandom),
+    #[error("cannot hand the worker its secret: {0}")]
+    Handover(std::io::Error),
     #[error("worker exited before it was ready ({0})")]
     ExitedEarly(String),
     #[error("worker was not ready within {0:?}")]
@@ -37,13 +45,16 @@ pub enum SpawnError {
 }
 
 impl WorkerProcess {
-    pub fn spawn(
+    /// Starts the worker and writes its fresh secret as the first line of its stdin
+    /// (a pipe holds it until the worker reads it; no other process can see it).
+    pub async fn spawn(
         program: &Path,
         name: &str,
         socket: &Path,
         config: &str,
         confinement: &str,
     ) -> Result<WorkerProcess, SpawnError> {
+        let secret = WorkerSecret::generate()?;
         let mut cmd = Command::new(program);
         cmd.env(env::SOCKET, socket)
             .env(env::NAME, name)
@@ -69,17 +80,32 @@ impl WorkerProcess {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
+        let mut lifeline = child.stdin.take();
+        if let Some(stdin) = lifeline.as_mut() {
+            // 65 bytes into an empty pipe: never blocks on the worker.
+            stdin
+                .write_all(secret.line().as_bytes())
+                .await
+                .map_err(SpawnError::Handover)?;
+            stdin.flush().await.map_err(SpawnError::Handover)?;
+        }
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(relay_log(stderr));
         }
         Ok(WorkerProcess {
-            _lifeline: child.stdin.take(),
+            _lifeline: lifeline,
             stdout: child.stdout.take(),
             child,
             pid,
             reaped: false,
             confinement: None,
+            secret,
         })
+    }
+
+    /// This spawn's secret, for the channel every call to the worker goes through.
+    pub fn secret(&self) -> &WorkerSecret {
+        &self.secret
     }
 
     pub fn pid(&self) -> u32 {

@@ -47,7 +47,8 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), RuntimeError> {
         runs: Arc::default(),
         shutdown: ctx.shutdown.clone(),
     };
-    let router = tonic::transport::Server::builder()
+    let router = ctx
+        .server()
         .add_service(WorkerServer::new(agent.clone()))
         .add_service(AgentRunnerServer::new(agent));
     worker_runtime::serve(&ctx, router).await

@@ -187,7 +187,8 @@ pub async fn serve<C: Channel>(ctx: &WorkerContext, channel: Arc<C>) -> Result<(
         channel: Arc::clone(&channel),
         shutdown: ctx.shutdown.clone(),
     };
-    let router = tonic::transport::Server::builder()
+    let router = ctx
+        .server()
         .add_service(WorkerServer::new(service.clone()))
         .add_service(LinkerServer::new(service));
     let served = crate::serve(ctx, router).await;

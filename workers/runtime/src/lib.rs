@@ -29,6 +29,7 @@ const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 /// After shutdown is requested, how long in-flight calls may finish.
 const DRAIN: Duration = Duration::from_millis(500);
 
+pub mod auth;
 pub mod backoff;
 pub mod channel;
 pub mod confine;
@@ -63,6 +64,10 @@ pub enum RuntimeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "no worker secret on the first line of stdin: workers are started by the switchboard supervisor"
+    )]
+    NoSecret,
     #[error("worker config is not valid JSON: {0}")]
     Config(serde_json::Error),
     #[error("{0}")]
@@ -80,6 +85,8 @@ pub struct WorkerContext {
     pub config: serde_json::Value,
     /// Cancelled on SIGTERM, on the `Shutdown` RPC, or when the supervisor is gone.
     pub shutdown: CancellationToken,
+    /// What every call must carry ([`auth`]); read from stdin before anything else runs.
+    secret: auth::WorkerSecret,
 }
 
 impl WorkerContext {
@@ -92,11 +99,13 @@ impl WorkerContext {
             }
             _ => serde_json::Value::Object(Default::default()),
         };
+        let secret = auth::WorkerSecret::read_from(std::io::stdin().lock())?;
         Ok(WorkerContext {
             name,
             socket: PathBuf::from(socket),
             config,
             shutdown,
+            secret,
         })
     }
 }
@@ -208,7 +217,8 @@ impl WorkerExit for RuntimeError {
             RuntimeError::MissingEnv(_)
             | RuntimeError::SocketPathTooLong { .. }
             | RuntimeError::NotASocket(_)
-            | RuntimeError::Config(_) => exit::CONFIG,
+            | RuntimeError::Config(_)
+            | RuntimeError::NoSecret => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }
@@ -317,10 +327,11 @@ pub fn prepare_socket_path(path: &Path) -> Result<(), RuntimeError> {
 }
 
 /// Binds the socket (mode 0600), announces readiness on stdout, and serves `router`
-/// until shutdown.
+/// until shutdown. `router` is built on [`WorkerContext::server`], so every call it
+/// serves was checked for this worker's secret.
 pub async fn serve(
     ctx: &WorkerContext,
-    router: tonic::transport::server::Router,
+    router: tonic::transport::server::Router<auth::Guarded>,
 ) -> Result<(), RuntimeError> {
     prepare_socket_path(&ctx.socket)?;
     let listener =

@@ -11,7 +11,13 @@
 //!   the folder), whose message id is `ok` or `denied <errno>` (what confinement lets it
 //!   do), `signal:<pid>` (`tgkill(pid, pid, 0)`: may it signal that process? `ok` or
 //!   `denied <errno>`), `forbidden-syscall` (calls `mount`, outside every worker's seccomp
-//!   allow-list).
+//!   allow-list), `call:<none|wrong|own>:<socket>` (calls `Hello` on another worker's
+//!   socket as a compromised worker would: with no secret, a made-up one, or its own;
+//!   `ok` or `refused <code>`).
+//!
+//! Its commands come over a second socket, `<name>.control.sock` beside its own, that
+//! has no secret check: a test cannot call the worker's own socket, which answers only
+//! the supervisor (`worker_runtime::auth`). No provider worker has such a socket.
 //!
 //! Unlike the provider workers it serves the `Worker` service itself rather than through
 //! `worker_runtime::channel`: it must be able to break the contract (a wrong version).
@@ -28,6 +34,7 @@ use switchboard_proto::v1::{
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use worker_runtime::auth::WorkerSecret;
 use worker_runtime::{RuntimeError, WorkerContext, exit};
 
 #[derive(Clone)]
@@ -36,6 +43,7 @@ struct Scripted {
     contract: u32,
     hung: Arc<AtomicBool>,
     shutdown: CancellationToken,
+    secret: WorkerSecret,
 }
 
 #[tonic::async_trait]
@@ -126,6 +134,13 @@ impl Worker for Scripted {
                     ..Default::default()
                 }))
             }
+            t if t.starts_with("call:") => {
+                let (how, socket) = t["call:".len()..].split_once(':').unwrap_or_default();
+                Ok(Response::new(SendReply {
+                    provider_message_id: call_other(how, socket, &self.secret).await,
+                    ..Default::default()
+                }))
+            }
             t if t.starts_with("open:") || t.starts_with("write:") => {
                 let (verb, path) = t.split_once(':').unwrap_or_default();
                 Ok(Response::new(SendReply {
@@ -150,6 +165,35 @@ impl Worker for Scripted {
     ) -> Result<Response<ShutdownReply>, Status> {
         self.shutdown.cancel();
         Ok(Response::new(ShutdownReply {}))
+    }
+}
+
+/// Calls `Hello` on the worker at `socket`, presenting no secret (`none`), a made-up one
+/// (`wrong`) or this worker's own (`own`): `ok`, `refused <code>`, or `failed <why>`.
+async fn call_other(how: &str, socket: &str, own: &WorkerSecret) -> String {
+    use switchboard_proto::v1::worker_client::WorkerClient;
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("unix://{socket}")) else {
+        return "failed bad socket path".into();
+    };
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => return format!("failed connect: {e}"),
+    };
+    let mut req = Request::new(HelloRequest {
+        supervisor_contract_version: CONTRACT_VERSION,
+    });
+    let presented = match how {
+        "own" => Some(own.expose().to_owned()),
+        "wrong" => Some("f".repeat(64)),
+        _ => None,
+    };
+    if let Some(p) = presented.and_then(|p| p.parse().ok()) {
+        req.metadata_mut()
+            .insert(switchboard_proto::SECRET_METADATA, p);
+    }
+    match WorkerClient::new(channel).hello(req).await {
+        Ok(_) => "ok".into(),
+        Err(status) => format!("refused {:?}", status.code()),
     }
 }
 
@@ -236,11 +280,37 @@ async fn serve(ctx: WorkerContext) -> Result<(), TestError> {
         },
         hung: Arc::new(AtomicBool::new(mode == "hang-health")),
         shutdown: ctx.shutdown.clone(),
+        secret: ctx.secret().clone(),
     };
-    let router = tonic::transport::Server::builder().add_service(WorkerServer::new(worker));
+    serve_control(&ctx, worker.clone()).map_err(TestError::Runtime)?;
+    let router = ctx.server().add_service(WorkerServer::new(worker));
     worker_runtime::serve(&ctx, router)
         .await
         .map_err(TestError::Runtime)
+}
+
+/// The tests' way in: the same service on `<name>.control.sock`, without the secret
+/// check (bound before the worker says it is ready).
+fn serve_control(ctx: &WorkerContext, worker: Scripted) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = ctx.socket.with_extension("control.sock");
+    worker_runtime::prepare_socket_path(&path)?;
+    let bind = |source| RuntimeError::Bind {
+        path: path.clone(),
+        source,
+    };
+    let listener = tokio::net::UnixListener::bind(&path).map_err(bind)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let _ = tonic::transport::Server::builder()
+            .add_service(WorkerServer::new(worker))
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+            .await;
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
