@@ -14,7 +14,8 @@ use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
     ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ChatStartupParams,
-    ClosedNoParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
+    ClosedNoParams, CronAddParams, CronJobRef, CronListParams, CronRunParams, CronRunsParams,
+    CronUpdateParams, SetHeartbeatsParams, WakeParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
     LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
     NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
     NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
@@ -267,6 +268,14 @@ pub fn catalog() -> Vec<SchemaEntry> {
         // The Control UIs' methods whose params Switchboard does not act on (features it
         // does not offer, or lists that take no filter here): any object.
         entry("params/open", generate::<NoParams>()),
+        entry("params/cron.list", generate::<CronListParams>()),
+        entry("params/cron.job", generate::<CronJobRef>()),
+        entry("params/cron.add", generate::<CronAddParams>()),
+        entry("params/cron.update", generate::<CronUpdateParams>()),
+        entry("params/cron.run", generate::<CronRunParams>()),
+        entry("params/cron.runs", generate::<CronRunsParams>()),
+        entry("params/set-heartbeats", generate::<SetHeartbeatsParams>()),
+        entry("params/wake", generate::<WakeParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
         entry("params/skills.bins", generate::<ClosedNoParams>()),
