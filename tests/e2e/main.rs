@@ -9,6 +9,7 @@ mod client_strings;
 mod confinement;
 mod control_ui;
 mod core;
+mod cron;
 mod devices;
 mod discord;
 mod durability;
