@@ -15,14 +15,15 @@ use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
     ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ChatStartupParams,
     ClosedNoParams, CronAddParams, CronJobRef, CronListParams, CronRunParams, CronRunsParams,
-    CronUpdateParams, SetHeartbeatsParams, WakeParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
-    LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
+    CronUpdateParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams,
+    HealthSnapshot, LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
     NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
     NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
     NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams, OkResult,
     PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
-    SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    SendResult, SessionsListParams, SetHeartbeatsParams, ShutdownEvent, StatusSummary,
+    SystemEventParams, TickEvent, WakeParams, WebLoginStartParams, WebLoginWaitParams,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.

@@ -221,7 +221,10 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     crate::channels::inbound::resume(&app).await;
     tasks.spawn(Arc::clone(&app).run_ticker());
     if let Some(off) = crate::clock::test_offset() {
-        tracing::warn!(offset_ms = off, "test clock: the clock is shifted (SWITCHBOARD_TEST_CLOCK)");
+        tracing::warn!(
+            offset_ms = off,
+            "test clock: the clock is shifted (SWITCHBOARD_TEST_CLOCK)"
+        );
     }
     tasks.spawn(crate::cron::run_scheduler(Arc::clone(&app)));
     tasks.spawn(crate::cron::heartbeat::run(Arc::clone(&app)));

@@ -20,7 +20,12 @@ fn admin_v4() -> Value {
 }
 
 /// Polls `method` until `cond` holds on its payload (bounded).
-async fn until(c: &mut Client, method: &str, params: Value, cond: impl Fn(&Value) -> bool) -> Value {
+async fn until(
+    c: &mut Client,
+    method: &str,
+    params: Value,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = c.request(method, params.clone()).await;
@@ -28,7 +33,10 @@ async fn until(c: &mut Client, method: &str, params: Value, cond: impl Fn(&Value
         if cond(&r["payload"]) {
             return r["payload"].clone();
         }
-        assert!(Instant::now() < deadline, "timed out waiting on {method}: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on {method}: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -38,7 +46,14 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     let gw = Gateway::start();
     let (mut c, hello) = Client::connect(&gw.url(), admin_v4()).await;
     let methods = hello["features"]["methods"].as_array().unwrap();
-    for m in ["cron.add", "cron.get", "cron.run", "cron.runs", "wake", "set-heartbeats"] {
+    for m in [
+        "cron.add",
+        "cron.get",
+        "cron.run",
+        "cron.runs",
+        "wake",
+        "set-heartbeats",
+    ] {
         assert!(methods.iter().any(|x| x == m), "{m} not advertised");
     }
     let added = c
@@ -52,9 +67,16 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(added["ok"], true, "{added}");
     let job = &added["payload"];
     let id = job["id"].as_str().unwrap().to_owned();
-    assert_eq!(job["misfire"], "run-once", "the reference's default is to catch up");
+    assert_eq!(
+        job["misfire"], "run-once",
+        "the reference's default is to catch up"
+    );
     let next = job["state"]["nextRunAtMs"].as_u64().unwrap();
-    assert_eq!(next % 3_600_000, 0, "on the hour (Berlin is a whole-hour offset)");
+    assert_eq!(
+        next % 3_600_000,
+        0,
+        "on the hour (Berlin is a whole-hour offset)"
+    );
     let ev = c.event("cron").await;
     assert_eq!(ev["payload"]["action"], "added");
 
@@ -63,9 +85,16 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(list["payload"]["jobs"][0]["id"], id.as_str());
     assert_eq!(list["payload"]["hasMore"], false);
 
-    let not_due = c.request("cron.run", json!({"id": id, "mode": "due"})).await;
-    assert_eq!(not_due["payload"], json!({"ok": true, "ran": false, "reason": "not-due"}));
-    let ran = c.request("cron.run", json!({"id": id, "mode": "force"})).await;
+    let not_due = c
+        .request("cron.run", json!({"id": id, "mode": "due"}))
+        .await;
+    assert_eq!(
+        not_due["payload"],
+        json!({"ok": true, "ran": false, "reason": "not-due"})
+    );
+    let ran = c
+        .request("cron.run", json!({"id": id, "mode": "force"}))
+        .await;
     assert_eq!(ran["payload"]["ran"], true, "{ran}");
     assert_eq!(ran["payload"]["status"], "ok", "{ran}");
     let started = c.event("cron").await;
@@ -81,19 +110,33 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(e["deliveryStatus"], "not-requested");
     // The turn is in the job's own session.
     let hist = c
-        .request("chat.history", json!({"sessionKey": format!("agent:main:cron:{id}")}))
+        .request(
+            "chat.history",
+            json!({"sessionKey": format!("agent:main:cron:{id}")}),
+        )
         .await;
-    assert!(message_texts(&hist["payload"]).contains(&"[echo] cron says hi"), "{hist}");
+    assert!(
+        message_texts(&hist["payload"]).contains(&"[echo] cron says hi"),
+        "{hist}"
+    );
 
     let upd = c
-        .request("cron.update", json!({"id": id, "patch": {"enabled": false, "misfire": "skip"}}))
+        .request(
+            "cron.update",
+            json!({"id": id, "patch": {"enabled": false, "misfire": "skip"}}),
+        )
         .await;
     assert_eq!(upd["payload"]["enabled"], false, "{upd}");
     assert_eq!(upd["payload"]["misfire"], "skip");
     assert!(upd["payload"]["state"]["nextRunAtMs"].is_null());
     let list = c.request("cron.list", json!({})).await;
-    assert_eq!(list["payload"]["total"], 0, "disabled jobs are hidden by default");
-    let list = c.request("cron.list", json!({"includeDisabled": true})).await;
+    assert_eq!(
+        list["payload"]["total"], 0,
+        "disabled jobs are hidden by default"
+    );
+    let list = c
+        .request("cron.list", json!({"includeDisabled": true}))
+        .await;
     assert_eq!(list["payload"]["total"], 1);
 
     let bad = c
@@ -101,13 +144,22 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
             "sessionTarget": "main", "wakeMode": "now", "payload": {"kind": "agentTurn", "message": "m"}}))
         .await;
     assert_eq!(bad["ok"], false);
-    assert!(bad["error"]["message"].as_str().unwrap().contains("invalid cron expression"), "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid cron expression"),
+        "{bad}"
+    );
 
     let rm = c.request("cron.remove", json!({"id": id})).await;
     assert_eq!(rm["payload"], json!({"ok": true, "removed": true}));
     let gone = c.request("cron.get", json!({"id": id})).await;
     assert_eq!(gone["ok"], false);
-    assert_eq!(gone["error"]["message"], format!("unknown cron job id: {id}"));
+    assert_eq!(
+        gone["error"]["message"],
+        format!("unknown cron job id: {id}")
+    );
 }
 
 #[tokio::test]
@@ -121,7 +173,13 @@ async fn cron_changes_need_admin_and_reads_need_read() {
             "sessionTarget": "main", "wakeMode": "now", "payload": {"kind": "agentTurn", "message": "m"}}))
         .await;
     assert_eq!(add["ok"], false, "{add}");
-    assert!(add["error"]["message"].as_str().unwrap().contains("operator.admin"), "{add}");
+    assert!(
+        add["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator.admin"),
+        "{add}"
+    );
 }
 
 #[tokio::test]
@@ -134,14 +192,20 @@ async fn v3_one_shot_at_job_fires_by_itself_and_is_removed_after_success() {
         .as_millis() as u64
         + 300;
     let added = c
-        .request("cron.add", json!({"name": "soon", "schedule": {"kind": "at", "atMs": at_ms},
+        .request(
+            "cron.add",
+            json!({"name": "soon", "schedule": {"kind": "at", "atMs": at_ms},
             "sessionTarget": "main", "wakeMode": "now",
-            "payload": {"kind": "agentTurn", "message": "one shot"}}))
+            "payload": {"kind": "agentTurn", "message": "one shot"}}),
+        )
         .await;
     assert_eq!(added["ok"], true, "{added}");
     let id = added["payload"]["id"].as_str().unwrap().to_owned();
     let list = c.request("cron.list", json!({})).await;
-    assert!(list["payload"].get("total").is_none(), "v3 answers {{jobs}}: {list}");
+    assert!(
+        list["payload"].get("total").is_none(),
+        "v3 answers {{jobs}}: {list}"
+    );
     assert_eq!(list["payload"]["jobs"][0]["id"], id.as_str());
     let runs = until(&mut c, "cron.runs", json!({"id": id}), |p| {
         p["entries"].as_array().is_some_and(|e| !e.is_empty())
@@ -159,7 +223,10 @@ async fn v3_one_shot_at_job_fires_by_itself_and_is_removed_after_success() {
 fn clock_env(offset_ms: i64) -> Vec<(String, String)> {
     vec![
         ("SWITCHBOARD_TEST_CLOCK".into(), "1".into()),
-        ("SWITCHBOARD_TEST_CLOCK_OFFSET_MS".into(), offset_ms.to_string()),
+        (
+            "SWITCHBOARD_TEST_CLOCK_OFFSET_MS".into(),
+            offset_ms.to_string(),
+        ),
     ]
 }
 
@@ -176,10 +243,13 @@ async fn misfire_while_stopped_run_once_runs_once_and_skip_records_a_skipped_run
     let mut ids = vec![];
     for misfire in ["run-once", "skip"] {
         let r = c
-            .request("cron.add", json!({"name": misfire,
+            .request(
+                "cron.add",
+                json!({"name": misfire,
                 "schedule": {"kind": "cron", "expr": "0 * * * *", "tz": "UTC"},
                 "sessionTarget": "isolated", "wakeMode": "now", "misfire": misfire,
-                "payload": {"kind": "agentTurn", "message": format!("missed {misfire}")}}))
+                "payload": {"kind": "agentTurn", "message": format!("missed {misfire}")}}),
+            )
             .await;
         assert_eq!(r["ok"], true, "{r}");
         ids.push((
@@ -207,7 +277,10 @@ async fn misfire_while_stopped_run_once_runs_once_and_skip_records_a_skipped_run
     assert!(e["missed"].as_u64().unwrap() >= 2, "{e}");
     assert_eq!(e["summary"], "[echo] missed run-once");
     let now = e["runAtMs"].as_u64().unwrap();
-    assert!(e["nextRunAtMs"].as_u64().unwrap() > now, "then the next future time");
+    assert!(
+        e["nextRunAtMs"].as_u64().unwrap() > now,
+        "then the next future time"
+    );
 
     let (skip, due_b) = &ids[1];
     let runs = c.request("cron.runs", json!({"id": skip})).await;
@@ -243,14 +316,24 @@ async fn heartbeat_reads_heartbeat_md_on_its_interval_and_on_wake_and_can_be_swi
     let ev = c.event("heartbeat").await;
     assert_eq!(ev["payload"]["status"], "skipped", "{ev}");
     assert_eq!(ev["payload"]["reason"], "empty-heartbeat-file");
-    std::fs::write(state.path().join("workspace/HEARTBEAT.md"), "# Checklist\n- water the plants\n").unwrap();
+    std::fs::write(
+        state.path().join("workspace/HEARTBEAT.md"),
+        "# Checklist\n- water the plants\n",
+    )
+    .unwrap();
     let sent = loop {
         let ev = c.event("heartbeat").await;
         if ev["payload"]["status"] == "sent" {
             break ev;
         }
     };
-    assert!(sent["payload"]["preview"].as_str().unwrap().contains("water the plants"), "{sent}");
+    assert!(
+        sent["payload"]["preview"]
+            .as_str()
+            .unwrap()
+            .contains("water the plants"),
+        "{sent}"
+    );
     let last = c.request("last-heartbeat", json!({})).await;
     assert!(last["payload"]["ts"].as_u64().is_some(), "{last}");
 
@@ -263,11 +346,16 @@ async fn heartbeat_reads_heartbeat_md_on_its_interval_and_on_wake_and_can_be_swi
         }
     }
     c.request("set-heartbeats", json!({"enabled": true})).await;
-    let w = c.request("wake", json!({"mode": "now", "text": "door bell rang"})).await;
+    let w = c
+        .request("wake", json!({"mode": "now", "text": "door bell rang"}))
+        .await;
     assert_eq!(w["payload"], json!({"ok": true}), "{w}");
     loop {
         let ev = c.event("heartbeat").await;
-        if ev["payload"]["preview"].as_str().is_some_and(|p| p.contains("door bell rang")) {
+        if ev["payload"]["preview"]
+            .as_str()
+            .is_some_and(|p| p.contains("door bell rang"))
+        {
             break;
         }
     }

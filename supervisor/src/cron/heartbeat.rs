@@ -61,9 +61,17 @@ impl HeartbeatState {
 
 fn record(app: &App, mut rec: Value) {
     rec["ts"] = json!(now_ms());
-    *app.cron.heartbeat.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
-    app.hub
-        .broadcast(&Broadcast::encoded("heartbeat", &rec.to_string(), None, true));
+    *app.cron
+        .heartbeat
+        .last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+    app.hub.broadcast(&Broadcast::encoded(
+        "heartbeat",
+        &rec.to_string(),
+        None,
+        true,
+    ));
 }
 
 /// The heartbeat task: a beat every `every` (when configured) or on `wake` now.
@@ -90,7 +98,11 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
         return;
     }
     if scheduled
-        && let Some((start, end, tz)) = app.config.heartbeat.as_ref().and_then(|h| h.active_hours.clone())
+        && let Some((start, end, tz)) = app
+            .config
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.active_hours.clone())
         && !super::schedule::in_active_hours(now_ms(), start, end, tz.as_deref())
     {
         record(app, json!({"status": "skipped", "reason": "quiet-hours"}));
@@ -104,7 +116,10 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
         .unwrap_or_default();
     let texts = app.cron.heartbeat.take_texts();
     if is_effectively_empty(&file) && texts.is_empty() {
-        record(app, json!({"status": "skipped", "reason": "empty-heartbeat-file"}));
+        record(
+            app,
+            json!({"status": "skipped", "reason": "empty-heartbeat-file"}),
+        );
         return;
     }
     let prompt = app
@@ -134,7 +149,10 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
                 "sent"
             };
             let preview: String = text.chars().take(200).collect();
-            record(app, json!({"status": status, "preview": preview, "durationMs": duration}));
+            record(
+                app,
+                json!({"status": status, "preview": preview, "durationMs": duration}),
+            );
         }
         Ok(r) => record(
             app,

@@ -81,8 +81,12 @@ pub enum Trigger {
 
 /// Broadcasts a `cron` event.
 pub fn emit(app: &App, payload: Value) {
-    app.hub
-        .broadcast(&Broadcast::encoded("cron", &payload.to_string(), None, false));
+    app.hub.broadcast(&Broadcast::encoded(
+        "cron",
+        &payload.to_string(),
+        None,
+        false,
+    ));
 }
 
 /// The first fire time of a job that was just created or changed.
@@ -103,7 +107,9 @@ pub fn session_of(job: &Job) -> String {
     let agent = job.agent_id.as_deref();
     match job.session_target.as_str() {
         "isolated" => canonical_session_key(Some(&format!("cron:{}", job.id)), agent),
-        t if t.starts_with("session:") => canonical_session_key(Some(&t["session:".len()..]), agent),
+        t if t.starts_with("session:") => {
+            canonical_session_key(Some(&t["session:".len()..]), agent)
+        }
         _ => canonical_session_key(job.session_key.as_deref(), agent),
     }
 }
@@ -163,7 +169,10 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
         }
         job
     };
-    emit(app, json!({"jobId": id, "action": "started", "runAtMs": started}));
+    emit(
+        app,
+        json!({"jobId": id, "action": "started", "runAtMs": started}),
+    );
     let session_key = session_of(&job);
     let run_id = format!("cron:{id}:{started}");
     let message = job
@@ -175,7 +184,11 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
     let result = crate::agent::run_inbound(app, &run_id, &session_key, &message, None).await;
     let (status, error, summary) = match result {
         Ok(r) if r.status == "ok" => ("ok", None, Some(r.text)),
-        Ok(r) => ("error", Some(r.error.unwrap_or_else(|| r.status.to_owned())), None),
+        Ok(r) => (
+            "error",
+            Some(r.error.unwrap_or_else(|| r.status.to_owned())),
+            None,
+        ),
         Err(e) => ("error", Some(e.message.clone()), None),
     };
     let mut delivery_status = "not-requested";
@@ -318,7 +331,11 @@ async fn recover(app: &Arc<App>) {
             job.state.last_status = Some("error".into());
             let _ = store::put(&app.db, &job).await;
         }
-        let Some(due) = job.state.next_run_at_ms.filter(|d| *d <= now && job.enabled) else {
+        let Some(due) = job
+            .state
+            .next_run_at_ms
+            .filter(|d| *d <= now && job.enabled)
+        else {
             continue;
         };
         let Ok(sched) = Schedule::parse(&job.schedule, job.created_at_ms) else {

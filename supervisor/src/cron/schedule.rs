@@ -126,7 +126,8 @@ fn parse_at(at: &str) -> Result<u64, String> {
     let zoned = local
         .to_zoned(TimeZone::system())
         .map_err(|e| format!("schedule.at {at:?}: {e}"))?;
-    u64::try_from(zoned.timestamp().as_millisecond()).map_err(|_| "schedule.at is before 1970".into())
+    u64::try_from(zoned.timestamp().as_millisecond())
+        .map_err(|_| "schedule.at is before 1970".into())
 }
 
 /// `"30m"`, `"1h"`, `"90s"`, `"1500ms"`, `"2d"`, or a bare number of minutes (the
@@ -201,8 +202,14 @@ mod tests {
         s.tz = Some("America/New_York".into());
         let parsed = Schedule::parse(&s, 0).unwrap();
         // 2026-12-02T12:00:00Z is 07:00 in New York (EST, UTC-5): next is 14:00Z.
-        let noon = "2026-12-02T12:00:00Z".parse::<Timestamp>().unwrap().as_millisecond() as u64;
-        let want = "2026-12-02T14:00:00Z".parse::<Timestamp>().unwrap().as_millisecond() as u64;
+        let noon = "2026-12-02T12:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond() as u64;
+        let want = "2026-12-02T14:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond() as u64;
         assert_eq!(parsed.next_after(noon), Some(want));
         // Strictly after: a fire time is not its own next.
         assert_eq!(
@@ -228,7 +235,10 @@ mod tests {
         let mut s = sched(CronScheduleKind::At);
         s.at = Some("2026-12-02T18:00:00+01:00".into());
         let p = Schedule::parse(&s, 0).unwrap();
-        let at = "2026-12-02T17:00:00Z".parse::<Timestamp>().unwrap().as_millisecond() as u64;
+        let at = "2026-12-02T17:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond() as u64;
         assert_eq!(p.next_after(at - 1), Some(at));
         assert_eq!(p.next_after(at), None);
     }
@@ -237,22 +247,36 @@ mod tests {
     fn bad_schedules_are_refused_with_the_reason() {
         let mut s = sched(CronScheduleKind::Cron);
         s.expr = Some("61 * * * *".into());
-        assert!(Schedule::parse(&s, 0).unwrap_err().contains("invalid cron expression"));
+        assert!(
+            Schedule::parse(&s, 0)
+                .unwrap_err()
+                .contains("invalid cron expression")
+        );
         s.expr = Some("0 * * * *".into());
         s.tz = Some("Mars/Olympus".into());
-        assert!(Schedule::parse(&s, 0).unwrap_err().contains("unknown time zone"));
+        assert!(
+            Schedule::parse(&s, 0)
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
         assert!(Schedule::parse(&sched(CronScheduleKind::Every), 0).is_err());
     }
 
     #[test]
     fn durations_and_active_hours() {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("0m").unwrap(), Duration::ZERO);
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_hhmm("24:00"), Some(1440));
         assert_eq!(parse_hhmm("08:61"), None);
-        let t = "2026-12-02T23:30:00Z".parse::<Timestamp>().unwrap().as_millisecond() as u64;
+        let t = "2026-12-02T23:30:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond() as u64;
         assert!(in_active_hours(t, 22 * 60, 6 * 60, Some("UTC")));
         assert!(!in_active_hours(t, 8 * 60, 22 * 60, Some("UTC")));
     }

@@ -94,7 +94,9 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Job>, DbError> {
     let id = id.to_owned();
     db.call(move |c| {
         let text: Option<String> = c
-            .query_row("SELECT job FROM cron_jobs WHERE id = ?1", [&id], |r| r.get(0))
+            .query_row("SELECT job FROM cron_jobs WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
             .optional()?;
         text.map(|t| serde_json::from_str(&t).map_err(bad_row))
             .transpose()
@@ -155,7 +157,11 @@ pub async fn runs(
     let job_id = job_id.map(str::to_owned);
     db.call(move |c| {
         let order = if desc { "DESC" } else { "ASC" };
-        let filter = if job_id.is_some() { "WHERE job_id = ?1" } else { "WHERE ?1 IS NULL" };
+        let filter = if job_id.is_some() {
+            "WHERE job_id = ?1"
+        } else {
+            "WHERE ?1 IS NULL"
+        };
         let total: i64 = c.query_row(
             &format!("SELECT COUNT(*) FROM cron_runs {filter}"),
             [&job_id],

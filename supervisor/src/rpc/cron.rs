@@ -32,7 +32,14 @@ fn unknown(id: &str) -> RpcError {
     RpcError::invalid_request(format!("unknown cron job id: {id}"))
 }
 
-fn page(v: ProtocolVersion, key: &str, items: Vec<Value>, total: u64, offset: u64, limit: u64) -> Value {
+fn page(
+    v: ProtocolVersion,
+    key: &str,
+    items: Vec<Value>,
+    total: u64,
+    offset: u64,
+    limit: u64,
+) -> Value {
     match v {
         ProtocolVersion::V3 => json!({ key: items }),
         ProtocolVersion::V4 => {
@@ -47,7 +54,11 @@ fn page(v: ProtocolVersion, key: &str, items: Vec<Value>, total: u64, offset: u6
 pub async fn status(c: Call) -> Result<Reply, RpcError> {
     let jobs = store::load_all(&c.app.db).await.map_err(db_err)?;
     let enabled = c.app.config.cron_enabled;
-    let next = if enabled { cron::next_wake(&c.app).await } else { None };
+    let next = if enabled {
+        cron::next_wake(&c.app).await
+    } else {
+        None
+    };
     Ok(Reply::Json(json!({
         "enabled": enabled,
         "storePath": c.app.db.path().display().to_string(),
@@ -78,14 +89,22 @@ pub async fn list(c: Call) -> Result<Reply, RpcError> {
             .map(to_value)
             .collect(),
     };
-    Ok(Reply::Json(page(c.version(), "jobs", items, total, offset, limit)))
+    Ok(Reply::Json(page(
+        c.version(),
+        "jobs",
+        items,
+        total,
+        offset,
+        limit,
+    )))
 }
 
 pub async fn get(c: Call) -> Result<Reply, RpcError> {
     let p: CronJobRef = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;
     let job = store::get(&c.app.db, &id).await.map_err(db_err)?;
-    job.map(|j| Reply::Json(to_value(&j))).ok_or_else(|| unknown(&id))
+    job.map(|j| Reply::Json(to_value(&j)))
+        .ok_or_else(|| unknown(&id))
 }
 
 fn check_target(job: &store::Job) -> Result<(), RpcError> {
@@ -102,7 +121,9 @@ fn check_target(job: &store::Job) -> Result<(), RpcError> {
         )));
     }
     if job.payload.message.is_none() && job.payload.text.is_none() {
-        return Err(RpcError::invalid_request("payload.message (or text) is required"));
+        return Err(RpcError::invalid_request(
+            "payload.message (or text) is required",
+        ));
     }
     Ok(())
 }
@@ -135,7 +156,10 @@ pub async fn add(c: Call) -> Result<Reply, RpcError> {
         store::put(&c.app.db, &job).await.map_err(db_err)?;
     }
     c.app.cron.changed.notify_one();
-    cron::emit(&c.app, json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.state.next_run_at_ms}));
+    cron::emit(
+        &c.app,
+        json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.state.next_run_at_ms}),
+    );
     Ok(Reply::Json(to_value(&job)))
 }
 
@@ -145,7 +169,10 @@ pub async fn update(c: Call) -> Result<Reply, RpcError> {
     let now = now_ms();
     let job = {
         let _g = c.app.cron.edit.lock().await;
-        let job = store::get(&c.app.db, &id).await.map_err(db_err)?.ok_or_else(|| unknown(&id))?;
+        let job = store::get(&c.app.db, &id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| unknown(&id))?;
         let mut v = to_value(&job);
         for (k, val) in p.patch {
             match k.as_str() {
@@ -173,12 +200,16 @@ pub async fn update(c: Call) -> Result<Reply, RpcError> {
             .map_err(|e| RpcError::invalid_request(format!("invalid cron.update params: {e}")))?;
         check_target(&job)?;
         job.updated_at_ms = now;
-        job.state.next_run_at_ms = cron::first_fire(&job, now).map_err(RpcError::invalid_request)?;
+        job.state.next_run_at_ms =
+            cron::first_fire(&job, now).map_err(RpcError::invalid_request)?;
         store::put(&c.app.db, &job).await.map_err(db_err)?;
         job
     };
     c.app.cron.changed.notify_one();
-    cron::emit(&c.app, json!({"jobId": id, "action": "updated", "nextRunAtMs": job.state.next_run_at_ms}));
+    cron::emit(
+        &c.app,
+        json!({"jobId": id, "action": "updated", "nextRunAtMs": job.state.next_run_at_ms}),
+    );
     Ok(Reply::Json(to_value(&job)))
 }
 
@@ -201,7 +232,10 @@ pub async fn remove(c: Call) -> Result<Reply, RpcError> {
 pub async fn run(c: Call) -> Result<Reply, RpcError> {
     let p: CronRunParams = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;
-    let job = store::get(&c.app.db, &id).await.map_err(db_err)?.ok_or_else(|| unknown(&id))?;
+    let job = store::get(&c.app.db, &id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| unknown(&id))?;
     let now = now_ms();
     let mode = p.mode.unwrap_or(CronRunMode::Due);
     let go = match mode {
@@ -210,8 +244,14 @@ pub async fn run(c: Call) -> Result<Reply, RpcError> {
         CronRunMode::Due => job.enabled && job.state.next_run_at_ms.is_some_and(|t| t <= now),
     };
     if !go {
-        let reason = if mode == CronRunMode::IfEnabled { "disabled" } else { "not-due" };
-        return Ok(Reply::Json(json!({"ok": true, "ran": false, "reason": reason})));
+        let reason = if mode == CronRunMode::IfEnabled {
+            "disabled"
+        } else {
+            "not-due"
+        };
+        return Ok(Reply::Json(
+            json!({"ok": true, "ran": false, "reason": reason}),
+        ));
     }
     let app = std::sync::Arc::clone(&c.app);
     Ok(c.defer(async move {
@@ -249,14 +289,23 @@ pub async fn runs(c: Call) -> Result<Reply, RpcError> {
         (e, t)
     };
     entries.truncate(limit as usize);
-    Ok(Reply::Json(page(c.version(), "entries", entries, total, offset, limit)))
+    Ok(Reply::Json(page(
+        c.version(),
+        "entries",
+        entries,
+        total,
+        offset,
+        limit,
+    )))
 }
 
 pub async fn wake(c: Call) -> Result<Reply, RpcError> {
     let p: WakeParams = c.parse()?;
     let text = p.text.trim();
     if text.is_empty() {
-        return Err(RpcError::invalid_request("invalid wake params: text required"));
+        return Err(RpcError::invalid_request(
+            "invalid wake params: text required",
+        ));
     }
     c.app.cron.heartbeat.wake(text, p.mode == WakeMode::Now);
     Ok(Reply::Json(json!({"ok": true})))
@@ -264,10 +313,15 @@ pub async fn wake(c: Call) -> Result<Reply, RpcError> {
 
 pub async fn set_heartbeats(c: Call) -> Result<Reply, RpcError> {
     let p: SetHeartbeatsParams = c.parse()?;
-    c.app.cron.heartbeats_off.store(!p.enabled, Ordering::Relaxed);
+    c.app
+        .cron
+        .heartbeats_off
+        .store(!p.enabled, Ordering::Relaxed);
     Ok(Reply::Json(json!({"ok": true, "enabled": p.enabled})))
 }
 
 pub async fn last_heartbeat(c: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(c.app.cron.heartbeat.last().unwrap_or(Value::Null)))
+    Ok(Reply::Json(
+        c.app.cron.heartbeat.last().unwrap_or(Value::Null),
+    ))
 }
