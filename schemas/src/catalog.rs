@@ -14,14 +14,16 @@ use crate::hello::{self, HelloOk, PresenceEntry, PresenceEvent};
 use crate::methods::{
     AgentEvent, AgentParams, AgentWaitParams, ChannelsLogoutParams, ChannelsStatusParams,
     ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatSendParams, ChatStartupParams,
-    ClosedNoParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams, HealthSnapshot,
-    LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
+    ClosedNoParams, CronAddParams, CronJobRef, CronListParams, CronRunParams, CronRunsParams,
+    CronUpdateParams, DeviceTokenRevokeParams, DeviceTokenRotateParams, HealthParams,
+    HealthSnapshot, LogsTailParams, LogsTailResult, ModelsListParams, NoParams, NodeDescribeParams,
     NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
     NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
     NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams, OkResult,
     PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
-    SendResult, SessionsListParams, ShutdownEvent, StatusSummary, SystemEventParams, TickEvent,
-    WebLoginStartParams, WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
+    SendResult, SessionsListParams, SetHeartbeatsParams, ShutdownEvent, StatusSummary,
+    SystemEventParams, TickEvent, WakeParams, WebLoginStartParams, WebLoginWaitParams,
+    WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -267,6 +269,14 @@ pub fn catalog() -> Vec<SchemaEntry> {
         // The Control UIs' methods whose params Switchboard does not act on (features it
         // does not offer, or lists that take no filter here): any object.
         entry("params/open", generate::<NoParams>()),
+        entry("params/cron.list", generate::<CronListParams>()),
+        entry("params/cron.job", generate::<CronJobRef>()),
+        entry("params/cron.add", generate::<CronAddParams>()),
+        entry("params/cron.update", generate::<CronUpdateParams>()),
+        entry("params/cron.run", generate::<CronRunParams>()),
+        entry("params/cron.runs", generate::<CronRunsParams>()),
+        entry("params/set-heartbeats", generate::<SetHeartbeatsParams>()),
+        entry("params/wake", generate::<WakeParams>()),
         entry("params/device.pair.list", generate::<ClosedNoParams>()),
         entry("params/node.list", generate::<ClosedNoParams>()),
         entry("params/skills.bins", generate::<ClosedNoParams>()),

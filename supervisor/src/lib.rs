@@ -11,6 +11,7 @@ pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cron;
 pub mod events;
 pub mod net;
 pub mod nodes;

@@ -220,6 +220,14 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     }
     crate::channels::inbound::resume(&app).await;
     tasks.spawn(Arc::clone(&app).run_ticker());
+    if let Some(off) = crate::clock::test_offset() {
+        tracing::warn!(
+            offset_ms = off,
+            "test clock: the clock is shifted (SWITCHBOARD_TEST_CLOCK)"
+        );
+    }
+    tasks.spawn(crate::cron::run_scheduler(Arc::clone(&app)));
+    tasks.spawn(crate::cron::heartbeat::run(Arc::clone(&app)));
     tasks.spawn(Arc::clone(&app).run_health_refresher());
     tasks.spawn(Arc::clone(&app).run_storage_watch());
     tasks.spawn(Arc::clone(&app).run_presence_broadcaster());

@@ -10,6 +10,7 @@ mod config_edit;
 mod confinement;
 mod control_ui;
 mod core;
+mod cron;
 mod devices;
 mod discord;
 mod durability;

@@ -1574,6 +1574,216 @@ data class ChatStartupParams (
 )
 
 /**
+ * `cron.add`.
+ */
+@Serializable
+data class CronAddParams (
+    @SerialName("agentId")
+    val agentID: String? = null,
+
+    val deleteAfterRun: Boolean? = null,
+
+    /**
+     * v4: `{mode: "none"|"announce"|"webhook", channel, to, accountId, threadId}`.
+     */
+    val delivery: JsonElement? = null,
+
+    val description: String? = null,
+    val enabled: Boolean? = null,
+
+    /**
+     * What Switchboard does with a fire time that fell while the gateway was stopped.
+     */
+    val misfire: Misfire? = null,
+
+    val name: String,
+
+    /**
+     * What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+     * the main session, run as a turn there).
+     */
+    val payload: Payload,
+
+    /**
+     * A job's schedule.
+     */
+    val schedule: Schedule,
+
+    val sessionKey: String? = null,
+
+    /**
+     * `main`, `isolated`, v4 also `current` and `session:<key>`.
+     */
+    val sessionTarget: String? = null,
+
+    /**
+     * `now` or `next-heartbeat`.
+     */
+    val wakeMode: String? = null
+)
+
+/**
+ * What Switchboard does with a fire time that fell while the gateway was stopped.
+ *
+ * Record the missed time as a `skipped` run and wait for the next one.
+ *
+ * Run once at start-up, however many times were missed (the reference's default:
+ * `cron.skipMissedJobs` is `false`).
+ */
+@Serializable
+enum class Misfire(val value: String) {
+    @SerialName("run-once") RunOnce("run-once"),
+    @SerialName("skip") Skip("skip");
+}
+
+/**
+ * What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+ * the main session, run as a turn there).
+ */
+@Serializable
+data class Payload (
+    val bestEffortDeliver: Boolean? = null,
+    val channel: String? = null,
+
+    /**
+     * v3: deliver the answer to `channel`/`to`.
+     */
+    val deliver: Boolean? = null,
+
+    val kind: String,
+    val message: String? = null,
+    val model: String? = null,
+    val text: String? = null,
+    val timeoutSeconds: Double? = null,
+    val to: String? = null
+)
+
+/**
+ * A job's schedule.
+ */
+@Serializable
+data class Schedule (
+    @SerialName("anchorMs")
+    val anchorMS: Long? = null,
+
+    val at: String? = null,
+
+    @SerialName("atMs")
+    val atMS: Long? = null,
+
+    @SerialName("everyMs")
+    val everyMS: Long? = null,
+
+    val expr: String? = null,
+
+    /**
+     * How a job's schedule is given.
+     */
+    val kind: Kind,
+
+    val tz: String? = null
+)
+
+/**
+ * How a job's schedule is given.
+ *
+ * One time (`at` ISO string, or `atMs`).
+ *
+ * Every `everyMs` from `anchorMs` (default: when the job was created).
+ *
+ * A cron expression (`expr`, 5 or 6 fields) in time zone `tz` (default: the host's).
+ */
+@Serializable
+enum class Kind(val value: String) {
+    @SerialName("at") At("at"),
+    @SerialName("cron") Cron("cron"),
+    @SerialName("every") Every("every");
+}
+
+/**
+ * `cron.get`, `cron.remove`: a job by `id` (or the legacy `jobId`).
+ */
+@Serializable
+data class CronJobParams (
+    val id: String? = null,
+
+    @SerialName("jobId")
+    val jobID: String? = null
+)
+
+/**
+ * `cron.list`.
+ */
+@Serializable
+data class CronListParams (
+    /**
+     * v4: `all`, `enabled`, `disabled`.
+     */
+    val enabled: String? = null,
+
+    val includeDisabled: Boolean? = null,
+    val limit: Long? = null,
+    val offset: Long? = null
+)
+
+/**
+ * `cron.run`.
+ */
+@Serializable
+data class CronRunParams (
+    val id: String? = null,
+
+    @SerialName("jobId")
+    val jobID: String? = null,
+
+    /**
+     * `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+     * (v4) only when the job is enabled.
+     */
+    val mode: CronRunParamsMode? = null
+)
+
+/**
+ * `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+ * (v4) only when the job is enabled.
+ */
+@Serializable
+enum class CronRunParamsMode(val value: String) {
+    @SerialName("due") Due("due"),
+    @SerialName("force") Force("force"),
+    @SerialName("if-enabled") IfEnabled("if-enabled");
+}
+
+/**
+ * `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
+ */
+@Serializable
+data class CronRunsParams (
+    val id: String? = null,
+
+    @SerialName("jobId")
+    val jobID: String? = null,
+
+    val limit: Long? = null,
+    val offset: Long? = null,
+    val scope: String? = null
+)
+
+/**
+ * `cron.update`: `patch` holds any of `cron.add`'s fields (a payload patch merges into
+ * the payload).
+ */
+@Serializable
+data class CronUpdateParams (
+    val id: String? = null,
+
+    @SerialName("jobId")
+    val jobID: String? = null,
+
+    val patch: JsonObject
+)
+
+/**
  * Params of methods that take none and refuse unknown fields (`models.list`).
  */
 @Serializable
@@ -1975,6 +2185,14 @@ enum class ArchivedEnum(val value: String) {
 }
 
 /**
+ * `set-heartbeats`.
+ */
+@Serializable
+data class SetHeartbeatsParams (
+    val enabled: Boolean
+)
+
+/**
  * Params of methods that take none and refuse unknown fields (`models.list`).
  */
 @Serializable
@@ -2007,6 +2225,28 @@ data class SystemEventParams (
     val text: String? = null,
     val version: String? = null
 )
+
+/**
+ * `wake`: a line for the main session, and a heartbeat now or at the next one.
+ */
+@Serializable
+data class WakeParams (
+    /**
+     * When a `wake` turn happens.
+     */
+    val mode: WakeParamsMode,
+
+    val text: String
+)
+
+/**
+ * When a `wake` turn happens.
+ */
+@Serializable
+enum class WakeParamsMode(val value: String) {
+    @SerialName("next-heartbeat") NextHeartbeat("next-heartbeat"),
+    @SerialName("now") Now("now");
+}
 
 /**
  * `web.login.start` params (the reference's).

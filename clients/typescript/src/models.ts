@@ -1145,6 +1145,168 @@ export interface ChatStartupParams {
 }
 
 /**
+ * `cron.add`.
+ */
+export interface CronAddParams {
+    agentId?:        string;
+    deleteAfterRun?: boolean;
+    /**
+     * v4: `{mode: "none"|"announce"|"webhook", channel, to, accountId, threadId}`.
+     */
+    delivery?:    any;
+    description?: string;
+    enabled?:     boolean;
+    /**
+     * What Switchboard does with a fire time that fell while the gateway was stopped.
+     */
+    misfire?: Misfire;
+    name:     string;
+    /**
+     * What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+     * the main session, run as a turn there).
+     */
+    payload: Payload;
+    /**
+     * A job's schedule.
+     */
+    schedule:    Schedule;
+    sessionKey?: string;
+    /**
+     * `main`, `isolated`, v4 also `current` and `session:<key>`.
+     */
+    sessionTarget?: string;
+    /**
+     * `now` or `next-heartbeat`.
+     */
+    wakeMode?: string;
+    [property: string]: any;
+}
+
+/**
+ * What Switchboard does with a fire time that fell while the gateway was stopped.
+ *
+ * Record the missed time as a `skipped` run and wait for the next one.
+ *
+ * Run once at start-up, however many times were missed (the reference's default:
+ * `cron.skipMissedJobs` is `false`).
+ */
+export type Misfire = "skip" | "run-once";
+
+/**
+ * What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+ * the main session, run as a turn there).
+ */
+export interface Payload {
+    bestEffortDeliver?: boolean;
+    channel?:           string;
+    /**
+     * v3: deliver the answer to `channel`/`to`.
+     */
+    deliver?:        boolean;
+    kind:            string;
+    message?:        string;
+    model?:          string;
+    text?:           string;
+    timeoutSeconds?: number;
+    to?:             string;
+    [property: string]: any;
+}
+
+/**
+ * A job's schedule.
+ */
+export interface Schedule {
+    anchorMs?: number;
+    at?:       string;
+    atMs?:     number;
+    everyMs?:  number;
+    expr?:     string;
+    /**
+     * How a job's schedule is given.
+     */
+    kind: Kind;
+    tz?:  string;
+    [property: string]: any;
+}
+
+/**
+ * How a job's schedule is given.
+ *
+ * One time (`at` ISO string, or `atMs`).
+ *
+ * Every `everyMs` from `anchorMs` (default: when the job was created).
+ *
+ * A cron expression (`expr`, 5 or 6 fields) in time zone `tz` (default: the host's).
+ */
+export type Kind = "at" | "every" | "cron";
+
+/**
+ * `cron.get`, `cron.remove`: a job by `id` (or the legacy `jobId`).
+ */
+export interface CronJobParams {
+    id?:    string;
+    jobId?: string;
+    [property: string]: any;
+}
+
+/**
+ * `cron.list`.
+ */
+export interface CronListParams {
+    /**
+     * v4: `all`, `enabled`, `disabled`.
+     */
+    enabled?:         string;
+    includeDisabled?: boolean;
+    limit?:           number;
+    offset?:          number;
+    [property: string]: any;
+}
+
+/**
+ * `cron.run`.
+ */
+export interface CronRunParams {
+    id?:    string;
+    jobId?: string;
+    /**
+     * `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+     * (v4) only when the job is enabled.
+     */
+    mode?: CronRunParamsMode;
+    [property: string]: any;
+}
+
+/**
+ * `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+ * (v4) only when the job is enabled.
+ */
+export type CronRunParamsMode = "due" | "force" | "if-enabled";
+
+/**
+ * `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
+ */
+export interface CronRunsParams {
+    id?:     string;
+    jobId?:  string;
+    limit?:  number;
+    offset?: number;
+    scope?:  string;
+    [property: string]: any;
+}
+
+/**
+ * `cron.update`: `patch` holds any of `cron.add`'s fields (a payload patch merges into
+ * the payload).
+ */
+export interface CronUpdateParams {
+    id?:    string;
+    jobId?: string;
+    patch:  { [key: string]: any };
+    [property: string]: any;
+}
+
+/**
  * Params of methods that take none and refuse unknown fields (`models.list`).
  */
 export interface DevicePairListParams {
@@ -1449,6 +1611,14 @@ export interface SessionsListParams {
 }
 
 /**
+ * `set-heartbeats`.
+ */
+export interface SetHeartbeatsParams {
+    enabled: boolean;
+    [property: string]: any;
+}
+
+/**
  * Params of methods that take none and refuse unknown fields (`models.list`).
  */
 export interface SkillsBinsParams {
@@ -1475,6 +1645,23 @@ export interface SystemEventParams {
     version?:          string;
     [property: string]: any;
 }
+
+/**
+ * `wake`: a line for the main session, and a heartbeat now or at the next one.
+ */
+export interface WakeParams {
+    /**
+     * When a `wake` turn happens.
+     */
+    mode: WakeParamsMode;
+    text: string;
+    [property: string]: any;
+}
+
+/**
+ * When a `wake` turn happens.
+ */
+export type WakeParamsMode = "now" | "next-heartbeat";
 
 /**
  * `web.login.start` params (the reference's).

@@ -7,6 +7,7 @@
 mod agent;
 mod channels;
 mod chat;
+mod cron;
 mod devices;
 mod nodes;
 mod system;
@@ -15,6 +16,7 @@ mod workers;
 pub use agent::*;
 pub use channels::*;
 pub use chat::*;
+pub use cron::*;
 pub use devices::*;
 pub use nodes::*;
 pub use system::*;

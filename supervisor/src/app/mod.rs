@@ -85,6 +85,8 @@ pub struct App {
     pub outbox: crate::channels::outbox_store::Outbox,
     pub chat_locks: crate::channels::policy::ChatLocks,
     pub metrics: Arc<metrics::Metrics>,
+    /// Cron jobs' and the heartbeat's shared state (`crate::cron`).
+    pub cron: crate::cron::Cron,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
@@ -167,6 +169,7 @@ impl App {
             outbox: crate::channels::outbox_store::Outbox::new(db.clone()),
             chat_locks: Default::default(),
             metrics,
+            cron: Default::default(),
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),

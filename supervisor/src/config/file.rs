@@ -40,6 +40,55 @@ pub struct FileConfig {
     /// The Control UI's own preferences (`ui.prefs`, written by its `config.patch`):
     /// kept for it; Switchboard does not read them.
     pub ui: Option<Value>,
+    /// `cron`: the scheduler (`enabled`, `skipMissedJobs`), the reference's keys.
+    pub cron: CronFile,
+    /// `agents.defaults`: the agent's workspace and its heartbeat.
+    pub agents: AgentsFile,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct CronFile {
+    pub enabled: Option<bool>,
+    /// The misfire choice of jobs that name none: `true` = `skip`, `false` (default, as
+    /// the reference) = `run-once`.
+    pub skip_missed_jobs: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AgentsFile {
+    pub defaults: AgentDefaultsFile,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AgentDefaultsFile {
+    /// Where `HEARTBEAT.md` lives (default: `<state dir>/workspace`).
+    pub workspace: Option<PathBuf>,
+    pub heartbeat: HeartbeatFile,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct HeartbeatFile {
+    /// `"30m"`, `"1h"`, `"90s"`; `"0m"` (or absent) turns the heartbeat off.
+    pub every: Option<String>,
+    pub active_hours: Option<ActiveHoursFile>,
+    /// The instruction sent with `HEARTBEAT.md` (default: the reference's prompt).
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ActiveHoursFile {
+    /// `"HH:MM"` local time, inclusive.
+    pub start: String,
+    /// `"HH:MM"` (`"24:00"` = midnight), exclusive.
+    pub end: String,
+    /// IANA zone (default: the host's).
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

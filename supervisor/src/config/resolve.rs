@@ -39,6 +39,7 @@ pub fn resolve(flags: &Flags, env: &dyn Env) -> Result<GatewayConfig, ConfigErro
     r.channels(&f.channels);
     r.extra_workers(&f.workers);
     r.confinement(&f.confinement);
+    r.cron(&f.cron, &f.agents);
     if !r.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: r.cfg.config_file.clone(),
@@ -59,6 +60,63 @@ pub(super) struct Resolver<'a> {
 impl Resolver<'_> {
     fn problem(&mut self, key: &str, what: impl std::fmt::Display) {
         self.problems.push(format!("{key}: {what}"));
+    }
+
+    /// `cron` and `agents.defaults` (workspace, heartbeat).
+    fn cron(&mut self, c: &file::CronFile, a: &file::AgentsFile) {
+        use switchboard_schemas::methods::CronMisfire;
+        self.cfg.cron_enabled = c.enabled.unwrap_or(true);
+        if c.skip_missed_jobs == Some(true) {
+            self.cfg.cron_default_misfire = CronMisfire::Skip;
+        }
+        if let Some(w) = &a.defaults.workspace {
+            self.cfg.workspace = w.clone();
+        }
+        let h = &a.defaults.heartbeat;
+        let Some(every) = h.every.as_deref() else {
+            return;
+        };
+        let every = match crate::cron::schedule::parse_duration(every) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem("agents.defaults.heartbeat.every", e);
+                return;
+            }
+        };
+        if every.is_zero() {
+            return;
+        }
+        let mut active_hours = None;
+        if let Some(ah) = &h.active_hours {
+            let start = crate::cron::schedule::parse_hhmm(&ah.start);
+            let end = crate::cron::schedule::parse_hhmm(&ah.end);
+            let tz_ok = ah
+                .timezone
+                .as_deref()
+                .is_none_or(|z| jiff::tz::TimeZone::get(z).is_ok());
+            match (start, end) {
+                (Some(s), Some(e)) if tz_ok => {
+                    active_hours = Some((s, e, ah.timezone.clone()));
+                }
+                (Some(_), Some(_)) => self.problem(
+                    "agents.defaults.heartbeat.activeHours.timezone",
+                    "unknown time zone",
+                ),
+                _ => self.problem(
+                    "agents.defaults.heartbeat.activeHours",
+                    "start and end must be HH:MM (00:00-24:00)",
+                ),
+            }
+        }
+        self.cfg.heartbeat = Some(crate::config::settings::HeartbeatConfig {
+            every,
+            active_hours,
+            prompt: h
+                .prompt
+                .clone()
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| crate::config::settings::DEFAULT_HEARTBEAT_PROMPT.to_owned()),
+        });
     }
 
     /// A secret from a flag, else the environment, else the file; records its source.

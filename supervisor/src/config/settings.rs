@@ -176,6 +176,32 @@ pub struct GatewayConfig {
     /// Where each secret came from (`gateway.auth.token` → `env SWITCHBOARD_GATEWAY_TOKEN`),
     /// for `config show`.
     pub sources: BTreeMap<String, String>,
+    /// `cron.enabled` (default on).
+    pub cron_enabled: bool,
+    /// `cron.skipMissedJobs`: the misfire choice of jobs that name none.
+    pub cron_default_misfire: switchboard_schemas::methods::CronMisfire,
+    /// The agent workspace (`HEARTBEAT.md`).
+    pub workspace: PathBuf,
+    /// The heartbeat, when `agents.defaults.heartbeat.every` turns it on.
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// `agents.defaults.heartbeat`, resolved.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub every: Duration,
+    /// Minutes after local midnight: `[start, end)`, and the zone (None: the host's).
+    pub active_hours: Option<(u32, u32, Option<String>)>,
+    pub prompt: String,
+}
+
+/// The reference's heartbeat instruction.
+pub const DEFAULT_HEARTBEAT_PROMPT: &str = "Read HEARTBEAT.md if it exists (workspace context). \
+     Follow it strictly. Do not infer or repeat old tasks from prior chats. \
+     If nothing needs attention, reply HEARTBEAT_OK.";
+
+fn state_dir_workspace(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("workspace")
 }
 
 impl GatewayConfig {
@@ -193,7 +219,7 @@ impl GatewayConfig {
                 max_files: DEFAULT_LOG_FILES,
             },
             config_path: state_dir.join(super::file::FILE_NAME),
-            state_dir,
+            state_dir: state_dir.clone(),
             config_file: None,
             handshake_timeout: Duration::from_secs(10),
             tick_interval: Duration::from_secs(30),
@@ -209,6 +235,10 @@ impl GatewayConfig {
             request_rate: Default::default(),
             flags: Default::default(),
             sources: BTreeMap::new(),
+            cron_enabled: true,
+            cron_default_misfire: Default::default(),
+            workspace: state_dir_workspace(&state_dir),
+            heartbeat: None,
         }
     }
 

@@ -287,31 +287,6 @@ pub async fn update_status(_: Call) -> Result<Reply, RpcError> {
     ))
 }
 
-/// Cron is not offered yet: no jobs, no runs, the scheduler off.
-pub async fn cron_list(c: Call) -> Result<Reply, RpcError> {
-    let offset = c.params.get("offset").and_then(Value::as_u64).unwrap_or(0);
-    let limit = c.params.get("limit").and_then(Value::as_u64).unwrap_or(50);
-    Ok(Reply::Json(
-        json!({"jobs": [], "total": 0, "offset": offset, "limit": limit,
-        "hasMore": false, "nextOffset": null}),
-    ))
-}
-
-pub async fn cron_status(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(
-        json!({"enabled": false, "jobs": 0, "nextWakeAtMs": null}),
-    ))
-}
-
-pub async fn cron_runs(c: Call) -> Result<Reply, RpcError> {
-    let offset = c.params.get("offset").and_then(Value::as_u64).unwrap_or(0);
-    let limit = c.params.get("limit").and_then(Value::as_u64).unwrap_or(50);
-    Ok(Reply::Json(
-        json!({"entries": [], "total": 0, "offset": offset, "limit": limit,
-        "hasMore": false, "nextOffset": null}),
-    ))
-}
-
 /// Switchboard's agents run no commands on hosts: no exec approval policy file.
 pub async fn exec_approvals_get(_: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({

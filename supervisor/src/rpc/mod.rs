@@ -16,6 +16,7 @@ pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod control_ui;
+pub mod cron;
 pub mod devices;
 pub mod nodes;
 pub mod pairing;
@@ -56,6 +57,10 @@ const RECORDING: &[&str] = &[
     "pairing.approve",
     "pairing.reject",
     "pairing.revoke",
+    "cron.add",
+    "cron.update",
+    "cron.remove",
+    "cron.run",
 ];
 
 /// The refusal of a recording method while the database cannot record.
@@ -180,7 +185,9 @@ pub const TABLE: &[Method] = &[
     m!("health", Health, "params/health", BOTH, system::health),
     m!("status", Read, "params/status", BOTH, system::status),
     m!("system-presence", Read, "params/system-presence", BOTH, system::presence),
-    m!("last-heartbeat", Read, "params/last-heartbeat", BOTH, system::last_heartbeat),
+    m!("last-heartbeat", Read, "params/last-heartbeat", BOTH, cron::last_heartbeat),
+    m!("set-heartbeats", Admin, "params/set-heartbeats", BOTH, cron::set_heartbeats),
+    m!("wake", Write, "params/wake", BOTH, cron::wake),
     m!("system-event", Admin, "params/system-event", BOTH, system::system_event),
     m!("sessions.list", Read, "params/sessions.list", BOTH, sessions::list),
     m!("logs.tail", Read, "params/logs.tail", BOTH, system::logs_tail),
@@ -250,9 +257,15 @@ pub const TABLE: &[Method] = &[
     m!("system.info", Read, "params/open", V4_ONLY, control_ui::system_info),
     m!("diagnostics.lanes", Read, "params/open", V4_ONLY, control_ui::diagnostics_lanes),
     m!("update.status", Admin, "params/open", V4_ONLY, control_ui::update_status),
-    m!("cron.list", Read, "params/open", BOTH, control_ui::cron_list),
-    m!("cron.status", Read, "params/open", BOTH, control_ui::cron_status),
-    m!("cron.runs", Read, "params/open", BOTH, control_ui::cron_runs),
+    // Cron (`cron`): read methods are `operator.read`, changes `operator.admin`.
+    m!("cron.list", Read, "params/cron.list", BOTH, cron::list),
+    m!("cron.status", Read, "params/open", BOTH, cron::status),
+    m!("cron.get", Read, "params/cron.job", V4_ONLY, cron::get),
+    m!("cron.add", Admin, "params/cron.add", BOTH, cron::add),
+    m!("cron.update", Admin, "params/cron.update", BOTH, cron::update),
+    m!("cron.remove", Admin, "params/cron.job", BOTH, cron::remove),
+    m!("cron.run", Admin, "params/cron.run", BOTH, cron::run),
+    m!("cron.runs", Read, "params/cron.runs", BOTH, cron::runs),
     m!("exec.approvals.get", Admin, "params/open", BOTH, control_ui::exec_approvals_get),
     m!("exec.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
     m!("plugin.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
@@ -288,6 +301,8 @@ pub const EVENTS: &[&str] = &[
     "tick",
     "shutdown",
     "health",
+    "cron",
+    "heartbeat",
 ];
 
 /// The method as `version` knows it: a method advertised only to other generations is

@@ -38,10 +38,6 @@ pub async fn presence(c: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(to_value(&c.app.presence_list(c.version()))))
 }
 
-pub async fn last_heartbeat(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(Value::Null))
-}
-
 pub async fn system_event(c: Call) -> Result<Reply, RpcError> {
     // Parsed here rather than with `Call::parse`: the reference words this error itself.
     let p: SystemEventParams = serde_json::from_value(c.params.clone())

@@ -173,6 +173,20 @@ const MIGRATIONS: &[&str] = &[
         key         TEXT PRIMARY KEY,
         value       TEXT NOT NULL
      );",
+    // 8: cron jobs (each row the job as the wire shows it, state included) and their
+    // run history, misfires included (`cron::store`).
+    "CREATE TABLE cron_jobs (
+        id          TEXT PRIMARY KEY,
+        job         TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE cron_runs (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id      TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        entry       TEXT NOT NULL
+     );
+     CREATE INDEX cron_runs_by_job ON cron_runs (job_id, seq);",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,12 @@
 //   let chatHistoryParams = try ChatHistoryParams(json)
 //   let chatSendParams = try ChatSendParams(json)
 //   let chatStartupParams = try ChatStartupParams(json)
+//   let cronAddParams = try CronAddParams(json)
+//   let cronJobParams = try CronJobParams(json)
+//   let cronListParams = try CronListParams(json)
+//   let cronRunParams = try CronRunParams(json)
+//   let cronRunsParams = try CronRunsParams(json)
+//   let cronUpdateParams = try CronUpdateParams(json)
 //   let devicePairListParams = try DevicePairListParams(json)
 //   let devicePairRequestIDParams = try DevicePairRequestIDParams(json)
 //   let deviceTokenRevokeParams = try DeviceTokenRevokeParams(json)
@@ -50,10 +56,12 @@
 //   let pairingRevokeParams = try PairingRevokeParams(json)
 //   let sendParams = try SendParams(json)
 //   let sessionsListParams = try SessionsListParams(json)
+//   let setHeartbeatsParams = try SetHeartbeatsParams(json)
 //   let skillsBinsParams = try SkillsBinsParams(json)
 //   let statusParams = try StatusParams(json)
 //   let systemEventParams = try SystemEventParams(json)
 //   let systemPresenceParams = try SystemPresenceParams(json)
+//   let wakeParams = try WakeParams(json)
 //   let webLoginStartParams = try WebLoginStartParams(json)
 //   let webLoginWaitParams = try WebLoginWaitParams(json)
 //   let workersControlParams = try WorkersControlParams(json)
@@ -5944,6 +5952,624 @@ public extension ChatStartupParams {
 
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
+/// `cron.add`.
+// MARK: - CronAddParams
+public struct CronAddParams: Codable {
+    public let agentID: String?
+    public let deleteAfterRun: Bool?
+    /// v4: `{mode: "none"|"announce"|"webhook", channel, to, accountId, threadId}`.
+    public let delivery: JSONAny?
+    public let description: String?
+    public let enabled: Bool?
+    /// What Switchboard does with a fire time that fell while the gateway was stopped.
+    public let misfire: Misfire?
+    public let name: String
+    /// What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+    /// the main session, run as a turn there).
+    public let payload: Payload
+    /// A job's schedule.
+    public let schedule: Schedule
+    public let sessionKey: String?
+    /// `main`, `isolated`, v4 also `current` and `session:<key>`.
+    public let sessionTarget: String?
+    /// `now` or `next-heartbeat`.
+    public let wakeMode: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case agentID = "agentId"
+        case deleteAfterRun, delivery, description, enabled, misfire, name, payload, schedule, sessionKey, sessionTarget, wakeMode
+    }
+
+    public init(agentID: String?, deleteAfterRun: Bool?, delivery: JSONAny?, description: String?, enabled: Bool?, misfire: Misfire?, name: String, payload: Payload, schedule: Schedule, sessionKey: String?, sessionTarget: String?, wakeMode: String?) {
+        self.agentID = agentID
+        self.deleteAfterRun = deleteAfterRun
+        self.delivery = delivery
+        self.description = description
+        self.enabled = enabled
+        self.misfire = misfire
+        self.name = name
+        self.payload = payload
+        self.schedule = schedule
+        self.sessionKey = sessionKey
+        self.sessionTarget = sessionTarget
+        self.wakeMode = wakeMode
+    }
+}
+
+// MARK: CronAddParams convenience initializers and mutators
+
+public extension CronAddParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronAddParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        agentID: String?? = nil,
+        deleteAfterRun: Bool?? = nil,
+        delivery: JSONAny?? = nil,
+        description: String?? = nil,
+        enabled: Bool?? = nil,
+        misfire: Misfire?? = nil,
+        name: String? = nil,
+        payload: Payload? = nil,
+        schedule: Schedule? = nil,
+        sessionKey: String?? = nil,
+        sessionTarget: String?? = nil,
+        wakeMode: String?? = nil
+    ) -> CronAddParams {
+        return CronAddParams(
+            agentID: agentID ?? self.agentID,
+            deleteAfterRun: deleteAfterRun ?? self.deleteAfterRun,
+            delivery: delivery ?? self.delivery,
+            description: description ?? self.description,
+            enabled: enabled ?? self.enabled,
+            misfire: misfire ?? self.misfire,
+            name: name ?? self.name,
+            payload: payload ?? self.payload,
+            schedule: schedule ?? self.schedule,
+            sessionKey: sessionKey ?? self.sessionKey,
+            sessionTarget: sessionTarget ?? self.sessionTarget,
+            wakeMode: wakeMode ?? self.wakeMode
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+/// What Switchboard does with a fire time that fell while the gateway was stopped.
+///
+/// Record the missed time as a `skipped` run and wait for the next one.
+///
+/// Run once at start-up, however many times were missed (the reference's default:
+/// `cron.skipMissedJobs` is `false`).
+public enum Misfire: String, Codable {
+    case runOnce = "run-once"
+    case skip = "skip"
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
+/// the main session, run as a turn there).
+// MARK: - Payload
+public struct Payload: Codable {
+    public let bestEffortDeliver: Bool?
+    public let channel: String?
+    /// v3: deliver the answer to `channel`/`to`.
+    public let deliver: Bool?
+    public let kind: String
+    public let message: String?
+    public let model: String?
+    public let text: String?
+    public let timeoutSeconds: Double?
+    public let to: String?
+
+    public init(bestEffortDeliver: Bool?, channel: String?, deliver: Bool?, kind: String, message: String?, model: String?, text: String?, timeoutSeconds: Double?, to: String?) {
+        self.bestEffortDeliver = bestEffortDeliver
+        self.channel = channel
+        self.deliver = deliver
+        self.kind = kind
+        self.message = message
+        self.model = model
+        self.text = text
+        self.timeoutSeconds = timeoutSeconds
+        self.to = to
+    }
+}
+
+// MARK: Payload convenience initializers and mutators
+
+public extension Payload {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(Payload.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        bestEffortDeliver: Bool?? = nil,
+        channel: String?? = nil,
+        deliver: Bool?? = nil,
+        kind: String? = nil,
+        message: String?? = nil,
+        model: String?? = nil,
+        text: String?? = nil,
+        timeoutSeconds: Double?? = nil,
+        to: String?? = nil
+    ) -> Payload {
+        return Payload(
+            bestEffortDeliver: bestEffortDeliver ?? self.bestEffortDeliver,
+            channel: channel ?? self.channel,
+            deliver: deliver ?? self.deliver,
+            kind: kind ?? self.kind,
+            message: message ?? self.message,
+            model: model ?? self.model,
+            text: text ?? self.text,
+            timeoutSeconds: timeoutSeconds ?? self.timeoutSeconds,
+            to: to ?? self.to
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// A job's schedule.
+// MARK: - Schedule
+public struct Schedule: Codable {
+    public let anchorMS: Int?
+    public let at: String?
+    public let atMS: Int?
+    public let everyMS: Int?
+    public let expr: String?
+    /// How a job's schedule is given.
+    public let kind: Kind
+    public let tz: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case anchorMS = "anchorMs"
+        case at
+        case atMS = "atMs"
+        case everyMS = "everyMs"
+        case expr, kind, tz
+    }
+
+    public init(anchorMS: Int?, at: String?, atMS: Int?, everyMS: Int?, expr: String?, kind: Kind, tz: String?) {
+        self.anchorMS = anchorMS
+        self.at = at
+        self.atMS = atMS
+        self.everyMS = everyMS
+        self.expr = expr
+        self.kind = kind
+        self.tz = tz
+    }
+}
+
+// MARK: Schedule convenience initializers and mutators
+
+public extension Schedule {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(Schedule.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        anchorMS: Int?? = nil,
+        at: String?? = nil,
+        atMS: Int?? = nil,
+        everyMS: Int?? = nil,
+        expr: String?? = nil,
+        kind: Kind? = nil,
+        tz: String?? = nil
+    ) -> Schedule {
+        return Schedule(
+            anchorMS: anchorMS ?? self.anchorMS,
+            at: at ?? self.at,
+            atMS: atMS ?? self.atMS,
+            everyMS: everyMS ?? self.everyMS,
+            expr: expr ?? self.expr,
+            kind: kind ?? self.kind,
+            tz: tz ?? self.tz
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+/// How a job's schedule is given.
+///
+/// One time (`at` ISO string, or `atMs`).
+///
+/// Every `everyMs` from `anchorMs` (default: when the job was created).
+///
+/// A cron expression (`expr`, 5 or 6 fields) in time zone `tz` (default: the host's).
+public enum Kind: String, Codable {
+    case at = "at"
+    case cron = "cron"
+    case every = "every"
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `cron.get`, `cron.remove`: a job by `id` (or the legacy `jobId`).
+// MARK: - CronJobParams
+public struct CronJobParams: Codable {
+    public let id, jobID: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case id
+        case jobID = "jobId"
+    }
+
+    public init(id: String?, jobID: String?) {
+        self.id = id
+        self.jobID = jobID
+    }
+}
+
+// MARK: CronJobParams convenience initializers and mutators
+
+public extension CronJobParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronJobParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        id: String?? = nil,
+        jobID: String?? = nil
+    ) -> CronJobParams {
+        return CronJobParams(
+            id: id ?? self.id,
+            jobID: jobID ?? self.jobID
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `cron.list`.
+// MARK: - CronListParams
+public struct CronListParams: Codable {
+    /// v4: `all`, `enabled`, `disabled`.
+    public let enabled: String?
+    public let includeDisabled: Bool?
+    public let limit: Int?
+    public let offset: Int?
+
+    public init(enabled: String?, includeDisabled: Bool?, limit: Int?, offset: Int?) {
+        self.enabled = enabled
+        self.includeDisabled = includeDisabled
+        self.limit = limit
+        self.offset = offset
+    }
+}
+
+// MARK: CronListParams convenience initializers and mutators
+
+public extension CronListParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronListParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        enabled: String?? = nil,
+        includeDisabled: Bool?? = nil,
+        limit: Int?? = nil,
+        offset: Int?? = nil
+    ) -> CronListParams {
+        return CronListParams(
+            enabled: enabled ?? self.enabled,
+            includeDisabled: includeDisabled ?? self.includeDisabled,
+            limit: limit ?? self.limit,
+            offset: offset ?? self.offset
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `cron.run`.
+// MARK: - CronRunParams
+public struct CronRunParams: Codable {
+    public let id, jobID: String?
+    /// `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+    /// (v4) only when the job is enabled.
+    public let mode: CronRunParamsMode?
+
+    public enum CodingKeys: String, CodingKey {
+        case id
+        case jobID = "jobId"
+        case mode
+    }
+
+    public init(id: String?, jobID: String?, mode: CronRunParamsMode?) {
+        self.id = id
+        self.jobID = jobID
+        self.mode = mode
+    }
+}
+
+// MARK: CronRunParams convenience initializers and mutators
+
+public extension CronRunParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronRunParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        id: String?? = nil,
+        jobID: String?? = nil,
+        mode: CronRunParamsMode?? = nil
+    ) -> CronRunParams {
+        return CronRunParams(
+            id: id ?? self.id,
+            jobID: jobID ?? self.jobID,
+            mode: mode ?? self.mode
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+/// `cron.run` modes: `force` (default) runs now, `due` only when due, `if-enabled`
+/// (v4) only when the job is enabled.
+public enum CronRunParamsMode: String, Codable {
+    case due = "due"
+    case force = "force"
+    case ifEnabled = "if-enabled"
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
+// MARK: - CronRunsParams
+public struct CronRunsParams: Codable {
+    public let id, jobID: String?
+    public let limit: Int?
+    public let offset: Int?
+    public let scope: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case id
+        case jobID = "jobId"
+        case limit, offset, scope
+    }
+
+    public init(id: String?, jobID: String?, limit: Int?, offset: Int?, scope: String?) {
+        self.id = id
+        self.jobID = jobID
+        self.limit = limit
+        self.offset = offset
+        self.scope = scope
+    }
+}
+
+// MARK: CronRunsParams convenience initializers and mutators
+
+public extension CronRunsParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronRunsParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        id: String?? = nil,
+        jobID: String?? = nil,
+        limit: Int?? = nil,
+        offset: Int?? = nil,
+        scope: String?? = nil
+    ) -> CronRunsParams {
+        return CronRunsParams(
+            id: id ?? self.id,
+            jobID: jobID ?? self.jobID,
+            limit: limit ?? self.limit,
+            offset: offset ?? self.offset,
+            scope: scope ?? self.scope
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `cron.update`: `patch` holds any of `cron.add`'s fields (a payload patch merges into
+/// the payload).
+// MARK: - CronUpdateParams
+public struct CronUpdateParams: Codable {
+    public let id, jobID: String?
+    public let patch: [String: JSONAny]
+
+    public enum CodingKeys: String, CodingKey {
+        case id
+        case jobID = "jobId"
+        case patch
+    }
+
+    public init(id: String?, jobID: String?, patch: [String: JSONAny]) {
+        self.id = id
+        self.jobID = jobID
+        self.patch = patch
+    }
+}
+
+// MARK: CronUpdateParams convenience initializers and mutators
+
+public extension CronUpdateParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(CronUpdateParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        id: String?? = nil,
+        jobID: String?? = nil,
+        patch: [String: JSONAny]? = nil
+    ) -> CronUpdateParams {
+        return CronUpdateParams(
+            id: id ?? self.id,
+            jobID: jobID ?? self.jobID,
+            patch: patch ?? self.patch
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - DevicePairListParams
 public struct DevicePairListParams: Codable {
@@ -7662,6 +8288,55 @@ public enum ArchivedEnum: String, Codable {
 
 // Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
 
+/// `set-heartbeats`.
+// MARK: - SetHeartbeatsParams
+public struct SetHeartbeatsParams: Codable {
+    public let enabled: Bool
+
+    public init(enabled: Bool) {
+        self.enabled = enabled
+    }
+}
+
+// MARK: SetHeartbeatsParams convenience initializers and mutators
+
+public extension SetHeartbeatsParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(SetHeartbeatsParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        enabled: Bool? = nil
+    ) -> SetHeartbeatsParams {
+        return SetHeartbeatsParams(
+            enabled: enabled ?? self.enabled
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
 /// Params of methods that take none and refuse unknown fields (`models.list`).
 // MARK: - SkillsBinsParams
 public struct SkillsBinsParams: Codable {
@@ -7806,6 +8481,66 @@ public extension SystemEventParams {
     func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
         return String(data: try self.jsonData(), encoding: encoding)
     }
+}
+
+// Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.
+
+// Regenerate: npm --prefix clients/models ci && node clients/models/gen.mjs
+
+/// `wake`: a line for the main session, and a heartbeat now or at the next one.
+// MARK: - WakeParams
+public struct WakeParams: Codable {
+    /// When a `wake` turn happens.
+    public let mode: WakeParamsMode
+    public let text: String
+
+    public init(mode: WakeParamsMode, text: String) {
+        self.mode = mode
+        self.text = text
+    }
+}
+
+// MARK: WakeParams convenience initializers and mutators
+
+public extension WakeParams {
+    init(data: Data) throws {
+        self = try newJSONDecoder().decode(WakeParams.self, from: data)
+    }
+
+    init(_ json: String, using encoding: String.Encoding = .utf8) throws {
+        guard let data = json.data(using: encoding) else {
+            throw NSError(domain: "JSONDecoding", code: 0, userInfo: nil)
+        }
+        try self.init(data: data)
+    }
+
+    init(fromURL url: URL) throws {
+        try self.init(data: try Data(contentsOf: url))
+    }
+
+    func with(
+        mode: WakeParamsMode? = nil,
+        text: String? = nil
+    ) -> WakeParams {
+        return WakeParams(
+            mode: mode ?? self.mode,
+            text: text ?? self.text
+        )
+    }
+
+    func jsonData() throws -> Data {
+        return try newJSONEncoder().encode(self)
+    }
+
+    func jsonString(encoding: String.Encoding = .utf8) throws -> String? {
+        return String(data: try self.jsonData(), encoding: encoding)
+    }
+}
+
+/// When a `wake` turn happens.
+public enum WakeParamsMode: String, Codable {
+    case nextHeartbeat = "next-heartbeat"
+    case now = "now"
 }
 
 // Generated by clients/models/gen.mjs (quicktype) from schemas/json/. Do not edit.

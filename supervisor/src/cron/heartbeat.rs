@@ -1,0 +1,181 @@
+//! The heartbeat: a periodic agent turn in the main session, driven by `HEARTBEAT.md`
+//! in the agent workspace, when `agents.defaults.heartbeat.every` turns it on (within
+//! `activeHours`). `wake` queues a line for the next turn and can start one now;
+//! `set-heartbeats` stops and restarts them. Each beat ends in a record (the v3 shape:
+//! `{ts, status: sent|ok-empty|ok-token|skipped|failed, reason?, preview?, durationMs?}`),
+//! kept as `last-heartbeat` and broadcast as the `heartbeat` event.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::app::App;
+use crate::clock::now_ms;
+use crate::events::hub::Broadcast;
+use crate::state::history::canonical_session_key;
+
+/// Lines `wake` queued for the next beat, at most this many (the oldest go first).
+const WAKE_TEXTS_MAX: usize = 20;
+/// `HEARTBEAT.md` is read up to this size.
+const FILE_MAX_BYTES: u64 = 64 * 1024;
+/// The answer that means "nothing needs attention".
+const OK_TOKEN: &str = "HEARTBEAT_OK";
+
+#[derive(Default)]
+pub struct HeartbeatState {
+    last: Mutex<Option<Value>>,
+    wake_texts: Mutex<VecDeque<String>>,
+    now: Notify,
+}
+
+impl HeartbeatState {
+    pub fn last(&self) -> Option<Value> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `wake`: queues the line; `now` starts a beat at once.
+    pub fn wake(&self, text: &str, now: bool) {
+        let mut q = self.wake_texts.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(text.to_owned());
+        while q.len() > WAKE_TEXTS_MAX {
+            q.pop_front();
+        }
+        drop(q);
+        if now {
+            self.now.notify_one();
+        }
+    }
+
+    fn take_texts(&self) -> Vec<String> {
+        self.wake_texts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
+    }
+}
+
+fn record(app: &App, mut rec: Value) {
+    rec["ts"] = json!(now_ms());
+    *app.cron
+        .heartbeat
+        .last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+    app.hub.broadcast(&Broadcast::encoded(
+        "heartbeat",
+        &rec.to_string(),
+        None,
+        true,
+    ));
+}
+
+/// The heartbeat task: a beat every `every` (when configured) or on `wake` now.
+pub async fn run(app: Arc<App>) {
+    let every = app.config.heartbeat.as_ref().map(|h| h.every);
+    if let Some(e) = every {
+        tracing::info!(every_ms = e.as_millis() as u64, "heartbeat: on");
+    }
+    loop {
+        let wait = every.unwrap_or(Duration::from_secs(24 * 3600));
+        let scheduled = tokio::select! {
+            _ = tokio::time::sleep(wait) => every.is_some(),
+            _ = app.cron.heartbeat.now.notified() => false,
+            _ = app.shutdown.cancelled() => return,
+        };
+        beat(&app, scheduled).await;
+    }
+}
+
+/// One beat; `scheduled` beats honour the active hours, woken ones do not.
+pub async fn beat(app: &Arc<App>, scheduled: bool) {
+    if app.cron.heartbeats_off.load(Ordering::Relaxed) {
+        record(app, json!({"status": "skipped", "reason": "disabled"}));
+        return;
+    }
+    if scheduled
+        && let Some((start, end, tz)) = app
+            .config
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.active_hours.clone())
+        && !super::schedule::in_active_hours(now_ms(), start, end, tz.as_deref())
+    {
+        record(app, json!({"status": "skipped", "reason": "quiet-hours"}));
+        return;
+    }
+    let path = app.config.workspace.join("HEARTBEAT.md");
+    let file = tokio::task::spawn_blocking(move || read_bounded(&path))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let texts = app.cron.heartbeat.take_texts();
+    if is_effectively_empty(&file) && texts.is_empty() {
+        record(
+            app,
+            json!({"status": "skipped", "reason": "empty-heartbeat-file"}),
+        );
+        return;
+    }
+    let prompt = app
+        .config
+        .heartbeat
+        .as_ref()
+        .map(|h| h.prompt.clone())
+        .unwrap_or_else(|| crate::config::DEFAULT_HEARTBEAT_PROMPT.to_owned());
+    let mut message = format!("{prompt}\n\nHEARTBEAT.md:\n{file}");
+    for t in &texts {
+        message.push_str("\n\nSystem: ");
+        message.push_str(t);
+    }
+    let started = now_ms();
+    let run_id = format!("heartbeat:{started}");
+    let session = canonical_session_key(None, None);
+    let res = crate::agent::run_inbound(app, &run_id, &session, &message, None).await;
+    let duration = now_ms().saturating_sub(started);
+    match res {
+        Ok(r) if r.status == "ok" => {
+            let text = r.text.trim();
+            let status = if text.is_empty() {
+                "ok-empty"
+            } else if text == OK_TOKEN || text.ends_with(OK_TOKEN) && text.len() < 300 {
+                "ok-token"
+            } else {
+                "sent"
+            };
+            let preview: String = text.chars().take(200).collect();
+            record(
+                app,
+                json!({"status": status, "preview": preview, "durationMs": duration}),
+            );
+        }
+        Ok(r) => record(
+            app,
+            json!({"status": "failed", "reason": r.error.unwrap_or_else(|| r.status.to_owned()), "durationMs": duration}),
+        ),
+        Err(e) => record(
+            app,
+            json!({"status": "failed", "reason": e.message, "durationMs": duration}),
+        ),
+    }
+}
+
+fn read_bounded(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut buf = String::new();
+    f.take(FILE_MAX_BYTES).read_to_string(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Only blank lines and Markdown headings: nothing to act on (as the reference).
+fn is_effectively_empty(s: &str) -> bool {
+    s.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
+}

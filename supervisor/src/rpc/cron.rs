@@ -1,0 +1,327 @@
+//! `cron.*`, `wake`, `set-heartbeats`, `last-heartbeat` (logic in `crate::cron`).
+//! v3 answers `cron.list` `{jobs}` and `cron.runs` `{entries}`; v4 pages both
+//! (`total`, `offset`, `limit`, `hasMore`, `nextOffset`).
+
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use switchboard_schemas::ProtocolVersion;
+use switchboard_schemas::methods::{
+    CronAddParams, CronJobRef, CronListParams, CronRunMode, CronRunParams, CronRunsParams,
+    CronUpdateParams, SetHeartbeatsParams, WakeMode, WakeParams,
+};
+
+use super::{Call, Reply, to_value};
+use crate::clock::now_ms;
+use crate::cron::{self, Trigger, store};
+use crate::protocol::error::RpcError;
+
+fn db_err(e: crate::state::db::DbError) -> RpcError {
+    RpcError::from(e)
+}
+
+fn job_id(method: &str, id: &Option<String>, job_id: &Option<String>) -> Result<String, RpcError> {
+    id.as_deref()
+        .or(job_id.as_deref())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| RpcError::invalid_request(format!("invalid {method} params: missing id")))
+}
+
+fn unknown(id: &str) -> RpcError {
+    RpcError::invalid_request(format!("unknown cron job id: {id}"))
+}
+
+fn page(
+    v: ProtocolVersion,
+    key: &str,
+    items: Vec<Value>,
+    total: u64,
+    offset: u64,
+    limit: u64,
+) -> Value {
+    match v {
+        ProtocolVersion::V3 => json!({ key: items }),
+        ProtocolVersion::V4 => {
+            let end = offset + items.len() as u64;
+            let more = end < total;
+            json!({key: items, "total": total, "offset": offset, "limit": limit,
+                "hasMore": more, "nextOffset": if more { json!(end) } else { Value::Null }})
+        }
+    }
+}
+
+pub async fn status(c: Call) -> Result<Reply, RpcError> {
+    let jobs = store::load_all(&c.app.db).await.map_err(db_err)?;
+    let enabled = c.app.config.cron_enabled;
+    let next = if enabled {
+        cron::next_wake(&c.app).await
+    } else {
+        None
+    };
+    Ok(Reply::Json(json!({
+        "enabled": enabled,
+        "storePath": c.app.db.path().display().to_string(),
+        "jobs": jobs.len(),
+        "nextWakeAtMs": next,
+    })))
+}
+
+pub async fn list(c: Call) -> Result<Reply, RpcError> {
+    let p: CronListParams = c.parse()?;
+    let mut jobs = store::load_all(&c.app.db).await.map_err(db_err)?;
+    let include_disabled = p.include_disabled == Some(true)
+        || matches!(p.enabled.as_deref(), Some("all") | Some("disabled"));
+    jobs.retain(|j| match p.enabled.as_deref() {
+        Some("disabled") => !j.enabled,
+        _ => include_disabled || j.enabled,
+    });
+    jobs.sort_by_key(|j| j.state.next_run_at_ms.unwrap_or(u64::MAX));
+    let total = jobs.len() as u64;
+    let offset = p.offset.unwrap_or(0);
+    let limit = p.limit.unwrap_or(50);
+    let items: Vec<Value> = match c.version() {
+        ProtocolVersion::V3 => jobs.iter().map(to_value).collect(),
+        ProtocolVersion::V4 => jobs
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(to_value)
+            .collect(),
+    };
+    Ok(Reply::Json(page(
+        c.version(),
+        "jobs",
+        items,
+        total,
+        offset,
+        limit,
+    )))
+}
+
+pub async fn get(c: Call) -> Result<Reply, RpcError> {
+    let p: CronJobRef = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    let job = store::get(&c.app.db, &id).await.map_err(db_err)?;
+    job.map(|j| Reply::Json(to_value(&j)))
+        .ok_or_else(|| unknown(&id))
+}
+
+fn check_target(job: &store::Job) -> Result<(), RpcError> {
+    let t = job.session_target.as_str();
+    if !matches!(t, "main" | "isolated" | "current") && !t.starts_with("session:") {
+        return Err(RpcError::invalid_request(format!(
+            "invalid sessionTarget {t:?}: main, isolated, current or session:<key>"
+        )));
+    }
+    if !matches!(job.payload.kind.as_str(), "agentTurn" | "systemEvent") {
+        return Err(RpcError::invalid_request(format!(
+            "unsupported payload kind {:?}: Switchboard runs agentTurn and systemEvent",
+            job.payload.kind
+        )));
+    }
+    if job.payload.message.is_none() && job.payload.text.is_none() {
+        return Err(RpcError::invalid_request(
+            "payload.message (or text) is required",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn add(c: Call) -> Result<Reply, RpcError> {
+    let p: CronAddParams = c.parse()?;
+    let now = now_ms();
+    let mut job = store::Job {
+        id: uuid::Uuid::new_v4().to_string(),
+        agent_id: p.agent_id,
+        session_key: p.session_key,
+        name: p.name.trim().to_owned(),
+        description: p.description,
+        enabled: p.enabled.unwrap_or(true),
+        delete_after_run: p.delete_after_run,
+        created_at_ms: now,
+        updated_at_ms: now,
+        schedule: p.schedule,
+        session_target: p.session_target.unwrap_or_else(|| "isolated".into()),
+        wake_mode: p.wake_mode.unwrap_or_else(|| "now".into()),
+        payload: p.payload,
+        delivery: p.delivery,
+        misfire: p.misfire.unwrap_or(c.app.config.cron_default_misfire),
+        state: Default::default(),
+    };
+    check_target(&job)?;
+    job.state.next_run_at_ms = cron::first_fire(&job, now).map_err(RpcError::invalid_request)?;
+    {
+        let _g = c.app.cron.edit.lock().await;
+        store::put(&c.app.db, &job).await.map_err(db_err)?;
+    }
+    c.app.cron.changed.notify_one();
+    cron::emit(
+        &c.app,
+        json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.state.next_run_at_ms}),
+    );
+    Ok(Reply::Json(to_value(&job)))
+}
+
+pub async fn update(c: Call) -> Result<Reply, RpcError> {
+    let p: CronUpdateParams = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    let now = now_ms();
+    let job = {
+        let _g = c.app.cron.edit.lock().await;
+        let job = store::get(&c.app.db, &id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| unknown(&id))?;
+        let mut v = to_value(&job);
+        for (k, val) in p.patch {
+            match k.as_str() {
+                "id" | "createdAtMs" | "updatedAtMs" | "state" => {}
+                "payload" | "delivery" if val.is_object() && v[&k].is_object() => {
+                    if let (Some(dst), Some(src)) = (v[&k].as_object_mut(), val.as_object()) {
+                        for (pk, pv) in src {
+                            if pv.is_null() {
+                                dst.remove(pk);
+                            } else {
+                                dst.insert(pk.clone(), pv.clone());
+                            }
+                        }
+                    }
+                }
+                _ if val.is_null() => {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove(&k);
+                    }
+                }
+                _ => v[&k] = val,
+            }
+        }
+        let mut job: store::Job = serde_json::from_value(v)
+            .map_err(|e| RpcError::invalid_request(format!("invalid cron.update params: {e}")))?;
+        check_target(&job)?;
+        job.updated_at_ms = now;
+        job.state.next_run_at_ms =
+            cron::first_fire(&job, now).map_err(RpcError::invalid_request)?;
+        store::put(&c.app.db, &job).await.map_err(db_err)?;
+        job
+    };
+    c.app.cron.changed.notify_one();
+    cron::emit(
+        &c.app,
+        json!({"jobId": id, "action": "updated", "nextRunAtMs": job.state.next_run_at_ms}),
+    );
+    Ok(Reply::Json(to_value(&job)))
+}
+
+pub async fn remove(c: Call) -> Result<Reply, RpcError> {
+    let p: CronJobRef = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    let removed = {
+        let _g = c.app.cron.edit.lock().await;
+        store::delete(&c.app.db, &id).await.map_err(db_err)?
+    };
+    if removed {
+        c.app.cron.changed.notify_one();
+        cron::emit(&c.app, json!({"jobId": id, "action": "removed"}));
+    }
+    Ok(Reply::Json(json!({"ok": true, "removed": removed})))
+}
+
+/// `cron.run`: `force` runs now, `due` only when due (the default, as the reference),
+/// `if-enabled` only when enabled. Answers when the run has finished.
+pub async fn run(c: Call) -> Result<Reply, RpcError> {
+    let p: CronRunParams = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    let job = store::get(&c.app.db, &id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| unknown(&id))?;
+    let now = now_ms();
+    let mode = p.mode.unwrap_or(CronRunMode::Due);
+    let go = match mode {
+        CronRunMode::Force => true,
+        CronRunMode::IfEnabled => job.enabled,
+        CronRunMode::Due => job.enabled && job.state.next_run_at_ms.is_some_and(|t| t <= now),
+    };
+    if !go {
+        let reason = if mode == CronRunMode::IfEnabled {
+            "disabled"
+        } else {
+            "not-due"
+        };
+        return Ok(Reply::Json(
+            json!({"ok": true, "ran": false, "reason": reason}),
+        ));
+    }
+    let app = std::sync::Arc::clone(&c.app);
+    Ok(c.defer(async move {
+        match cron::execute(&app, &id, Trigger::Manual).await {
+            Some(entry) => Ok(json!({"ok": true, "ran": true, "runId": entry["runId"],
+                "status": entry["status"]})),
+            None => Ok(json!({"ok": true, "ran": false, "reason": "already-running"})),
+        }
+    }))
+}
+
+pub async fn runs(c: Call) -> Result<Reply, RpcError> {
+    let p: CronRunsParams = c.parse()?;
+    let all = p.scope.as_deref() == Some("all");
+    let id = if all && c.version() == ProtocolVersion::V4 {
+        None
+    } else {
+        Some(job_id(c.method, &p.id, &p.job_id)?)
+    };
+    let offset = p.offset.unwrap_or(0);
+    let (limit, desc) = match c.version() {
+        ProtocolVersion::V3 => (p.limit.unwrap_or(200), false),
+        ProtocolVersion::V4 => (p.limit.unwrap_or(50).min(200), true),
+    };
+    let (mut entries, total) = if desc {
+        store::runs(&c.app.db, id.as_deref(), offset, limit, true)
+            .await
+            .map_err(db_err)?
+    } else {
+        // v3: the last `limit` entries, oldest first.
+        let (mut e, t) = store::runs(&c.app.db, id.as_deref(), 0, limit, true)
+            .await
+            .map_err(db_err)?;
+        e.reverse();
+        (e, t)
+    };
+    entries.truncate(limit as usize);
+    Ok(Reply::Json(page(
+        c.version(),
+        "entries",
+        entries,
+        total,
+        offset,
+        limit,
+    )))
+}
+
+pub async fn wake(c: Call) -> Result<Reply, RpcError> {
+    let p: WakeParams = c.parse()?;
+    let text = p.text.trim();
+    if text.is_empty() {
+        return Err(RpcError::invalid_request(
+            "invalid wake params: text required",
+        ));
+    }
+    c.app.cron.heartbeat.wake(text, p.mode == WakeMode::Now);
+    Ok(Reply::Json(json!({"ok": true})))
+}
+
+pub async fn set_heartbeats(c: Call) -> Result<Reply, RpcError> {
+    let p: SetHeartbeatsParams = c.parse()?;
+    c.app
+        .cron
+        .heartbeats_off
+        .store(!p.enabled, Ordering::Relaxed);
+    Ok(Reply::Json(json!({"ok": true, "enabled": p.enabled})))
+}
+
+pub async fn last_heartbeat(c: Call) -> Result<Reply, RpcError> {
+    Ok(Reply::Json(
+        c.app.cron.heartbeat.last().unwrap_or(Value::Null),
+    ))
+}
