@@ -39,7 +39,9 @@ echo "== starting the reference gateway (clawdbot, Node) on $ref_port"
 "$shared/reference/run.sh" "$ref_port" "$token" "$work/ref-home" >"$work/ref.log" 2>&1 &
 ref_pid=$!; pids+=("$ref_pid")
 echo "== starting Switchboard (release) on $sb_port"
-"$sb" gateway run --port "$sb_port" --token "$token" --state-dir "$work/sb-state" >"$work/sb.log" 2>&1 &
+# Throughput scenarios drive one connection far past the per-connection request budget
+# (README: Request rate); the reference has no such limit, so it is off for the comparison.
+SWITCHBOARD_REQUESTS_PER_SECOND=0 "$sb" gateway run --port "$sb_port" --token "$token" --state-dir "$work/sb-state" >"$work/sb.log" 2>&1 &
 sb_pid=$!; pids+=("$sb_pid")
 wait_port "$sb_port" 30
 wait_port "$ref_port" 120
@@ -84,7 +86,7 @@ if [ "${SOAK:-1}" != 0 ]; then
 fi
 kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
 "$bench" --label switchboard --url "ws://127.0.0.1:$sb_port" --token "$token" --scenario coldstart --count 20 \
-  --spawn "exec $sb gateway run --port $sb_port --token $token --state-dir $work/cold-\$\$" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
+  --spawn "exec env SWITCHBOARD_REQUESTS_PER_SECOND=0 $sb gateway run --port $sb_port --token $token --state-dir $work/cold-\$\$" | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
 
 python3 - "$results" <<'PY'
 import json, sys
