@@ -156,8 +156,10 @@ fn restart(c: &Call, reason: &str) -> Value {
     });
     tracing::info!(reason, "config changed: restarting in place");
     json!({
-        "ok": true, "pid": std::process::id(), "signal": "SIGUSR1", "reason": reason,
-        "mode": "signal", "cooldownMsApplied": 0, "delayMs": RESTART_DELAY_MS,
+        // The reference also says which OS signal its process sent itself; this restart
+        // is no signal but the in-place restart `switchboard gateway restart` asks for.
+        "ok": true, "pid": std::process::id(), "reason": reason,
+        "mode": "in-place", "cooldownMsApplied": 0, "delayMs": RESTART_DELAY_MS,
     })
 }
 
