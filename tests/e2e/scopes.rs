@@ -78,6 +78,16 @@ const SPEC: &[(&str, &str)] = &[
     ("cron.list", "operator.read"),
     ("cron.status", "operator.read"),
     ("cron.runs", "operator.read"),
+    ("cron.get", "operator.read"),
+    ("cron.add", "operator.admin"),
+    ("cron.update", "operator.admin"),
+    ("cron.remove", "operator.admin"),
+    ("cron.run", "operator.admin"),
+    ("set-heartbeats", "operator.admin"),
+    ("wake", "operator.write"),
+    ("config.set", "operator.admin"),
+    ("config.patch", "operator.admin"),
+    ("config.apply", "operator.admin"),
     ("exec.approvals.get", "operator.admin"),
     ("exec.approval.list", "operator.approvals"),
     ("plugin.approval.list", "operator.approvals"),
@@ -102,6 +112,7 @@ const V3_ONLY: &[&str] = &["node.pair.request", "node.pair.verify"];
 
 /// v4-only methods (v3 answers `unknown method`, as the v3 reference has none of them).
 const V4_ONLY: &[&str] = &[
+    "cron.get",
     "node.invoke.progress",
     "node.skills.update",
     "node.pluginTools.update",
