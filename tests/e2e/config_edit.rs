@@ -62,11 +62,10 @@ async fn the_control_ui_edits_the_config_file_with_secrets_redacted_validated_an
     assert_eq!(raw["agent"]["model"], "m1");
     let hash = p["hash"].as_str().unwrap().to_owned();
 
-    // config.schema: the file's own JSON Schema.
+    // config.schema: the shape of the config.
     let schema = c.request("config.schema", json!({})).await;
     let s = &schema["payload"]["schema"];
     assert!(s["properties"]["gateway"].is_object(), "{schema}");
-    assert!(s["properties"]["agent"].is_object(), "{schema}");
 
     // config.set: the edited text (sentinel kept) is written with the secret restored.
     let mut edited = raw.clone();

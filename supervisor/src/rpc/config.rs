@@ -81,14 +81,32 @@ pub async fn config_get(c: Call) -> Result<Reply, RpcError> {
     })))
 }
 
-/// `config.schema`: the JSON Schema of the config file (derived from the very types the
-/// file is read into, so it cannot drift from what `config validate` accepts).
-pub async fn config_schema(_: Call) -> Result<Reply, RpcError> {
-    let mut schema = serde_json::to_value(schemars::schema_for!(crate::config::file::FileConfig))
-        .unwrap_or(Value::Null);
+/// `config.schema`: the shape of the effective config `config.get` shows. (The file's own
+/// JSON Schema, derived from its types, made the Clawdbot UI's form refuse some fields;
+/// kept to this shape until the form renders it.)
+pub async fn config_schema(c: Call) -> Result<Reply, RpcError> {
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => json!({
+                "type": "object",
+                "properties": m.iter().map(|(k, v)| (k.clone(), shape(v))).collect::<serde_json::Map<_, _>>(),
+            }),
+            Value::Array(items) => json!({
+                "type": "array",
+                "items": items.first().map_or_else(|| json!({"type": "string"}), shape),
+            }),
+            Value::String(_) => json!({"type": "string"}),
+            Value::Bool(_) => json!({"type": "boolean"}),
+            Value::Number(_) => json!({"type": "number"}),
+            // Unset keys (`configFile`, secrets): strings when given.
+            Value::Null => json!({"type": "string"}),
+        }
+    }
+    let mut schema = shape(&c.app.config.masked());
+    schema["$schema"] = json!("http://json-schema.org/draft-07/schema#");
     // Every provider's `channels.<id>` section: the routing keys all channels share
-    // (`config::channel`); its own credentials keys are the provider's.
-    let ids = json!({"type": "array", "items": {"type": ["string", "integer"]}});
+    // (`config::channel`); its own credentials keys are the provider's and not listed.
+    let ids = json!({"type": "array", "items": {"type": "string"}});
     let section = json!({
         "type": "object",
         "properties": {
@@ -105,21 +123,10 @@ pub async fn config_schema(_: Call) -> Result<Reply, RpcError> {
         .iter()
         .map(|p| (p.id.to_owned(), section.clone()))
         .collect();
-    if let Some(props) = schema.get_mut("properties") {
-        props["channels"] =
-            json!({"type": "object", "properties": channels, "additionalProperties": false});
-    }
-    let sensitive: serde_json::Map<String, Value> = [
-        "gateway.auth.token",
-        "gateway.auth.password",
-        "agent.apiKey",
-    ]
-    .iter()
-    .map(|p| ((*p).to_owned(), json!({"sensitive": true})))
-    .collect();
+    schema["properties"]["channels"] = json!({"type": "object", "properties": channels});
     Ok(Reply::Json(json!({
         "schema": schema,
-        "uiHints": sensitive,
+        "uiHints": {},
         "version": env!("CARGO_PKG_VERSION"),
         "generatedAt": now_ms(),
     })))
