@@ -92,6 +92,9 @@ pub fn spawn_gateway(opts: &GatewayOpts, state: &Path) -> (Child, Arc<Mutex<Stri
         .env_remove("CLAWDBOT_GATEWAY_TOKEN")
         .env_remove("OPENCLAW_GATEWAY_TOKEN")
         .env("SWITCHBOARD_LOG", "info")
+        // Replies at once unless a test asks for a visible stream (the default streams a
+        // word every 40 ms: a 1 000-word reply would take 40 s).
+        .env("SWITCHBOARD_AGENT_ECHO_DELAY_MS", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
