@@ -2,6 +2,7 @@
 //! told over its own socket to open files it must not reach, and to make a system call
 //! outside its allow-list. Linux only (Landlock and seccomp); this kernel has both.
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -13,7 +14,7 @@ use crate::harness::*;
 /// Tells test worker `name` (over its control socket: its own socket answers only the
 /// supervisor) to do `what`; its answer (`ok`, `denied EACCES`, …).
 async fn tell(gw: &Gateway, name: &str, what: &str) -> String {
-    let socket = gw.state.path().join(format!("sockets/{name}.control.sock"));
+    let socket = gw.state.path().join(format!("sockets/{name}/{name}.control.sock"));
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()
@@ -204,7 +205,7 @@ async fn a_forbidden_system_call_ends_the_worker_and_it_is_restarted_as_for_any_
         .wait_worker("t1", "running", |w| w["state"] == "running")
         .await;
     // The call never returns: the kernel kills the process.
-    let socket = gw.state.path().join("sockets/t1.control.sock");
+    let socket = gw.state.path().join("sockets/t1/t1.control.sock");
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()
@@ -292,7 +293,7 @@ async fn a_worker_refuses_calls_without_its_secret_even_from_another_confined_wo
     // worker's (`channel::serve`) and the agent runner's all refuse it, whatever it
     // presents, its own secret included (each spawn has its own).
     for target in ["t2", "whatsapp", "agent"] {
-        let socket = sockets.join(format!("{target}.sock"));
+        let socket = sockets.join(format!("{target}/{target}.sock"));
         for how in ["none", "wrong", "own"] {
             let answer = tell(&gw, "t1", &format!("call:{how}:{}", socket.display())).await;
             assert_eq!(answer, "refused Unauthenticated", "t1 → {target} ({how})");
@@ -300,7 +301,7 @@ async fn a_worker_refuses_calls_without_its_secret_even_from_another_confined_wo
     }
     // From the test itself, on every service a worker serves: Worker, Linker, AgentRunner.
     for target in ["t1", "t2", "whatsapp", "agent"] {
-        let socket = sockets.join(format!("{target}.sock"));
+        let socket = sockets.join(format!("{target}/{target}.sock"));
         assert_eq!(
             hello_on(&socket, None).await,
             Err(tonic::Code::Unauthenticated),
@@ -313,7 +314,7 @@ async fn a_worker_refuses_calls_without_its_secret_even_from_another_confined_wo
         );
     }
     let connect = |name: &str| {
-        let socket = sockets.join(format!("{name}.sock"));
+        let socket = sockets.join(format!("{name}/{name}.sock"));
         async move {
             tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
                 .unwrap()
@@ -366,4 +367,60 @@ async fn a_worker_refuses_calls_without_its_secret_even_from_another_confined_wo
         assert_eq!(long_hex_runs(&bytes), Vec::<String>::new(), "{file}");
     }
     assert_eq!(long_hex_runs(gw.log().as_bytes()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_confined_worker_cannot_replace_another_workers_socket_only_its_own() {
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    let config = json!({"workers": [test_worker("t1"), test_worker("t2")]});
+    std::fs::write(state.path().join("config.json5"), config.to_string()).unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        ..Default::default()
+    });
+    let mut c = admin(&gw).await;
+    for name in ["t1", "t2", "agent"] {
+        c.wait_worker(name, "running", |w| w["state"] == "running")
+            .await;
+    }
+    let t2_before = c
+        .wait_worker("t2", "running", |w| w["state"] == "running")
+        .await;
+    let sockets = gw.state.path().join("sockets");
+    // Each worker's socket is in a folder of its own, private to the user.
+    for name in ["t1", "t2", "agent"] {
+        let dir = sockets.join(name);
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        assert!(dir.join(format!("{name}.sock")).exists(), "{}", dir.display());
+    }
+    // From inside confined t1: removing and rebinding another worker's socket, or making
+    // a socket of its own beside theirs, is refused by the kernel.
+    for target in [
+        sockets.join("t2/t2.sock"),
+        sockets.join("agent/agent.sock"),
+        sockets.join("t2/decoy.sock"),
+        sockets.join("decoy.sock"),
+    ] {
+        let answer = tell(&gw, "t1", &format!("replace:{}", target.display())).await;
+        assert!(answer.starts_with("denied "), "{}: {answer}", target.display());
+    }
+    assert!(!sockets.join("decoy.sock").exists());
+    assert!(!sockets.join("t2/decoy.sock").exists());
+    // In its own folder it may (that is how it binds its socket).
+    let own = sockets.join("t1/spare.sock");
+    assert_eq!(tell(&gw, "t1", &format!("replace:{}", own.display())).await, "ok");
+    // t2 still answers on its socket (the test's call is refused for want of the secret,
+    // which proves t2's own server is the one listening) and was never restarted.
+    assert_eq!(
+        hello_on(&sockets.join("t2/t2.sock"), None).await,
+        Err(tonic::Code::Unauthenticated)
+    );
+    let t2 = c
+        .wait_worker("t2", "health-checked", |w| {
+            w["providerState"] == "connected"
+        })
+        .await;
+    assert_eq!(t2["pid"], t2_before["pid"], "{t2}");
+    assert_eq!(t2["restarts"], 0, "{t2}");
 }

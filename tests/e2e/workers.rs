@@ -417,7 +417,7 @@ async fn a_hung_worker_is_killed_and_restarted() {
         .wait_worker("t1", "running", |w| w["state"] == "running")
         .await;
     // Tell the worker, over its control socket, to stop answering health checks.
-    let socket = gw.state.path().join("sockets/t1.control.sock");
+    let socket = gw.state.path().join("sockets/t1/t1.control.sock");
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()

@@ -185,7 +185,12 @@ impl Workers {
                 );
             }
             let (tx, rx) = mpsc::channel(8);
-            let socket = socket_dir.join(format!("{}.sock", spec.name));
+            // Each worker has its own folder for its socket: a confined worker may make
+            // and remove sockets only there, so it cannot replace another worker's socket
+            // and receive the calls (and the secret) meant for that worker.
+            let socket = socket_dir
+                .join(&spec.name)
+                .join(format!("{}.sock", spec.name));
             let slot = Arc::new(Slot {
                 socket,
                 status: Mutex::new(Status {
@@ -487,6 +492,17 @@ async fn connect(socket: &std::path::Path, deadline: Duration) -> Result<Channel
         .map_err(|e| format!("cannot connect to the worker socket: {e}"))
 }
 
+/// The worker's own socket folder, private to the user (0700); made once, kept across
+/// restarts.
+fn create_socket_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 async fn run_once(
     slot: &Arc<Slot>,
     control: &mut mpsc::Receiver<Control>,
@@ -500,6 +516,14 @@ async fn run_once(
             "socket path {} is too long for a Unix socket; use a shorter state directory",
             slot.socket.display()
         ));
+    }
+    if let Some(dir) = slot.socket.parent()
+        && let Err(e) = create_socket_dir(dir)
+    {
+        return Outcome::Exited {
+            reason: format!("cannot create the socket folder {}: {e}", dir.display()),
+            restartable: true,
+        };
     }
     let config = spec.config.to_string();
     let mut proc = match WorkerProcess::spawn(

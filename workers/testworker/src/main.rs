@@ -141,7 +141,10 @@ impl Worker for Scripted {
                     ..Default::default()
                 }))
             }
-            t if t.starts_with("open:") || t.starts_with("write:") => {
+            t if t.starts_with("open:")
+                || t.starts_with("write:")
+                || t.starts_with("replace:") =>
+            {
                 let (verb, path) = t.split_once(':').unwrap_or_default();
                 Ok(Response::new(SendReply {
                     provider_message_id: try_path(verb, std::path::Path::new(path)),
@@ -208,6 +211,17 @@ fn try_path(verb: &str, path: &std::path::Path) -> String {
             let mut buf = [0u8; 16];
             f.read(&mut buf).map(|_| ())
         }),
+        // Take over a socket path as a compromised worker would: remove what is there
+        // and bind its own listener in its place.
+        ("replace", _) => std::fs::remove_file(path)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|()| std::os::unix::net::UnixListener::bind(path).map(drop)),
         (_, true) => std::fs::File::create(path.join("probe")).map(|_| ()),
         (_, false) => std::fs::OpenOptions::new()
             .append(true)
