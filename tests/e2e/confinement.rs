@@ -14,7 +14,10 @@ use crate::harness::*;
 /// Tells test worker `name` (over its control socket: its own socket answers only the
 /// supervisor) to do `what`; its answer (`ok`, `denied EACCES`, …).
 async fn tell(gw: &Gateway, name: &str, what: &str) -> String {
-    let socket = gw.state.path().join(format!("sockets/{name}/{name}.control.sock"));
+    let socket = gw
+        .state
+        .path()
+        .join(format!("sockets/{name}/{name}.control.sock"));
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
         .connect()
@@ -392,7 +395,11 @@ async fn a_confined_worker_cannot_replace_another_workers_socket_only_its_own() 
         let dir = sockets.join(name);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{}", dir.display());
-        assert!(dir.join(format!("{name}.sock")).exists(), "{}", dir.display());
+        assert!(
+            dir.join(format!("{name}.sock")).exists(),
+            "{}",
+            dir.display()
+        );
     }
     // From inside confined t1: removing and rebinding another worker's socket, or making
     // a socket of its own beside theirs, is refused by the kernel.
@@ -403,13 +410,20 @@ async fn a_confined_worker_cannot_replace_another_workers_socket_only_its_own() 
         sockets.join("decoy.sock"),
     ] {
         let answer = tell(&gw, "t1", &format!("replace:{}", target.display())).await;
-        assert!(answer.starts_with("denied "), "{}: {answer}", target.display());
+        assert!(
+            answer.starts_with("denied "),
+            "{}: {answer}",
+            target.display()
+        );
     }
     assert!(!sockets.join("decoy.sock").exists());
     assert!(!sockets.join("t2/decoy.sock").exists());
     // In its own folder it may (that is how it binds its socket).
     let own = sockets.join("t1/spare.sock");
-    assert_eq!(tell(&gw, "t1", &format!("replace:{}", own.display())).await, "ok");
+    assert_eq!(
+        tell(&gw, "t1", &format!("replace:{}", own.display())).await,
+        "ok"
+    );
     // t2 still answers on its socket (the test's call is refused for want of the secret,
     // which proves t2's own server is the one listening) and was never restarted.
     assert_eq!(

@@ -485,3 +485,77 @@ async fn v4_chat_deltas_carry_delta_text_and_v3_ones_do_not_rule_11() {
     assert!(d3["payload"].get("deltaText").is_none(), "{d3}");
     assert_eq!(d3["payload"]["message"]["role"], "assistant");
 }
+
+/// The next `sessions.changed` event, skipping other frames.
+async fn next_sessions_changed(c: &mut Client) -> Value {
+    c.event("sessions.changed").await
+}
+
+#[tokio::test]
+async fn sessions_subscribe_sends_sessions_changed_for_each_run_only_to_subscribers() {
+    let gw = Gateway::start();
+    let scopes = ["operator.read", "operator.write"];
+    let (mut sub, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &scopes)).await;
+    let (mut other, _) = Client::connect(&gw.url(), v4_cli_params(TOKEN, &scopes)).await;
+    // Without params: the reference's bare acknowledgement.
+    let r = sub.request("sessions.subscribe", json!({})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["payload"], json!({"subscribed": true}), "{r}");
+    // Its params are `sessions.list`'s: validated as those, answered with the list.
+    let r = sub
+        .request("sessions.subscribe", json!({"limit": 5, "bogus": 1}))
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+    let r = sub.request("sessions.subscribe", json!({"limit": 5})).await;
+    assert_eq!(r["payload"]["subscribed"], true, "{r}");
+    assert_eq!(r["payload"]["list"]["count"], 0, "{r}");
+
+    // A run in a new session: `start` once the user's message is in it, `end` once the
+    // reply is.
+    let r = other
+        .request(
+            "agent",
+            json!({"message": "two words", "sessionKey": "sub-test", "idempotencyKey": "sc-1"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let run_id = r["payload"]["runId"].as_str().unwrap().to_owned();
+    let start = next_sessions_changed(&mut sub).await;
+    let p = &start["payload"];
+    assert_eq!(p["phase"], "start", "{start}");
+    assert_eq!(p["sessionKey"], "agent:main:sub-test", "{start}");
+    assert_eq!(p["agentId"], "main", "{start}");
+    assert_eq!(p["runId"], run_id.as_str(), "{start}");
+    assert!(p["ts"].as_u64().is_some(), "{start}");
+    assert_eq!(p["session"]["key"], "agent:main:sub-test", "{start}");
+    assert_eq!(p["session"]["messageCount"], 1, "{start}");
+    assert_eq!(p["updatedAt"], p["session"]["updatedAt"], "{start}");
+    let end = next_sessions_changed(&mut sub).await;
+    assert_eq!(end["payload"]["phase"], "end", "{end}");
+    assert_eq!(end["payload"]["runId"], run_id.as_str(), "{end}");
+    assert_eq!(end["payload"]["session"]["messageCount"], 2, "{end}");
+    assert!(end["seq"].as_u64() > start["seq"].as_u64(), "{start} {end}");
+    // The list the subscriber refreshes to agrees.
+    let list = sub.request("sessions.list", json!({})).await;
+    assert_eq!(list["payload"]["sessions"][0]["key"], "agent:main:sub-test");
+
+    // The client that never subscribed got the run's own answer and events, and no
+    // `sessions.changed` before its final answer, nor after.
+    let fin = other.response(&format!("r{}", 1)).await;
+    assert_eq!(fin["payload"]["status"], "ok", "{fin}");
+    assert_eq!(other.request("health", json!({})).await["ok"], true);
+    assert!(
+        other
+            .backlog
+            .iter()
+            .all(|v| v["event"] != "sessions.changed"),
+        "{:#?}",
+        other.backlog
+    );
+    assert!(
+        other.backlog.iter().any(|v| v["event"] == "chat"),
+        "the unsubscribed client still sees the run: {:#?}",
+        other.backlog
+    );
+}

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 mod attachments;
 pub mod runs;
+mod sessions_changed;
 mod task;
 
 pub use attachments::ATTACHMENTS_MAX_BYTES;

@@ -246,6 +246,8 @@ impl RunTask {
             error: error.clone(),
         };
         self.app.metrics.run_finished(status);
+        // The reply is in the session's history by now: the row says so.
+        super::sessions_changed::run_phase(&self.app, &session_key, "end", &run_id).await;
         self.app.runs.finish(&run_id, outcome.clone());
         let _ = self.run.done.send(Some(outcome));
         match self.origin {
@@ -321,6 +323,8 @@ impl RunTask {
                 .await
                 .map_err(|e| format!("cannot read the conversation: {e}"))?
         };
+        // The user's message is in the session (a new session exists now).
+        super::sessions_changed::run_phase(&self.app, &session_key, "start", &run_id).await;
         let timeout = self
             .params
             .timeout

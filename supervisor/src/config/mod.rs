@@ -11,6 +11,7 @@ pub mod edit;
 pub mod env;
 pub mod file;
 mod resolve;
+pub mod schema;
 mod settings;
 
 pub use channel::{ChannelConfig, GroupSettings};

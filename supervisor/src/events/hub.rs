@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use switchboard_schemas::ProtocolVersion;
@@ -85,6 +85,9 @@ pub struct ConnHandle {
     /// The presence version this client's `hello-ok` snapshot carried: a `presence`
     /// event of that version or older tells it nothing new and is not sent.
     presence_seen: AtomicU64,
+    /// It asked for `sessions.changed` events (`sessions.subscribe`); only such
+    /// connections get them, for as long as they stay connected (as the reference).
+    sessions_events: AtomicBool,
 }
 
 /// A writer that has waited this long on one write counts as stalled when the global
@@ -174,6 +177,7 @@ impl ConnHandle {
             close_with: Mutex::new(None),
             write_started: AtomicU64::new(0),
             presence_seen: AtomicU64::new(0),
+            sessions_events: AtomicBool::new(false),
         };
         let handle = Arc::new(handle);
         let queue = Queue {
@@ -185,6 +189,15 @@ impl ConnHandle {
 
     pub fn role(&self) -> Role {
         self.grant.role
+    }
+
+    /// From now on this connection gets `sessions.changed` events.
+    pub fn subscribe_sessions(&self) {
+        self.sessions_events.store(true, Ordering::Relaxed);
+    }
+
+    pub fn wants_sessions_events(&self) -> bool {
+        self.sessions_events.load(Ordering::Relaxed)
     }
 
     /// Bytes queued but not yet written to the socket.
@@ -403,6 +416,9 @@ impl Broadcast {
     }
 }
 
+/// The event sent only to connections that called `sessions.subscribe`.
+pub const SESSIONS_CHANGED: &str = "sessions.changed";
+
 /// All live connections.
 pub struct Hub {
     next_id: AtomicU64,
@@ -571,7 +587,20 @@ impl Hub {
         {
             return;
         }
+        if b.event == SESSIONS_CHANGED && !conn.wants_sessions_events() {
+            return;
+        }
         self.stamp_and_push(conn, b);
+    }
+
+    /// Whether any connection asked for `sessions.changed` (so a change is worth
+    /// describing at all).
+    pub fn has_sessions_subscribers(&self) -> bool {
+        self.conns
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|c| c.wants_sessions_events())
     }
 
     fn stamp_and_push(&self, conn: &ConnHandle, b: &Broadcast) {

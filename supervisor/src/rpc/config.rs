@@ -81,52 +81,12 @@ pub async fn config_get(c: Call) -> Result<Reply, RpcError> {
     })))
 }
 
-/// `config.schema`: the shape of the effective config `config.get` shows. (The file's own
-/// JSON Schema, derived from its types, made the Clawdbot UI's form refuse some fields;
-/// kept to this shape until the form renders it.)
-pub async fn config_schema(c: Call) -> Result<Reply, RpcError> {
-    fn shape(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => json!({
-                "type": "object",
-                "properties": m.iter().map(|(k, v)| (k.clone(), shape(v))).collect::<serde_json::Map<_, _>>(),
-            }),
-            Value::Array(items) => json!({
-                "type": "array",
-                "items": items.first().map_or_else(|| json!({"type": "string"}), shape),
-            }),
-            Value::String(_) => json!({"type": "string"}),
-            Value::Bool(_) => json!({"type": "boolean"}),
-            Value::Number(_) => json!({"type": "number"}),
-            // Unset keys (`configFile`, secrets): strings when given.
-            Value::Null => json!({"type": "string"}),
-        }
-    }
-    let mut schema = shape(&c.app.config.masked());
-    schema["$schema"] = json!("http://json-schema.org/draft-07/schema#");
-    // Every provider's `channels.<id>` section: the routing keys all channels share
-    // (`config::channel`); its own credentials keys are the provider's and not listed.
-    let ids = json!({"type": "array", "items": {"type": "string"}});
-    let section = json!({
-        "type": "object",
-        "properties": {
-            "enabled": {"type": "boolean"},
-            "dmPolicy": {"type": "string", "enum": ["pairing", "allowlist", "open", "disabled"]},
-            "allowFrom": ids,
-            "groupPolicy": {"type": "string", "enum": ["open", "allowlist", "disabled"]},
-            "groupAllowFrom": ids,
-            "groups": {"type": "object", "additionalProperties": {
-                "type": "object", "properties": {"requireMention": {"type": "boolean"}}}},
-        },
-    });
-    let channels: serde_json::Map<String, Value> = crate::channels::providers::ALL
-        .iter()
-        .map(|p| (p.id.to_owned(), section.clone()))
-        .collect();
-    schema["properties"]["channels"] = json!({"type": "object", "properties": channels});
+/// `config.schema`: the config file's JSON Schema, derived from its types and made plain
+/// for the UIs' forms (`config::schema`); `uiHints` marks the secrets.
+pub async fn config_schema(_: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({
-        "schema": schema,
-        "uiHints": {},
+        "schema": crate::config::schema::file_schema(),
+        "uiHints": crate::config::schema::ui_hints(),
         "version": env!("CARGO_PKG_VERSION"),
         "generatedAt": now_ms(),
     })))

@@ -7,7 +7,7 @@
 //! answer is the reference's empty shape: nothing is claimed that did not happen. The
 //! README lists those features as not offered.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde_json::{Value, json};
 use switchboard_schemas::methods::{ChatHistoryParams, ChatStartupParams};
 
@@ -107,36 +107,28 @@ pub async fn sessions_describe(c: Call) -> Result<Reply, RpcError> {
             RpcError::invalid_request("invalid sessions.describe params: key is required")
         })?;
     let key = canonical_session_key(Some(given), str_param(&c, "agentId"));
-    let row = {
+    let session = {
         let key = key.clone();
         c.app
             .db
-            .call(move |db| {
-                db.query_row(
-                    "SELECT updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
-                     FROM sessions s WHERE key = ?1",
-                    [&key],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                )
-                .optional()
-            })
+            .call(move |db| crate::state::history::session_row(db, &key))
             .await?
     };
-    let session = row.map(|(updated, messages)| {
-        let agent = key.split(':').nth(1).unwrap_or(DEFAULT_AGENT_ID);
-        json!({
-            "key": key, "kind": if key.contains(":group:") { "group" } else { "direct" },
-            "agentId": agent, "isMain": key == format!("agent:{agent}:main"),
-            "updatedAt": updated, "messageCount": messages, "archived": false,
-        })
-    });
     Ok(Reply::Json(json!({"session": session})))
 }
 
-/// `sessions.subscribe`: Switchboard sends every operator its `chat` and `agent`
-/// events already; the subscription is acknowledged as the reference does.
-pub async fn sessions_subscribe(_: Call) -> Result<Reply, RpcError> {
-    Ok(Reply::Json(json!({"subscribed": true})))
+/// `sessions.subscribe`: from now on this connection gets `sessions.changed` (for as
+/// long as it is connected; there is no unsubscribe, as in the reference). With
+/// `sessions.list` params it answers that list too, as `{subscribed, list}`.
+pub async fn sessions_subscribe(c: Call) -> Result<Reply, RpcError> {
+    c.conn.subscribe_sessions();
+    let asked_for_list = c.params.as_object().is_some_and(|p| !p.is_empty());
+    if !asked_for_list {
+        return Ok(Reply::Json(json!({"subscribed": true})));
+    }
+    let p: switchboard_schemas::methods::SessionsListParams = c.parse()?;
+    let list = super::sessions::list_sessions(&c.app, c.version(), &p).await?;
+    Ok(Reply::Json(json!({"subscribed": true, "list": list})))
 }
 
 pub async fn sessions_messages_subscribe(c: Call) -> Result<Reply, RpcError> {

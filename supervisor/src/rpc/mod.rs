@@ -239,7 +239,7 @@ pub const TABLE: &[Method] = &[
     m!("agents.list", Read, "params/open", BOTH, control_ui::agents_list),
     m!("agent.identity.get", Read, "params/open", BOTH, control_ui::agent_identity),
     m!("sessions.describe", Read, "params/open", V4_ONLY, control_ui::sessions_describe),
-    m!("sessions.subscribe", Read, "params/open", V4_ONLY, control_ui::sessions_subscribe),
+    m!("sessions.subscribe", Read, "params/sessions.list", V4_ONLY, control_ui::sessions_subscribe),
     m!("sessions.messages.subscribe", Read, "params/open", V4_ONLY, control_ui::sessions_messages_subscribe),
     m!("sessions.messages.unsubscribe", Read, "params/open", V4_ONLY, control_ui::sessions_messages_unsubscribe),
     m!("sessions.observer.visibility", Read, "params/open", V4_ONLY, control_ui::observer_visibility),

@@ -27,7 +27,7 @@ fn model_defaults(app: &App) -> Value {
     json!({"modelProvider": models.0, "model": models.1, "contextTokens": Value::Null})
 }
 
-async fn list_sessions(
+pub(super) async fn list_sessions(
     app: &App,
     version: ProtocolVersion,
     p: &SessionsListParams,

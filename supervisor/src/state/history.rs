@@ -67,3 +67,33 @@ pub fn append_in(
     )?;
     Ok(())
 }
+
+/// One session as the session lists show it (`sessions.list`, `sessions.describe`,
+/// `sessions.changed`): `None` when it does not exist.
+pub fn session_row(
+    c: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<serde_json::Value>, rusqlite::Error> {
+    use rusqlite::OptionalExtension;
+    let row = c
+        .query_row(
+            "SELECT updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
+             FROM sessions s WHERE key = ?1",
+            [key],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(updated, messages)| {
+        let agent = agent_of(key);
+        serde_json::json!({
+            "key": key,
+            "kind": if key.contains(":group:") { "group" } else { "direct" },
+            "agentId": agent,
+            "isMain": key == format!("agent:{agent}:main"),
+            "updatedAt": updated,
+            "messageCount": messages,
+            "totalTokens": 0,
+            "archived": false,
+        })
+    }))
+}

@@ -141,10 +141,7 @@ impl Worker for Scripted {
                     ..Default::default()
                 }))
             }
-            t if t.starts_with("open:")
-                || t.starts_with("write:")
-                || t.starts_with("replace:") =>
-            {
+            t if t.starts_with("open:") || t.starts_with("write:") || t.starts_with("replace:") => {
                 let (verb, path) = t.split_once(':').unwrap_or_default();
                 Ok(Response::new(SendReply {
                     provider_message_id: try_path(verb, std::path::Path::new(path)),
