@@ -1,8 +1,10 @@
 //! The real Control UIs (issue #27) against the real gateway in headless Chromium: the
 //! OpenClaw 2026.9.6 one (v4) and the Clawdbot 2026.1 one (v3), unmodified, from the npm
 //! packages the interop suite installs (`../shared/reference/install-openclaw.sh`,
-//! `install.sh`). Each test serves the UI's folder from a small static server (with the
-//! SPA fallback the UIs need), points it at Switchboard, visits every page, fails on any
+//! `install.sh`). The OpenClaw UI is served from a small static server of the test's
+//! (with the SPA fallback the UIs need) and pointed at Switchboard by its URL; the
+//! Clawdbot UI is served by Switchboard itself (`gateway.controlUi.root`) and finds the
+//! gateway on its own origin. Each test visits every page, fails on any
 //! error response or error banner, and chats: a typed message is answered by the echo
 //! agent, whose reply is seen streaming. Screenshots go to `<target>/screenshots/`.
 //!
@@ -133,6 +135,18 @@ async fn serve_folder(root: PathBuf) -> u16 {
 fn gateway() -> Gateway {
     Gateway::start_with(GatewayOpts {
         // A word every 150 ms: the reply visibly streams.
+        env: vec![("SWITCHBOARD_AGENT_ECHO_DELAY_MS".into(), "150".into())],
+        ..Default::default()
+    })
+}
+
+/// A gateway that serves the UI in `root` itself, at `/` (`gateway.controlUi.root`).
+fn gateway_serving(root: &Path) -> Gateway {
+    let state = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = serde_json::json!({"gateway": {"controlUi": {"root": root}}});
+    std::fs::write(state.path().join("config.json5"), config.to_string()).expect("config");
+    Gateway::start_with(GatewayOpts {
+        state: Some(state),
         env: vec![("SWITCHBOARD_AGENT_ECHO_DELAY_MS".into(), "150".into())],
         ..Default::default()
     })
@@ -351,14 +365,12 @@ async fn the_clawdbot_control_ui_loads_every_page_and_chats_with_a_streamed_repl
     let Some(mut b) = launch().await else {
         return;
     };
-    let gw = gateway();
-    let ui = serve_folder(dir).await;
+    // Served by Switchboard itself (no second server): the UI connects to the page's
+    // own origin, as it does when its own gateway serves it.
+    let gw = gateway_serving(&dir);
     install_recorder(&mut b).await;
-    b.goto(&format!(
-        "http://127.0.0.1:{ui}/chat?gatewayUrl=ws%3A%2F%2F127.0.0.1%3A{}&token={TOKEN}",
-        gw.port
-    ))
-    .await;
+    b.goto(&format!("http://127.0.0.1:{}/chat?token={TOKEN}", gw.port))
+        .await;
     let composer = "textarea[placeholder^=\"Message\"]";
     b.wait_for(
         "the chat composer",

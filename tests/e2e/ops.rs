@@ -511,3 +511,146 @@ fn completions_are_generated_for_the_shells() {
         );
     }
 }
+
+/// A raw HTTP GET of `target` exactly as written: status, head, body.
+fn http_get_raw(addr: &str, target: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read response");
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_configured_control_ui_folder_is_served_at_the_root_and_nothing_outside_it() {
+    let state = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let ui = state.path().join("ui");
+    std::fs::create_dir_all(ui.join("assets")).unwrap();
+    std::fs::write(
+        ui.join("index.html"),
+        "<!doctype html><script>window.boot=1</script><script type=module src=\"./assets/app.js\"></script>",
+    )
+    .unwrap();
+    std::fs::write(ui.join("assets/app.js"), "console.log('ui')").unwrap();
+    std::fs::write(ui.join("assets/style.css"), "body{}").unwrap();
+    std::fs::write(state.path().join("outside.txt"), "SECRET-OUTSIDE").unwrap();
+    std::os::unix::fs::symlink(state.path().join("outside.txt"), ui.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(state.path(), ui.join("up")).unwrap();
+    std::fs::write(
+        state.path().join("config.json5"),
+        json!({"gateway": {"controlUi": {"root": "ui"}}}).to_string(),
+    )
+    .unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state.clone()),
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{}", gw.port);
+
+    // The UI at `/`, with a CSP that allows its own scripts (the inline one by hash) and
+    // connections back to this gateway, and nothing framed.
+    let (status, head, body) = http_get_raw(&addr, "/");
+    assert_eq!(status, 200, "{head}");
+    assert!(body.contains("window.boot=1"), "{body}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    let csp = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .unwrap_or_default();
+    assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    assert!(csp.contains("connect-src 'self' ws: wss:"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    // Its assets with their types; its routes (no extension) get index.html; a missing
+    // asset is a 404, not the page.
+    let (status, head, body) = http_get_raw(&addr, "/assets/app.js");
+    assert_eq!((status, body.as_str()), (200, "console.log('ui')"));
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    let (_, head, _) = http_get_raw(&addr, "/assets/style.css");
+    assert!(head.contains("content-type: text/css"), "{head}");
+    let (status, _, body) = http_get_raw(&addr, "/sessions?x=1");
+    assert_eq!(status, 200);
+    assert!(body.contains("window.boot=1"));
+    assert_eq!(http_get_raw(&addr, "/assets/missing.js").0, 404);
+    // No directory listing: the folder's own path is its index.html or nothing.
+    // (A listing would name style.css, which the page does not.)
+    let (status, _, body) = http_get_raw(&addr, "/assets/");
+    assert!(
+        !body.contains("style.css") && (status == 404 || body.contains("window.boot=1")),
+        "{status}: {body}"
+    );
+
+    // Nothing outside the folder, however the path is written.
+    for target in [
+        "/../outside.txt",
+        "/assets/../../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/%2E%2E%2Foutside.txt",
+        "/assets%2f..%2f..%2foutside.txt",
+        "/..%5coutside.txt",
+        "/link.txt",
+        "/up/outside.txt",
+        "/up/config.json5",
+        &format!("/{}", state.path().join("outside.txt").display()),
+        &format!("/%2f{}", state.path().join("outside.txt").display()),
+        "/etc/passwd",
+        "//etc/passwd",
+    ] {
+        let (status, _, body) = http_get_raw(&addr, target);
+        assert!(
+            !body.contains("SECRET-OUTSIDE")
+                && !body.contains("controlUi")
+                && !body.contains("root:"),
+            "{target} leaked: {body}"
+        );
+        // Refused outright (400), or a route of the app (its page), or nothing (404).
+        assert!(
+            status == 400 || status == 404 || body.contains("window.boot=1"),
+            "{target}: {status} {body}"
+        );
+    }
+    for target in [
+        "/../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/..%5coutside.txt",
+    ] {
+        assert_eq!(http_get_raw(&addr, target).0, 400, "{target}");
+    }
+    assert_eq!(http_get_raw(&addr, "/link.txt").0, 404);
+
+    // WebChat moved to /webchat; health and WebSocket clients are where they were.
+    let (status, _, body) = http_get_raw(&addr, "/webchat");
+    assert_eq!(status, 200);
+    assert!(body.contains("switchboard"), "{body}");
+    assert_eq!(http_get_raw(&addr, "/healthz").0, 200);
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    assert_eq!(c.request("health", json!({})).await["ok"], true);
+}
+
+#[test]
+fn a_control_ui_root_without_an_index_is_a_config_error_that_names_the_key() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(state.path().join("empty")).unwrap();
+    let dir = state.path().to_str().unwrap();
+    for root in ["empty", "missing"] {
+        std::fs::write(
+            state.path().join("config.json5"),
+            json!({"gateway": {"controlUi": {"root": root}}}).to_string(),
+        )
+        .unwrap();
+        let v = switchboard(&["config", "validate", "--state-dir", dir], &[]);
+        assert!(!v.status.success(), "{}", text(&v));
+        assert!(text(&v).contains("gateway.controlUi.root"), "{}", text(&v));
+    }
+}

@@ -104,6 +104,19 @@ pub struct GatewayFile {
     pub nodes: NodesFile,
     /// `gateway.requests`: how fast one connection may make requests.
     pub requests: RequestsFile,
+    /// `gateway.controlUi`: serve an installed Control UI at `/` (WebChat moves to
+    /// `/webchat`).
+    pub control_ui: ControlUiFile,
+}
+
+/// `gateway.controlUi`, the reference's keys: `root` is a folder holding the UI's
+/// `index.html` (e.g. `…/node_modules/openclaw/dist/control-ui`); `enabled: false`
+/// turns it off without removing the path.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ControlUiFile {
+    pub enabled: Option<bool>,
+    pub root: Option<PathBuf>,
 }
 
 /// `gateway.requests`: `perSecond` sustained and `burst` at once, per connection

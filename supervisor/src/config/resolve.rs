@@ -219,6 +219,29 @@ impl Resolver<'_> {
                 crate::net::tls::paths(&self.cfg.state_dir, cert.as_deref(), key.as_deref());
             self.cfg.tls = Some(TlsFiles { cert, key });
         }
+        if let Some(root) = g.control_ui.root.as_ref()
+            && g.control_ui.enabled != Some(false)
+        {
+            let root = if root.is_absolute() {
+                root.clone()
+            } else {
+                self.cfg.state_dir.join(root)
+            };
+            match root.canonicalize() {
+                Ok(dir) if dir.join("index.html").is_file() => self.cfg.control_ui_root = Some(dir),
+                Ok(dir) => self.problem(
+                    "gateway.controlUi.root",
+                    format!(
+                        "{} has no index.html (give the folder of an installed Control UI, e.g. node_modules/openclaw/dist/control-ui)",
+                        dir.display()
+                    ),
+                ),
+                Err(e) => self.problem(
+                    "gateway.controlUi.root",
+                    format!("{}: {e}", root.display()),
+                ),
+            }
+        }
         let per_second = match self.env.first(&["SWITCHBOARD_REQUESTS_PER_SECOND"]) {
             Some((name, v)) => match v.trim().parse::<u32>() {
                 Ok(n) => Some(n),

@@ -157,6 +157,8 @@ pub struct GatewayConfig {
     pub worker_timing: Timing,
     /// Serve `wss://` with this certificate and key.
     pub tls: Option<TlsFiles>,
+    /// A Control UI folder served at `/` (canonical; holds `index.html`).
+    pub control_ui_root: Option<PathBuf>,
     pub logging: LogConfig,
     /// Serve `/metrics`.
     pub metrics: bool,
@@ -227,6 +229,7 @@ impl GatewayConfig {
             workers: Vec::new(),
             worker_timing: Timing::default(),
             tls: None,
+            control_ui_root: None,
             metrics: true,
             max_queued_bytes: crate::events::hub::DEFAULT_MAX_QUEUED_TOTAL,
             reset_state: false,
@@ -291,6 +294,10 @@ impl GatewayConfig {
                 },
                 "tls": match &self.tls {
                     Some(t) => json!({"enabled": true, "cert": t.cert, "key": t.key}),
+                    None => json!({"enabled": false}),
+                },
+                "controlUi": match &self.control_ui_root {
+                    Some(root) => json!({"enabled": true, "root": root}),
                     None => json!({"enabled": false}),
                 },
                 "handshakeTimeoutMs": self.handshake_timeout.as_millis() as u64,

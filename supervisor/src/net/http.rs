@@ -382,8 +382,22 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
         r.extra_headers.push(("Allow", "GET, HEAD".into()));
         return r;
     }
-    match head.path.as_str() {
-        "/" | "/chat" | "/index.html" => {
+    let path = head.path.as_str();
+    // With a Control UI at `/`, WebChat moves to `/webchat` (the UIs route `/chat`).
+    let webchat_paths: &[&str] = if app.config.control_ui_root.is_some() {
+        &["/webchat"]
+    } else {
+        &["/", "/chat", "/index.html"]
+    };
+    if let Some(root) = &app.config.control_ui_root
+        && !webchat_paths.contains(&path)
+        && path != "/healthz"
+        && !(path == "/metrics" && app.config.metrics)
+    {
+        return control_ui(root, path).await;
+    }
+    match path {
+        p if webchat_paths.contains(&p) => {
             let token = hand_token_to(app, head, local, peer)
                 .then(|| app.config.auth.token.as_ref().map(|t| t.expose()))
                 .flatten();
@@ -435,6 +449,40 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
             404,
             "not found: the WebChat page is at /, metrics at /metrics; WebSocket clients connect to any path\n",
         ),
+    }
+}
+
+/// A file of the installed Control UI (`gateway.controlUi.root`); the UI's own routes
+/// get its `index.html`.
+async fn control_ui(root: &std::path::Path, path: &str) -> Response {
+    use super::static_files::{Lookup, is_app_route, lookup};
+    let (file, content_type) = match lookup(root, path) {
+        Lookup::File(file, ty) => (file, ty),
+        Lookup::NotFound if is_app_route(path) => {
+            (root.join("index.html"), "text/html; charset=utf-8")
+        }
+        Lookup::NotFound => return Response::text(404, "not found\n"),
+        Lookup::Refused => return Response::text(400, "bad path\n"),
+    };
+    let body = match tokio::fs::read(&file).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "reading a Control UI file failed");
+            return Response::text(404, "not found\n");
+        }
+    };
+    let mut extra_headers = Vec::new();
+    if content_type.starts_with("text/html") {
+        let csp = super::static_files::control_ui_csp(&String::from_utf8_lossy(&body));
+        extra_headers.push(("Content-Security-Policy", csp));
+        extra_headers.push(("X-Frame-Options", "DENY".into()));
+        extra_headers.push(("Referrer-Policy", "no-referrer".into()));
+    }
+    Response {
+        status: 200,
+        content_type,
+        body,
+        extra_headers,
     }
 }
 

@@ -5,4 +5,5 @@ pub mod budget;
 pub mod conn;
 pub mod http;
 pub mod outgoing;
+pub mod static_files;
 pub mod tls;
