@@ -316,7 +316,13 @@ mod tests {
             "{:#}",
             schema["properties"]["agent"]
         );
-        assert!(schema["properties"]["channels"]["properties"]["telegram"].is_object());
+        for p in crate::channels::providers::ALL {
+            assert!(
+                schema["properties"]["channels"]["properties"][p.id].is_object(),
+                "{}",
+                p.id
+            );
+        }
     }
 
     #[test]
