@@ -128,6 +128,30 @@ pub struct ConnectParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::USER_AGENT))]
     pub user_agent: Option<String>,
+    /// Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+    /// resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeRequest>,
+}
+
+/// `connect.params.resume`: empty on a first connect; all three fields on a reconnect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("dependentRequired" = {
+    "sessionId": ["epoch", "lastSeq"],
+    "epoch": ["sessionId", "lastSeq"],
+    "lastSeq": ["sessionId", "epoch"],
+}))]
+pub struct ResumeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::ID))]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::ID))]
+    pub epoch: Option<String>,
+    /// The `seq` of the last event the client received on the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
 }
 
 /// A non-empty name: a scope, capability or command (1 to [`limits::SHORT`] characters).

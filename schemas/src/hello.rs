@@ -29,6 +29,24 @@ pub struct HelloOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HelloAuth>,
     pub policy: Policy,
+    /// Switchboard's extension: only when `connect.params.resume` asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<HelloResume>,
+}
+
+/// `hello-ok.resume`: the session the connection is on, and whether it continued the
+/// one asked for (`ok: false`: a fresh session; `reason` says why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelloResume {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub reason: Option<String>,
+    #[schemars(length(min = 1))]
+    pub session_id: String,
+    #[schemars(length(min = 1))]
+    pub epoch: String,
 }
 
 fn literal_hello_ok(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

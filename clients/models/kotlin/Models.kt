@@ -47,6 +47,13 @@ data class ConnectParamsV3 (
     val minProtocol: Long,
     val pathEnv: String? = null,
     val permissions: Map<String, Boolean>? = null,
+
+    /**
+     * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+     * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+     */
+    val resume: ConnectParamsV3Resume? = null,
+
     val role: String? = null,
     val scopes: List<String>? = null,
     val userAgent: String? = null
@@ -124,6 +131,23 @@ data class ConnectParamsV3Device (
 )
 
 /**
+ * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+ * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+ */
+@Serializable
+data class ConnectParamsV3Resume (
+    val epoch: String? = null,
+
+    /**
+     * The `seq` of the last event the client received on the session.
+     */
+    val lastSeq: Long? = null,
+
+    @SerialName("sessionId")
+    val sessionID: String? = null
+)
+
+/**
  * `connect` params (superset of v3 and v4).
  */
 @Serializable
@@ -163,6 +187,13 @@ data class ConnectParamsV4 (
 
     val pathEnv: String? = null,
     val permissions: Map<String, Boolean>? = null,
+
+    /**
+     * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+     * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+     */
+    val resume: ConnectParamsV4Resume? = null,
+
     val role: String? = null,
     val scopes: List<String>? = null,
     val userAgent: String? = null,
@@ -264,6 +295,23 @@ data class ConnectParamsV4Device (
     val publicKey: String,
     val signature: String,
     val signedAt: Long
+)
+
+/**
+ * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+ * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+ */
+@Serializable
+data class ConnectParamsV4Resume (
+    val epoch: String? = null,
+
+    /**
+     * The `seq` of the last event the client received on the session.
+     */
+    val lastSeq: Long? = null,
+
+    @SerialName("sessionId")
+    val sessionID: String? = null
 )
 
 /**
@@ -707,6 +755,11 @@ data class HelloOkV3 (
      */
     val protocol: Long,
 
+    /**
+     * Switchboard's extension: only when `connect.params.resume` asked for it.
+     */
+    val resume: HelloOkV3Resume? = null,
+
     val server: HelloOkV3Server,
     val snapshot: HelloOkV3Snapshot,
     val type: HelloOkV3Type
@@ -739,6 +792,19 @@ data class HelloOkV3Policy (
 
     @SerialName("tickIntervalMs")
     val tickIntervalMS: Long
+)
+
+/**
+ * Switchboard's extension: only when `connect.params.resume` asked for it.
+ */
+@Serializable
+data class HelloOkV3Resume (
+    val epoch: String,
+    val ok: Boolean,
+    val reason: String? = null,
+
+    @SerialName("sessionId")
+    val sessionID: String
 )
 
 @Serializable
@@ -1014,6 +1080,11 @@ data class HelloOkV4 (
      */
     val protocol: Long,
 
+    /**
+     * Switchboard's extension: only when `connect.params.resume` asked for it.
+     */
+    val resume: HelloOkV4Resume? = null,
+
     val server: HelloOkV4Server,
     val snapshot: HelloOkV4Snapshot,
     val type: HelloOkV3Type
@@ -1070,6 +1141,19 @@ data class HelloOkV4Policy (
 data class Attachments (
     val maxBytes: Long,
     val maxImageBytes: Long
+)
+
+/**
+ * Switchboard's extension: only when `connect.params.resume` asked for it.
+ */
+@Serializable
+data class HelloOkV4Resume (
+    val epoch: String,
+    val ok: Boolean,
+    val reason: String? = null,
+
+    @SerialName("sessionId")
+    val sessionID: String
 )
 
 @Serializable

@@ -25,9 +25,14 @@ export interface ConnectParamsV3 {
     minProtocol:  number;
     pathEnv?:     string;
     permissions?: { [key: string]: boolean };
-    role?:        string;
-    scopes?:      string[];
-    userAgent?:   string;
+    /**
+     * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+     * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+     */
+    resume?:    ConnectParamsV3Resume;
+    role?:      string;
+    scopes?:    string[];
+    userAgent?: string;
 }
 
 /**
@@ -71,6 +76,19 @@ export interface ConnectParamsV3Device {
 }
 
 /**
+ * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+ * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+ */
+export interface ConnectParamsV3Resume {
+    epoch?: string;
+    /**
+     * The `seq` of the last event the client received on the session.
+     */
+    lastSeq?:   number;
+    sessionId?: string;
+}
+
+/**
  * `connect` params (superset of v3 and v4).
  */
 export interface ConnectParamsV4 {
@@ -101,9 +119,14 @@ export interface ConnectParamsV4 {
     modelCatalog?: any;
     pathEnv?:      string;
     permissions?:  { [key: string]: boolean };
-    role?:         string;
-    scopes?:       string[];
-    userAgent?:    string;
+    /**
+     * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+     * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+     */
+    resume?:    ConnectParamsV4Resume;
+    role?:      string;
+    scopes?:    string[];
+    userAgent?: string;
     /**
      * v4 (deprecated): worker-run admission of old node hosts (opaque here).
      */
@@ -160,6 +183,19 @@ export interface ConnectParamsV4Device {
     publicKey: string;
     signature: string;
     signedAt:  number;
+}
+
+/**
+ * Switchboard's extension (both versions; `docs/resume.md`): `{}` asks for a
+ * resumable session, `{sessionId, epoch, lastSeq}` resumes one.
+ */
+export interface ConnectParamsV4Resume {
+    epoch?: string;
+    /**
+     * The `seq` of the last event the client received on the session.
+     */
+    lastSeq?:   number;
+    sessionId?: string;
 }
 
 /**
@@ -499,6 +535,10 @@ export interface HelloOkV3 {
      * The negotiated protocol version (3 or 4).
      */
     protocol: number;
+    /**
+     * Switchboard's extension: only when `connect.params.resume` asked for it.
+     */
+    resume?:  HelloOkV3Resume;
     server:   HelloOkV3Server;
     snapshot: HelloOkV3Snapshot;
     type:     "hello-ok";
@@ -523,6 +563,16 @@ export interface HelloOkV3Policy {
     maxBufferedBytes: number;
     maxPayload:       number;
     tickIntervalMs:   number;
+}
+
+/**
+ * Switchboard's extension: only when `connect.params.resume` asked for it.
+ */
+export interface HelloOkV3Resume {
+    epoch:     string;
+    ok:        boolean;
+    reason?:   string;
+    sessionId: string;
 }
 
 export interface HelloOkV3Server {
@@ -733,6 +783,10 @@ export interface HelloOkV4 {
      * The negotiated protocol version (3 or 4).
      */
     protocol: number;
+    /**
+     * Switchboard's extension: only when `connect.params.resume` asked for it.
+     */
+    resume?:  HelloOkV4Resume;
     server:   HelloOkV4Server;
     snapshot: HelloOkV4Snapshot;
     type:     "hello-ok";
@@ -777,6 +831,16 @@ export interface HelloOkV4Policy {
 export interface Attachments {
     maxBytes:      number;
     maxImageBytes: number;
+}
+
+/**
+ * Switchboard's extension: only when `connect.params.resume` asked for it.
+ */
+export interface HelloOkV4Resume {
+    epoch:     string;
+    ok:        boolean;
+    reason?:   string;
+    sessionId: string;
 }
 
 export interface HelloOkV4Server {

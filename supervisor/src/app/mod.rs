@@ -148,13 +148,15 @@ impl App {
             workers: None,
         };
         let node_commands = config.node_commands.clone();
+        let boot_id = uuid::Uuid::new_v4().to_string();
+        let hub = Hub::new(max_queued).with_resume(config.resume, &boot_id);
         let app = Arc::new(App {
             config,
             host,
-            boot_id: uuid::Uuid::new_v4().to_string(),
+            boot_id,
             started: Instant::now(),
             port,
-            hub: Hub::new(max_queued),
+            hub,
             db: db.clone(),
             validators,
             limiter: AuthLimiter::default(),

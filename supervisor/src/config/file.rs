@@ -107,6 +107,20 @@ pub struct GatewayFile {
     /// `gateway.controlUi`: serve an installed Control UI at `/` (WebChat moves to
     /// `/webchat`).
     pub control_ui: ControlUiFile,
+    /// `gateway.resume`: bounds of resumable sessions' replay buffers.
+    pub resume: ResumeFile,
+}
+
+/// `gateway.resume` (Switchboard's event resumption, `docs/resume.md`): per session at
+/// most `maxEvents` events and `maxBytes` bytes are held for replay, for `windowMs` after
+/// its socket went; at most `maxSessions` detached sessions are kept.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ResumeFile {
+    pub max_events: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub window_ms: Option<u64>,
+    pub max_sessions: Option<usize>,
 }
 
 /// `gateway.controlUi`, the reference's keys: `root` is a folder holding the UI's

@@ -58,6 +58,57 @@ pub(super) struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// `gateway.resume`: each bound within a range that keeps a replay cheap and the
+    /// resumed connection under its queue bound.
+    fn resume(&mut self, r: &file::ResumeFile) {
+        use crate::events::resume::MAX_BYTES_LIMIT;
+        let l = &mut self.cfg.resume;
+        let mut bad = Vec::new();
+        if let Some(n) = r.max_events {
+            if (1..=100_000).contains(&n) {
+                l.max_events = n;
+            } else {
+                bad.push((
+                    "gateway.resume.maxEvents",
+                    "must be between 1 and 100000".to_owned(),
+                ));
+            }
+        }
+        if let Some(n) = r.max_bytes {
+            if (1024..=MAX_BYTES_LIMIT).contains(&n) {
+                l.max_bytes = n;
+            } else {
+                bad.push((
+                    "gateway.resume.maxBytes",
+                    format!("must be between 1024 and {MAX_BYTES_LIMIT}"),
+                ));
+            }
+        }
+        if let Some(ms) = r.window_ms {
+            if (1_000..=3_600_000).contains(&ms) {
+                l.window = Duration::from_millis(ms);
+            } else {
+                bad.push((
+                    "gateway.resume.windowMs",
+                    "must be between 1000 and 3600000 (an hour)".to_owned(),
+                ));
+            }
+        }
+        if let Some(n) = r.max_sessions {
+            if (1..=100_000).contains(&n) {
+                l.max_detached = n;
+            } else {
+                bad.push((
+                    "gateway.resume.maxSessions",
+                    "must be between 1 and 100000".to_owned(),
+                ));
+            }
+        }
+        for (key, what) in bad {
+            self.problem(key, what);
+        }
+    }
+
     fn problem(&mut self, key: &str, what: impl std::fmt::Display) {
         self.problems.push(format!("{key}: {what}"));
     }
@@ -269,6 +320,7 @@ impl Resolver<'_> {
             rate.burst = b;
         }
         self.cfg.request_rate = rate;
+        self.resume(&g.resume);
         let n = &g.nodes;
         let listed = |a: &[String], b: &[String]| -> Vec<String> {
             a.iter()

@@ -172,6 +172,8 @@ pub struct GatewayConfig {
     pub node_commands: crate::nodes::CommandPolicy,
     /// `gateway.requests`: each connection's request budget.
     pub request_rate: crate::auth::request_budget::RequestRate,
+    /// `gateway.resume`: replay buffer bounds of resumable sessions.
+    pub resume: crate::events::resume::ResumeLimits,
     /// The command line this config was resolved from, to check an edited config file
     /// the same way (`config::edit`).
     pub flags: ResolvedFlags,
@@ -236,6 +238,7 @@ impl GatewayConfig {
             channels: Vec::new(),
             node_commands: Default::default(),
             request_rate: Default::default(),
+            resume: Default::default(),
             flags: Default::default(),
             sources: BTreeMap::new(),
             cron_enabled: true,
@@ -302,6 +305,12 @@ impl GatewayConfig {
                 },
                 "handshakeTimeoutMs": self.handshake_timeout.as_millis() as u64,
                 "shutdownGraceMs": self.shutdown_grace.as_millis() as u64,
+                "resume": {
+                    "maxEvents": self.resume.max_events,
+                    "maxBytes": self.resume.max_bytes,
+                    "windowMs": self.resume.window.as_millis() as u64,
+                    "maxSessions": self.resume.max_detached,
+                },
             },
             "logging": {
                 "level": self.logging.level,

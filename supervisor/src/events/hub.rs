@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::frames::StateVersion;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::access::{self, Grant, Role};
+use crate::events::resume::{self, Owner, Refusal, ResumeLimits};
 use crate::protocol::frame::EventTemplate;
 
 /// Frames a connection's queue holds at most (besides the byte bound).
@@ -88,6 +89,10 @@ pub struct ConnHandle {
     /// It asked for `sessions.changed` events (`sessions.subscribe`); only such
     /// connections get them, for as long as they stay connected (as the reference).
     sessions_events: AtomicBool,
+    /// Its resumable session, when it asked for one (`events::resume`): then events are
+    /// numbered and held by the session, and a drop-if-slow event is never skipped
+    /// silently (the client is cut and resumes instead).
+    resume: OnceLock<Arc<resume::Session>>,
 }
 
 /// A writer that has waited this long on one write counts as stalled when the global
@@ -178,6 +183,7 @@ impl ConnHandle {
             write_started: AtomicU64::new(0),
             presence_seen: AtomicU64::new(0),
             sessions_events: AtomicBool::new(false),
+            resume: OnceLock::new(),
         };
         let handle = Arc::new(handle);
         let queue = Queue {
@@ -241,6 +247,9 @@ impl ConnHandle {
     }
 
     fn push_frame(&self, frame: Outbound, drop_if_slow: bool) -> Pushed {
+        // A resumable client is never skipped an event: it is cut, and its resume
+        // replays what it missed (or says it cannot).
+        let drop_if_slow = drop_if_slow && self.resume.get().is_none();
         if self.cut.is_cancelled() {
             return Pushed::Gone;
         }
@@ -309,6 +318,22 @@ impl ConnHandle {
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    /// Its resumable session, if it has one.
+    pub fn resume_session(&self) -> Option<&Arc<resume::Session>> {
+        self.resume.get()
+    }
+}
+
+/// What a connection that asked to resume got (`hello-ok.resume`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub session_id: String,
+    pub epoch: String,
+    /// Why the session asked for could not be continued (a fresh one was made).
+    pub refused: Option<Refusal>,
+    /// Events replayed.
+    pub replayed: usize,
 }
 
 /// An event to fan out: encoded once per protocol version that needs it.
@@ -432,6 +457,13 @@ pub struct Hub {
     slow_cuts: AtomicU64,
     /// The most connections held at once since `take_peak` last read it.
     peak: AtomicUsize,
+    /// Resumable sessions by id, attached or not (empty unless a client asked).
+    resumes: Mutex<HashMap<String, Arc<resume::Session>>>,
+    resume_limits: ResumeLimits,
+    /// This process's epoch: a resume from another one cannot be honoured.
+    epoch: String,
+    /// When detached sessions were last checked for their window.
+    last_sweep: Mutex<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -457,6 +489,149 @@ impl Hub {
             bus: Mutex::new(()),
             slow_cuts: AtomicU64::new(0),
             peak: AtomicUsize::new(0),
+            resumes: Mutex::new(HashMap::new()),
+            resume_limits: ResumeLimits::default(),
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
+            last_sweep: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// With these replay bounds and this epoch (the gateway's boot id).
+    pub fn with_resume(mut self, limits: ResumeLimits, epoch: &str) -> Hub {
+        self.resume_limits = limits;
+        self.epoch = epoch.to_owned();
+        self
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn resumes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<resume::Session>>> {
+        self.resumes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resumable sessions held now: (attached or not, detached).
+    pub fn resume_sessions(&self) -> (usize, usize) {
+        let all = self.resumes();
+        let detached = all
+            .values()
+            .filter(|s| s.detached_since().is_some())
+            .count();
+        (all.len(), detached)
+    }
+
+    /// Registers a connection that asked to resume (`ask`: the session, epoch and last
+    /// `seq` it names; `None` for a fresh session). Under the bus lock, so that nothing
+    /// is numbered in between: continues the session or makes a fresh one, queues the
+    /// held events after `lastSeq` (they follow `hello-ok`, which is written before the
+    /// queue), then adds the connection to the live ones.
+    pub fn insert_resumable(
+        &self,
+        handle: &Arc<ConnHandle>,
+        ask: Option<(&str, &str, u64)>,
+    ) -> Resumed {
+        let owner = Owner::new(
+            handle.version,
+            &handle.grant,
+            handle.device_id.as_deref(),
+            &handle.client_id,
+            &handle.client_mode,
+        );
+        let _order = self.bus.lock().unwrap_or_else(|p| p.into_inner());
+        let window = self.resume_limits.window;
+        let mut refused = None;
+        let mut found = None;
+        if let Some((id, epoch, last_seq)) = ask {
+            let known = self.resumes().get(id).cloned();
+            let checked = if epoch != self.epoch {
+                Err(Refusal::Epoch)
+            } else {
+                match known {
+                    None => Err(Refusal::UnknownSession),
+                    Some(s) if s.owner != owner => Err(Refusal::UnknownSession),
+                    Some(s) if s.detached_since().is_some_and(|t| t.elapsed() >= window) => {
+                        Err(Refusal::Expired)
+                    }
+                    Some(s) => s.check(last_seq).map(|()| (s, last_seq)),
+                }
+            };
+            match checked {
+                Ok(f) => found = Some(f),
+                Err(r) => refused = Some(r),
+            }
+        }
+        self.sweep(true);
+        let (session, last_seq) = match found {
+            Some(f) => f,
+            None => {
+                let s = Arc::new(resume::Session::new(owner, handle.grant.clone()));
+                self.resumes().insert(s.id.clone(), Arc::clone(&s));
+                (s, 0)
+            }
+        };
+        let (before, sessions_events) = session.attach(handle.id);
+        if let Some(old) = before.and_then(|id| self.conns.read().ok()?.get(&id).cloned()) {
+            old.close(1000, "resumed on another connection");
+        }
+        if sessions_events {
+            handle.subscribe_sessions();
+        }
+        // The connection's own counter carries on from the session's (unused while the
+        // session numbers its events, but kept true).
+        let replay = session.after(last_seq);
+        let _ = handle.resume.set(Arc::clone(&session));
+        for (seq, t) in &replay {
+            handle.seq.store(*seq, Ordering::Relaxed);
+            handle.push_frame(Outbound::Event(t.clone(), *seq), false);
+        }
+        self.insert(Arc::clone(handle));
+        Resumed {
+            session_id: session.id.clone(),
+            epoch: self.epoch.clone(),
+            refused,
+            replayed: replay.len(),
+        }
+    }
+
+    /// Releases detached sessions past their window, and the longest-detached ones over
+    /// the bound on how many are kept (callers hold the bus lock). At most once a second
+    /// unless `now`.
+    fn sweep(&self, now: bool) {
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if !now && last.elapsed() < std::time::Duration::from_secs(1) {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        let mut all = self.resumes();
+        if all.is_empty() {
+            return;
+        }
+        let window = self.resume_limits.window;
+        let before = all.len();
+        all.retain(|_, s| s.detached_since().is_none_or(|t| t.elapsed() < window));
+        let expired = before - all.len();
+        let mut detached: Vec<(std::time::Instant, String)> = all
+            .values()
+            .filter_map(|s| Some((s.detached_since()?, s.id.clone())))
+            .collect();
+        let mut over = 0;
+        if detached.len() > self.resume_limits.max_detached {
+            detached.sort();
+            over = detached.len() - self.resume_limits.max_detached;
+            for (_, id) in detached.into_iter().take(over) {
+                all.remove(&id);
+            }
+        }
+        if expired + over > 0 {
+            tracing::info!(
+                released = expired + over,
+                over_bound = over,
+                kept = all.len(),
+                "resumable sessions released (not resumed within their window)"
+            );
         }
     }
 
@@ -524,11 +699,25 @@ impl Hub {
         self.peak.fetch_max(conns.len(), Ordering::Relaxed);
     }
 
+    /// Takes a connection off the live ones; its resumable session, if it has one,
+    /// waits detached for its window.
     pub fn remove(&self, id: u64) -> Option<Arc<ConnHandle>> {
-        self.conns
+        let gone = self
+            .conns
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
+            .remove(&id);
+        if let Some(c) = &gone
+            && let Some(s) = c.resume.get()
+        {
+            let _order = self.bus.lock().unwrap_or_else(|p| p.into_inner());
+            s.detach(
+                id,
+                c.presence_seen.load(Ordering::Relaxed),
+                c.wants_sessions_events(),
+            );
+        }
+        gone
     }
 
     pub fn snapshot(&self) -> Vec<Arc<ConnHandle>> {
@@ -569,6 +758,30 @@ impl Hub {
         for conn in targets {
             self.send_event_locked(&conn, b);
         }
+        self.record_detached(b);
+    }
+
+    /// Detached resumable sessions record what their client would have been sent.
+    fn record_detached(&self, b: &Broadcast) {
+        self.sweep(false);
+        let sessions: Vec<Arc<resume::Session>> = {
+            let all = self.resumes();
+            if all.is_empty() {
+                return;
+            }
+            all.values().cloned().collect()
+        };
+        for s in sessions {
+            let Some(template) = b.template(s.owner.version) else {
+                continue;
+            };
+            if !access::may_receive(s.owner.version, &s.grant, &b.event) {
+                continue;
+            }
+            if s.detached_wants(b.presence_version, b.event == SESSIONS_CHANGED) == Some(true) {
+                s.record(template, &self.resume_limits);
+            }
+        }
     }
 
     /// Sends a sequenced event to one connection (e.g. `node.invoke.request`). Direct
@@ -607,7 +820,10 @@ impl Hub {
         let Some(template) = b.template(conn.version) else {
             return;
         };
-        let seq = conn.next_seq();
+        let seq = match conn.resume.get() {
+            Some(s) => s.record(template, &self.resume_limits),
+            None => conn.next_seq(),
+        };
         match conn.push_frame(Outbound::Event(template.clone(), seq), b.drop_if_slow) {
             Pushed::Cut => {
                 self.slow_cuts.fetch_add(1, Ordering::Relaxed);

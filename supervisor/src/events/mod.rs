@@ -3,3 +3,4 @@
 
 pub mod hub;
 pub mod presence;
+pub mod resume;

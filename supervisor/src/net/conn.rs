@@ -346,13 +346,39 @@ async fn session_setup<S: Transport>(
             total: app.hub.total_counter(),
         },
     );
-    app.hub.insert(Arc::clone(&handle));
+    let resumed = match &a.params.resume {
+        None => {
+            app.hub.insert(Arc::clone(&handle));
+            None
+        }
+        Some(r) => {
+            let ask = match (&r.session_id, &r.epoch, r.last_seq) {
+                (Some(id), Some(epoch), Some(seq)) => Some((id.as_str(), epoch.as_str(), seq)),
+                _ => None,
+            };
+            let resumed = app.hub.insert_resumable(&handle, ask);
+            match resumed.refused {
+                Some(why) => tracing::info!(conn = %conn_id, session = %resumed.session_id,
+                    reason = why.as_str(), "resume refused: a fresh session"),
+                None if ask.is_some() => tracing::info!(conn = %conn_id,
+                    session = %resumed.session_id, replayed = resumed.replayed, "session resumed"),
+                None => {}
+            }
+            Some(resumed)
+        }
+    };
     let node_id = if a.grant.role == access::Role::Node {
         Some(register_node(app, &a, &handle, peer).await)
     } else {
         None
     };
-    let hello = hello_ok(app, &a, &conn_id);
+    let mut hello = hello_ok(app, &a, &conn_id);
+    hello.resume = resumed.map(|r| switchboard_schemas::hello::HelloResume {
+        ok: r.refused.is_none(),
+        reason: r.refused.map(|why| why.as_str().to_owned()),
+        session_id: r.session_id,
+        epoch: r.epoch,
+    });
     handle.saw_presence(hello.snapshot.state_version.presence);
     let (_, placeholder) = health_placeholder();
     let hello = frame::hello_ok(
@@ -642,6 +668,7 @@ fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
                 max_image_bytes: crate::agent::ATTACHMENTS_MAX_BYTES,
             }),
         },
+        resume: None,
     }
 }
 
