@@ -376,6 +376,10 @@ fn html_attr(s: &str) -> String {
         .replace('<', "&lt;")
 }
 
+/// Switchboard's protocol extensions, for a client to find before it uses one
+/// (`docs/resume.md`): the reference gateways answer 404 here.
+pub const EXTENSIONS_PATH: &str = "/__switchboard__/extensions";
+
 async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Response {
     if head.method != "GET" && head.method != "HEAD" {
         let mut r = Response::text(405, "only GET and HEAD are served here\n");
@@ -392,6 +396,7 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
     if let Some(root) = &app.config.control_ui_root
         && !webchat_paths.contains(&path)
         && path != "/healthz"
+        && path != EXTENSIONS_PATH
         && !(path == "/metrics" && app.config.metrics)
     {
         return control_ui(root, path).await;
@@ -412,6 +417,18 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
                     ("Cache-Control", "no-store".into()),
                 ],
             }
+        }
+        EXTENSIONS_PATH => {
+            let r = &app.config.resume;
+            Response::json(
+                200,
+                &serde_json::json!({"resume": {
+                    "version": 1,
+                    "maxEvents": r.max_events,
+                    "maxBytes": r.max_bytes,
+                    "windowMs": r.window.as_millis() as u64,
+                }}),
+            )
         }
         "/healthz" => match app.db.fault() {
             None => Response::json(
