@@ -24,6 +24,7 @@ Most used:
   switchboard health               its health snapshot
   switchboard channels status      messaging channels: running, connected, last error
   switchboard logs -f              follow its log
+  switchboard events -f            follow its events (resumes after a blip)
   switchboard gateway token        the token other clients (openclaw, clawdbot, apps) need
 
 More:
@@ -96,6 +97,10 @@ pub enum Command {
     /// Show the gateway's log (its file in the state directory), optionally following it.
     #[command(after_help = ExitCode::HELP)]
     Logs(LogsArgs),
+    /// Print the gateway's events as they happen (`-f`: follow across reconnects,
+    /// resuming where it stopped).
+    #[command(after_help = ExitCode::HELP)]
+    Events(EventsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -292,6 +297,19 @@ pub struct LogsArgs {
     /// Read the log file of the state directory directly instead of asking the gateway.
     #[arg(long)]
     pub local: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep following across gateway restarts and network blips: the stream resumes
+    /// where it stopped, or says plainly that events were missed.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only print events with this name (repeatable), e.g. `--event chat`.
+    #[arg(long = "event", value_name = "NAME")]
+    pub event: Vec<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_schemas::connect::{ClientInfo, ConnectAuth, ConnectParams, NonEmpty};
+use switchboard_schemas::connect::{
+    ClientInfo, ConnectAuth, ConnectParams, NonEmpty, ResumeRequest,
+};
 use switchboard_schemas::frames::RequestFrame;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -65,6 +67,8 @@ pub struct Client {
     next: u64,
     /// How long to wait for the gateway's next frame.
     timeout: Duration,
+    /// The `hello-ok` payload.
+    pub hello: Value,
 }
 
 impl Client {
@@ -74,6 +78,18 @@ impl Client {
         auth: &Credentials,
         pin: Option<&str>,
         scopes: &[&str],
+    ) -> Result<Client, ClientError> {
+        Client::connect_resuming(url, auth, pin, scopes, None).await
+    }
+
+    /// Connects; with `resume`, asks for (`{}`) or resumes a resumable event session
+    /// (`hello.resume` says which: `docs/resume.md`).
+    pub async fn connect_resuming(
+        url: &str,
+        auth: &Credentials,
+        pin: Option<&str>,
+        scopes: &[&str],
+        resume: Option<ResumeRequest>,
     ) -> Result<Client, ClientError> {
         let unreachable = |reason: String| ClientError::Unreachable {
             url: url.to_owned(),
@@ -97,6 +113,7 @@ impl Client {
             ws,
             next: 0,
             timeout: TIMEOUT,
+            hello: Value::Null,
         };
         // The challenge comes first; a token-only CLI does not sign it.
         c.read().await?;
@@ -123,6 +140,7 @@ impl Client {
             },
             scopes: Some(scopes.iter().map(|s| NonEmpty((*s).to_owned())).collect()),
             auth,
+            resume,
             ..Default::default()
         };
         let res = c.call_raw("connect", &params).await?;
@@ -134,7 +152,19 @@ impl Client {
                     .to_owned(),
             ));
         }
+        c.hello = res["payload"].clone();
         Ok(c)
+    }
+
+    /// The next event frame (responses and anything else are skipped), waiting up to
+    /// the timeout (set it past the gateway's tick interval to notice a dead link).
+    pub async fn next_event(&mut self) -> Result<Value, ClientError> {
+        loop {
+            let v = self.read().await?;
+            if v["type"] == "event" {
+                return Ok(v);
+            }
+        }
     }
 
     async fn read(&mut self) -> Result<Value, ClientError> {
@@ -149,8 +179,11 @@ impl Client {
                     }
                 }
                 Some(Ok(Message::Close(f))) => {
+                    // Normal closes, going away and restarts are the link ending, not
+                    // a refusal of this client.
+                    let ended = |c: u16| matches!(c, 1000 | 1001 | 1006 | 1012 | 1013);
                     return Err(match f {
-                        Some(f) if !f.reason.is_empty() => {
+                        Some(f) if !f.reason.is_empty() && !ended(u16::from(f.code)) => {
                             ClientError::Refused(f.reason.to_string())
                         }
                         _ => ClientError::Closed,

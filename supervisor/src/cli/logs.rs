@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use switchboard_schemas::methods::LogsTailParams;
 
 use super::args::*;
+use super::client::{Client, ClientError};
 use super::remote::*;
 use crate::config::{self, Flags, ProcessEnv};
 use crate::ops::exit::ExitCode;
@@ -55,6 +56,14 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
                 };
                 match rt.block_on(c.call("logs.tail", &params)) {
                     Ok(v) => serde_json::from_value::<TailView>(v).ok(),
+                    Err(e) if args.follow && is_link_loss(&e) => {
+                        // A blip or a restart: the file cursor resumes exactly where it
+                        // stopped (a rotation in between is reported as one).
+                        eprintln!("-- connection lost ({e}); reconnecting --");
+                        *c = reconnect(&rt, &t);
+                        eprintln!("-- reconnected --");
+                        continue;
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         return ExitCode::Unreachable;
@@ -116,6 +125,26 @@ pub(super) fn logs(args: LogsArgs) -> ExitCode {
             return ExitCode::Ok;
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether a failed call means the link went (worth reconnecting), not a refusal.
+fn is_link_loss(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Closed | ClientError::Timeout | ClientError::Unreachable { .. }
+    )
+}
+
+/// Connects again, waiting longer between attempts (up to 5 s), until it works.
+fn reconnect(rt: &tokio::runtime::Runtime, t: &Target) -> Client {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        std::thread::sleep(wait);
+        if let Ok(c) = rt.block_on(connect(t)) {
+            return c;
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

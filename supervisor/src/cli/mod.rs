@@ -3,6 +3,7 @@
 
 mod args;
 pub mod client;
+mod events;
 mod gateway;
 mod logs;
 mod remote;
@@ -118,6 +119,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Health { conn } => remote::call_gateway(conn, "health", &HealthParams::default()),
         Command::Status { conn } => remote::call_gateway(conn, "status", &NoParams {}),
         Command::Logs(args) => logs::logs(args),
+        Command::Events(args) => events::events(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
