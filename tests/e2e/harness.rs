@@ -398,6 +398,11 @@ impl Client {
         }
     }
 
+    /// How many requests `request` has sent (the last one's id is `r` and this number).
+    pub fn requests_sent(&self) -> u64 {
+        self.next_id
+    }
+
     pub async fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = format!("r{}", self.next_id);
@@ -582,4 +587,38 @@ where
         });
     });
     (port_rx.recv().expect("stand-in port"), stop_tx)
+}
+
+/// A TCP relay in front of the gateway whose connections the test can cut at once (the
+/// network blip: the browser and the gateway each see their socket end, no close frame).
+pub struct Relay {
+    pub port: u16,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    pub async fn start(to: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let held = Arc::clone(&conns);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                held.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { port, conns }
+    }
+
+    /// Cuts every connection relayed so far.
+    pub fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
 }

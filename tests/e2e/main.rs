@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod nodes;
 mod ops;
+mod resume;
 mod scopes;
 mod signal;
 mod signal_spawn;

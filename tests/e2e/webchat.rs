@@ -479,3 +479,59 @@ fn the_page_is_one_file_that_loads_nothing_from_elsewhere() {
         "an external file"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_network_blip_mid_reply_the_page_resumes_and_the_reply_goes_on_where_it_was() {
+    let Some(mut b) = Browser::launch().await else {
+        return;
+    };
+    // A word every 60 ms: the reply is still streaming when the link goes.
+    let gw = gateway(60);
+    let relay = Relay::start(gw.port).await;
+    // Through the relay the page is not on the gateway's own address, so it is not handed
+    // the token: a person types it once.
+    b.goto(&format!("http://127.0.0.1:{}/", relay.port)).await;
+    b.wait_for("the token form", "!document.getElementById('login').hidden")
+        .await;
+    b.type_into("#token", TOKEN).await;
+    b.press_enter().await;
+    b.wait_for(
+        "the page to connect",
+        "document.getElementById('status').textContent.startsWith('connected')",
+    )
+    .await;
+    let words: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    let text = words.join(" ");
+    b.type_into("#input", &text).await;
+    b.press_enter().await;
+    // Some of the reply is on screen: mark that very bubble.
+    b.wait_for(
+        "the reply to start streaming",
+        "(() => { const m = [...document.querySelectorAll('.msg.assistant.streaming')].pop();
+                  if (!m || !m.textContent.includes('w3')) return false;
+                  m.dataset.marker = 'before-the-blip'; return true; })()",
+    )
+    .await;
+    relay.cut();
+    b.wait_for(
+        "the page to notice the blip",
+        "document.getElementById('status').textContent.includes('reconnecting')",
+    )
+    .await;
+    gw.wait_log("the page to resume", |l| l.contains("session resumed"));
+    // The same bubble (no reload of the conversation) finishes with the whole reply.
+    let done = b
+        .wait_for(
+            "the reply to finish in the same bubble",
+            "(() => { const m = document.querySelector('[data-marker=before-the-blip]');
+                      return m && m.dataset.done ? m.textContent : ''; })()",
+        )
+        .await;
+    assert_eq!(done.as_str().unwrap(), format!("[echo] {text}"));
+    assert_eq!(
+        b.eval("document.querySelectorAll('.msg').length").await,
+        2,
+        "one question, one answer: nothing doubled, nothing reloaded"
+    );
+    b.screenshot("webchat-9-resumed-after-a-blip").await;
+}

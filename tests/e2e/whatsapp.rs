@@ -226,7 +226,10 @@ async fn an_unlinked_whatsapp_stays_idle_and_says_how_to_link() {
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
         let h = op.request("health", json!({"probe": true})).await;
-        assert_eq!(h["payload"]["channels"]["whatsapp"]["state"], "logged_out");
+        assert_eq!(
+            h["payload"]["channels"]["whatsapp"]["state"], "logged_out",
+            "{h}"
+        );
     }
     assert!(server.attempts().is_empty(), "an unlinked worker connected");
     assert_eq!(op.worker("whatsapp").await["restarts"], 0);
