@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod churn;
+mod resume;
 mod wsfuzz;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -40,6 +41,9 @@ enum Scenario {
     /// mutated frames (before and after the handshake, both versions) while a watchdog
     /// asks `health`; fails if the gateway stops answering or dies (`--pid`).
     WsFuzz,
+    /// Switchboard's resumable events: RSS per idle resumable session (`--count` of
+    /// them, attached then detached) and the time to replay `--events` missed events.
+    Resume,
 }
 
 #[derive(Debug, Parser)]
@@ -101,6 +105,9 @@ struct Args {
     /// ws-fuzz: seed of the mutations (the same seed sends the same frames).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// resume: events to miss and have replayed.
+    #[arg(long, default_value_t = 1000)]
+    events: u64,
 }
 
 fn connect_params(a: &Args) -> Value {
@@ -269,6 +276,7 @@ impl Report {
             "kills",
             "joins",
             "frames",
+            "events_replayed",
         ]
         .iter()
         .filter_map(|k| get(k))
@@ -671,6 +679,7 @@ async fn main() -> Result<()> {
         Scenario::JoinStorm => churn::join_storm(Arc::clone(&a)).await?,
         Scenario::Soak => churn::soak(Arc::clone(&a)).await?,
         Scenario::WsFuzz => wsfuzz::ws_fuzz(Arc::clone(&a)).await?,
+        Scenario::Resume => resume::resume(Arc::clone(&a)).await?,
     };
     // Where the CPU went: who limits the figure, the gateway or this load generator.
     if !matches!(
@@ -681,6 +690,7 @@ async fn main() -> Result<()> {
             | Scenario::JoinStorm
             | Scenario::Soak
             | Scenario::WsFuzz
+            | Scenario::Resume
     ) {
         let ops = report.operations();
         if let (Some(b), Some(after)) = (server_before, a.pid.and_then(|p| cpu_ms(&p.to_string())))
