@@ -922,6 +922,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resumable_client_is_cut_not_skipped_and_its_resume_replays_what_it_missed() {
+        let hub = Hub::default();
+        let (slow, _q) = conn(&hub, ProtocolVersion::V4);
+        let first = hub.insert_resumable(&slow, None);
+        assert_eq!(first.refused, None);
+        // Over its queue bound: a plain client would be skipped this drop-if-slow event.
+        hub.send_direct(&slow, "x".repeat((1 << 20) + 1));
+        hub.broadcast(&Broadcast::new(
+            "tick",
+            &serde_json::json!({"ts": 1}),
+            None,
+            true,
+        ));
+        assert!(slow.is_cut(), "cut, so that the skip cannot go unnoticed");
+        hub.remove(slow.id);
+        // Its resume from before the event gets it.
+        let (again, mut q) = conn(&hub, ProtocolVersion::V4);
+        let r = hub.insert_resumable(&again, Some((&first.session_id, &first.epoch, 0)));
+        assert_eq!((r.refused, r.replayed), (None, 1), "{r:?}");
+        match q.recv().await {
+            Some(Outbound::Event(t, 1)) => {
+                assert!(t.shares_bytes_with(&hub.resumes()[&first.session_id].after(0)[0].1))
+            }
+            other => panic!("expected the missed tick as seq 1, got {other:?}"),
+        }
+        // A plain connection is not affected: it skips and stays.
+        let (plain, _pq) = conn(&hub, ProtocolVersion::V4);
+        hub.insert(Arc::clone(&plain));
+        hub.send_direct(&plain, "x".repeat((1 << 20) + 1));
+        hub.broadcast(&Broadcast::new(
+            "tick",
+            &serde_json::json!({"ts": 2}),
+            None,
+            true,
+        ));
+        assert!(!plain.is_cut());
+    }
+
+    #[tokio::test]
     async fn over_the_global_bound_the_longest_queue_is_cut_first() {
         let hub = Hub::new(100_000);
         let (reader, mut rq) = conn(&hub, ProtocolVersion::V4);
