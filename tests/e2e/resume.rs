@@ -206,11 +206,7 @@ async fn after_the_socket_was_killed_without_a_close_frame_the_resume_takes_over
     let last_seq = *seqs(&missed).last().unwrap();
 
     // Killed: a reset, no close frame.
-    match c.ws.get_ref() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
-        _ => unreachable!("plain ws"),
-    }
-    drop(c);
+    kill(c);
     run_agent(&mut writer, "epsilon zeta eta", "killed-3", "k3").await;
     let (mut c, hello3) =
         Client::connect(&gw.url(), with_resume(params, ask(&hello, last_seq))).await;
@@ -222,6 +218,15 @@ async fn after_the_socket_was_killed_without_a_close_frame_the_resume_takes_over
         fin["payload"]["message"]["content"][0]["text"], "[echo] epsilon zeta eta",
         "{fin}"
     );
+}
+
+/// Drops the client's TCP connection with a reset: no close frame, no FIN.
+fn kill(c: Client) {
+    match c.ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
+        _ => unreachable!("plain ws"),
+    }
+    drop(c);
 }
 
 fn config_with(state: &tempfile::TempDir, resume: Value) {
@@ -330,11 +335,7 @@ async fn a_run_streamed_across_a_reconnect_arrives_complete_with_nothing_doubled
     })
     .await;
     let last_seq = *seqs(&first).last().unwrap();
-    match c.ws.get_ref() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
-        _ => unreachable!("plain ws"),
-    }
-    drop(c);
+    kill(c);
     let (mut c, hello2) =
         Client::connect(&gw.url(), with_resume(params, ask(&hello, last_seq))).await;
     assert_eq!(hello2["resume"]["ok"], true, "{hello2}");
@@ -542,4 +543,51 @@ async fn switchboard_events_follow_loses_nothing_across_a_blip_and_reports_a_res
     assert!(seqs(&third)[0] < *seqs(&all).last().unwrap(), "{third:#?}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Waits for a line containing `needle`; returns every line read, in order.
+fn text_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line with {needle:?} in time; so far: {out:#?}"));
+        let stop = line.contains(needle);
+        out.push(line);
+        if stop {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_logs_follow_goes_on_from_its_cursor_after_a_blip_with_no_line_twice() {
+    let gw = Gateway::start();
+    let relay = Relay::start(gw.port).await;
+    let mut child = std::process::Command::new(bin("switchboard"))
+        .args(["logs", "-f", "-n", "5"])
+        .args([
+            "--url",
+            &format!("ws://127.0.0.1:{}", relay.port),
+            "--token",
+            TOKEN,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn switchboard logs");
+    let rx = stdout_lines(&mut child);
+    // Each connection's id is in its hello-ok and in the log's "client connected" line.
+    let (_a, hello) = Client::connect(&gw.url(), v4_cli_params(TOKEN, READ)).await;
+    let before = text_until(&rx, hello["server"]["connId"].as_str().unwrap());
+    relay.cut();
+    let (_b, hello) = Client::connect(&gw.url(), v4_cli_params(TOKEN, READ)).await;
+    let after = text_until(&rx, hello["server"]["connId"].as_str().unwrap());
+    let _ = child.kill();
+    let _ = child.wait();
+    let all: Vec<&String> = before.iter().chain(&after).collect();
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "a line printed twice: {all:#?}");
 }
