@@ -84,6 +84,32 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(list["payload"]["total"], 1, "{list}");
     assert_eq!(list["payload"]["jobs"][0]["id"], id.as_str());
     assert_eq!(list["payload"]["hasMore"], false);
+    // What the openclaw CLI's `cron list` needs of a page (it refuses one without a
+    // revision) and shows: the agent a job runs as, and where its answer goes.
+    let revision = list["payload"]["snapshotRevision"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        revision.starts_with("sha256:") && revision.len() > 20,
+        "{list}"
+    );
+    assert_eq!(list["payload"]["jobs"][0]["effectiveAgentId"], "main");
+    assert_eq!(list["payload"]["jobs"][0]["nextRunAtMs"], next);
+    assert_eq!(
+        list["payload"]["deliveryPreviews"][&id]["label"],
+        "not requested"
+    );
+    let again = c.request("cron.list", json!({})).await;
+    assert_eq!(
+        again["payload"]["snapshotRevision"], revision,
+        "the same jobs, the same revision"
+    );
+    let other = c
+        .request("cron.list", json!({"agentId": "other", "query": "hour"}))
+        .await;
+    assert_eq!(other["payload"]["total"], 0, "{other}");
+    let found = c.request("cron.list", json!({"query": "HOUR"})).await;
+    assert_eq!(found["payload"]["total"], 1, "{found}");
 
     let not_due = c
         .request("cron.run", json!({"id": id, "mode": "due"}))
@@ -108,6 +134,23 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(e["status"], "ok", "{runs}");
     assert_eq!(e["sessionKey"], format!("agent:main:cron:{id}"));
     assert_eq!(e["deliveryStatus"], "not-requested");
+    let run_id = e["runId"].as_str().unwrap().to_owned();
+    for (filter, want) in [
+        (json!({"status": "error"}), 0),
+        (json!({"status": "ok", "sortDir": "asc"}), 1),
+        (json!({"deliveryStatus": "delivered"}), 0),
+        (
+            json!({"deliveryStatus": "not-requested", "query": "SAYS HI"}),
+            1,
+        ),
+        (json!({"runId": run_id}), 1),
+        (json!({"runId": "no-such-run"}), 0),
+    ] {
+        let mut params = filter.clone();
+        params["id"] = json!(id);
+        let r = c.request("cron.runs", params).await;
+        assert_eq!(r["payload"]["total"], want, "{filter}: {r}");
+    }
     // The turn is in the job's own session.
     let hist = c
         .request(
@@ -152,14 +195,53 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
         "{bad}"
     );
 
+    // A declared job is added once; the options the agent runner cannot act on are kept
+    // and shown back, never dropped.
+    let declared = json!({"name": "decl", "displayName": "Declared", "declarationKey": "my:decl",
+        "schedule": {"kind": "cron", "expr": "0 9 * * *", "staggerMs": 0},
+        "payload": {"kind": "agentTurn", "message": "m", "thinking": "low", "toolsAllow": ["exec"],
+            "lightContext": true, "fallbacks": ["openai/gpt-4o"]}});
+    let first = c.request("cron.add", declared.clone()).await;
+    assert_eq!(first["payload"]["created"], true, "{first}");
+    let job = &first["payload"]["job"];
+    assert_eq!(job["displayName"], "Declared");
+    assert_eq!(job["schedule"]["staggerMs"], 0);
+    assert_eq!(job["payload"]["thinking"], "low");
+    assert_eq!(job["payload"]["toolsAllow"], json!(["exec"]));
+    assert_eq!(job["payload"]["lightContext"], true);
+    assert_eq!(job["payload"]["fallbacks"], json!(["openai/gpt-4o"]));
+    let second = c.request("cron.add", declared).await;
+    assert_eq!(second["payload"]["created"], false, "{second}");
+    assert_eq!(second["payload"]["job"]["id"], job["id"]);
+    let decl_id = job["id"].clone();
+    let rm = c.request("cron.remove", json!({"id": decl_id})).await;
+    assert_eq!(rm["ok"], true, "{rm}");
+
     let rm = c.request("cron.remove", json!({"id": id})).await;
     assert_eq!(rm["payload"], json!({"ok": true, "removed": true}));
     let gone = c.request("cron.get", json!({"id": id})).await;
     assert_eq!(gone["ok"], false);
+    // The reference's words and details: its CLI tells "not found" by `details.code`.
     assert_eq!(
         gone["error"]["message"],
-        format!("unknown cron job id: {id}")
+        format!("cron job not found: {id}. List automations and retry with a current job id.")
     );
+    assert_eq!(
+        gone["error"]["details"],
+        json!({"code": "CRON_JOB_NOT_FOUND", "jobId": id})
+    );
+    for (method, params) in [
+        ("cron.remove", json!({"id": id})),
+        ("cron.runs", json!({"id": id})),
+        ("cron.run", json!({"id": id, "mode": "force"})),
+    ] {
+        let r = c.request(method, params).await;
+        assert_eq!(r["ok"], false, "{method}: {r}");
+        assert_eq!(
+            r["error"]["details"]["code"], "CRON_JOB_NOT_FOUND",
+            "{method}: {r}"
+        );
+    }
 }
 
 #[tokio::test]

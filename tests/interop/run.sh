@@ -79,6 +79,14 @@ check_fails() { # name, command... : must exit non-zero
     pass=$((pass+1)); echo "ok   $name"
   fi
 }
+check_fails_text() { # name, expected substring, command... : must exit non-zero saying it
+  local name=$1 want=$2; shift 2
+  if ! "$@" >"$work/out.txt" 2>&1 && grep -q "$want" "$work/out.txt"; then
+    pass=$((pass+1)); echo "ok   $name"
+  else
+    fail=$((fail+1)); echo "FAIL $name"; head -20 "$work/out.txt"
+  fi
+}
 check_text() { # name, expected substring, command...
   local name=$1 want=$2; shift 2
   if "$@" >"$work/out.txt" 2>&1 && grep -q "$want" "$work/out.txt"; then
@@ -102,6 +110,20 @@ check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$tok
 # `logs` tails the gateway's log file over logs.tail (JSON lines: meta first, then lines).
 check_text "v4 logs (logs.tail)" '"file":"[^"]*logs/switchboard.log"' oc logs --url "$url" --token "$token" --limit 5 --json
 OC_HOME="$work/oc-fresh" check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
+# `openclaw cron`: the real CLI's automation commands (add with a cron expression and a
+# time zone, list and show — its page checks —, run, runs, rm, and the not-found path).
+cron_json=$(oc cron add --name interop-cron --cron "0 9 * * 1-5" --tz Europe/Berlin --message "hello cron" \
+  --agent main --no-deliver --json --url "$url" --token "$token" 2>"$work/err.txt") || true
+cron_id=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["id"])' <<<"$cron_json" 2>/dev/null || true)
+if [ -n "$cron_id" ]; then pass=$((pass+1)); echo "ok   v4 openclaw cron add (cron expression, --tz)"
+else fail=$((fail+1)); echo "FAIL v4 openclaw cron add"; echo "$cron_json" | head -20; head -20 "$work/err.txt"; fi
+check "v4 openclaw cron list" "[j['id'] for j in d['jobs']] == ['$cron_id'] and d['jobs'][0]['schedule']['tz'] == 'Europe/Berlin'" oc cron list --json --url "$url" --token "$token"
+check_text "v4 openclaw cron show (by name)" "schedule: cron 0 9 \* \* 1-5 @ Europe/Berlin" oc cron show interop-cron --url "$url" --token "$token"
+check "v4 openclaw cron run" "d['ran'] is True and d['status'] == 'ok'" oc cron run "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron runs" "d['entries'][0]['status'] == 'ok' and d['entries'][0]['summary'] == '[echo] hello cron'" oc cron runs --id "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron rm" "d['removed'] is True" oc cron rm "$cron_id" --json --url "$url" --token "$token"
+check_fails_text "v4 openclaw cron rm again: fails with the reference's not-found message" "Automation not found: $cron_id" oc cron rm "$cron_id" --url "$url" --token "$token"
+check_fails "v4 openclaw cron runs of a removed job fails" oc cron runs --id "$cron_id" --url "$url" --token "$token"
 
 echo "== clawdbot 2026.1.24-3 CLI (protocol v3) against $url"
 check "v3 gateway call health" "d['ok'] is True" cb gateway call health --url "$url" --json

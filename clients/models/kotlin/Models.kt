@@ -1665,6 +1665,12 @@ data class CronAddParams (
     @SerialName("agentId")
     val agentID: String? = null,
 
+    /**
+     * v4: a caller's own key for the job; adding the same key again answers the job
+     * that has it (`created: false`) instead of a second one.
+     */
+    val declarationKey: String? = null,
+
     val deleteAfterRun: Boolean? = null,
 
     /**
@@ -1673,7 +1679,18 @@ data class CronAddParams (
     val delivery: JsonElement? = null,
 
     val description: String? = null,
+
+    /**
+     * v4: the name lists show (default: `name`).
+     */
+    val displayName: String? = null,
+
     val enabled: Boolean? = null,
+
+    /**
+     * v4: the reference's failure-alert settings; kept, not acted on.
+     */
+    val failureAlert: JsonElement? = null,
 
     /**
      * What Switchboard does with a fire time that fell while the gateway was stopped.
@@ -1734,12 +1751,22 @@ data class Payload (
      */
     val deliver: Boolean? = null,
 
+    val fallbacks: List<String>? = null,
     val kind: String,
+    val lightContext: Boolean? = null,
     val message: String? = null,
     val model: String? = null,
     val text: String? = null,
+
+    /**
+     * v4 agent-turn options Switchboard's agent runner has no control for: kept with the
+     * job and shown back, not acted on (README: cron).
+     */
+    val thinking: String? = null,
+
     val timeoutSeconds: Double? = null,
-    val to: String? = null
+    val to: String? = null,
+    val toolsAllow: List<String>? = null
 )
 
 /**
@@ -1764,6 +1791,13 @@ data class Schedule (
      * How a job's schedule is given.
      */
     val kind: Kind,
+
+    /**
+     * v4: the reference spreads fire times over this window; kept, and Switchboard
+     * always fires at the exact time (README: cron).
+     */
+    @SerialName("staggerMs")
+    val staggerMS: Long? = null,
 
     val tz: String? = null
 )
@@ -1801,13 +1835,24 @@ data class CronJobParams (
 @Serializable
 data class CronListParams (
     /**
+     * v4: only the jobs of this agent (a job without one is the default agent's).
+     */
+    @SerialName("agentId")
+    val agentID: String? = null,
+
+    /**
      * v4: `all`, `enabled`, `disabled`.
      */
     val enabled: String? = null,
 
     val includeDisabled: Boolean? = null,
     val limit: Long? = null,
-    val offset: Long? = null
+    val offset: Long? = null,
+
+    /**
+     * v4: only jobs whose id, name or description contains this (case-insensitive).
+     */
+    val query: String? = null
 )
 
 /**
@@ -1843,6 +1888,11 @@ enum class CronRunParamsMode(val value: String) {
  */
 @Serializable
 data class CronRunsParams (
+    /**
+     * `all`, `delivered`, `not-delivered`, `unknown`, `not-requested`.
+     */
+    val deliveryStatus: String? = null,
+
     val id: String? = null,
 
     @SerialName("jobId")
@@ -1850,7 +1900,29 @@ data class CronRunsParams (
 
     val limit: Long? = null,
     val offset: Long? = null,
-    val scope: String? = null
+
+    /**
+     * Only runs whose summary or error contains this (case-insensitive).
+     */
+    val query: String? = null,
+
+    /**
+     * One run by its id.
+     */
+    @SerialName("runId")
+    val runID: String? = null,
+
+    val scope: String? = null,
+
+    /**
+     * `asc` or `desc` (v4 default `desc`: newest first).
+     */
+    val sortDir: String? = null,
+
+    /**
+     * v4 filters: `all`, `ok`, `error`, `skipped`.
+     */
+    val status: String? = null
 )
 
 /**

@@ -1212,14 +1212,27 @@ export interface ChatStartupParams {
  * `cron.add`.
  */
 export interface CronAddParams {
-    agentId?:        string;
+    agentId?: string;
+    /**
+     * v4: a caller's own key for the job; adding the same key again answers the job
+     * that has it (`created: false`) instead of a second one.
+     */
+    declarationKey?: string;
     deleteAfterRun?: boolean;
     /**
      * v4: `{mode: "none"|"announce"|"webhook", channel, to, accountId, threadId}`.
      */
     delivery?:    any;
     description?: string;
+    /**
+     * v4: the name lists show (default: `name`).
+     */
+    displayName?: string;
     enabled?:     boolean;
+    /**
+     * v4: the reference's failure-alert settings; kept, not acted on.
+     */
+    failureAlert?: any;
     /**
      * What Switchboard does with a fire time that fell while the gateway was stopped.
      */
@@ -1266,13 +1279,21 @@ export interface Payload {
     /**
      * v3: deliver the answer to `channel`/`to`.
      */
-    deliver?:        boolean;
-    kind:            string;
-    message?:        string;
-    model?:          string;
-    text?:           string;
+    deliver?:      boolean;
+    fallbacks?:    string[];
+    kind:          string;
+    lightContext?: boolean;
+    message?:      string;
+    model?:        string;
+    text?:         string;
+    /**
+     * v4 agent-turn options Switchboard's agent runner has no control for: kept with the
+     * job and shown back, not acted on (README: cron).
+     */
+    thinking?:       string;
     timeoutSeconds?: number;
     to?:             string;
+    toolsAllow?:     string[];
     [property: string]: any;
 }
 
@@ -1289,7 +1310,12 @@ export interface Schedule {
      * How a job's schedule is given.
      */
     kind: Kind;
-    tz?:  string;
+    /**
+     * v4: the reference spreads fire times over this window; kept, and Switchboard
+     * always fires at the exact time (README: cron).
+     */
+    staggerMs?: number;
+    tz?:        string;
     [property: string]: any;
 }
 
@@ -1318,12 +1344,20 @@ export interface CronJobParams {
  */
 export interface CronListParams {
     /**
+     * v4: only the jobs of this agent (a job without one is the default agent's).
+     */
+    agentId?: string;
+    /**
      * v4: `all`, `enabled`, `disabled`.
      */
     enabled?:         string;
     includeDisabled?: boolean;
     limit?:           number;
     offset?:          number;
+    /**
+     * v4: only jobs whose id, name or description contains this (case-insensitive).
+     */
+    query?: string;
     [property: string]: any;
 }
 
@@ -1351,11 +1385,31 @@ export type CronRunParamsMode = "due" | "force" | "if-enabled";
  * `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
  */
 export interface CronRunsParams {
-    id?:     string;
-    jobId?:  string;
-    limit?:  number;
-    offset?: number;
-    scope?:  string;
+    /**
+     * `all`, `delivered`, `not-delivered`, `unknown`, `not-requested`.
+     */
+    deliveryStatus?: string;
+    id?:             string;
+    jobId?:          string;
+    limit?:          number;
+    offset?:         number;
+    /**
+     * Only runs whose summary or error contains this (case-insensitive).
+     */
+    query?: string;
+    /**
+     * One run by its id.
+     */
+    runId?: string;
+    scope?: string;
+    /**
+     * `asc` or `desc` (v4 default `desc`: newest first).
+     */
+    sortDir?: string;
+    /**
+     * v4 filters: `all`, `ok`, `error`, `skipped`.
+     */
+    status?: string;
     [property: string]: any;
 }
 

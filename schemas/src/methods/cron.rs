@@ -43,6 +43,10 @@ pub struct CronSchedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = crate::limits::SHORT))]
     pub tz: Option<String>,
+    /// v4: the reference spreads fire times over this window; kept, and Switchboard
+    /// always fires at the exact time (README: cron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stagger_ms: Option<u64>,
 }
 
 /// What a run does: `agentTurn` (a message to the agent) or `systemEvent` (a line for
@@ -71,6 +75,17 @@ pub struct CronPayload {
     pub to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_effort_deliver: Option<bool>,
+    /// v4 agent-turn options Switchboard's agent runner has no control for: kept with the
+    /// job and shown back, not acted on (README: cron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_allow: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub light_context: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Vec<String>>,
 }
 
 /// What Switchboard does with a fire time that fell while the gateway was stopped.
@@ -116,6 +131,18 @@ pub struct CronAddParams {
     pub delivery: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire: Option<CronMisfire>,
+    /// v4: the name lists show (default: `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::NAME))]
+    pub display_name: Option<String>,
+    /// v4: a caller's own key for the job; adding the same key again answers the job
+    /// that has it (`created: false`) instead of a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::ID))]
+    pub declaration_key: Option<String>,
+    /// v4: the reference's failure-alert settings; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_alert: Option<Value>,
 }
 
 /// `cron.get`, `cron.remove`: a job by `id` (or the legacy `jobId`).
@@ -182,6 +209,14 @@ pub struct CronListParams {
     /// v4: `all`, `enabled`, `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<String>,
+    /// v4: only the jobs of this agent (a job without one is the default agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::ID))]
+    pub agent_id: Option<String>,
+    /// v4: only jobs whose id, name or description contains this (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub query: Option<String>,
 }
 
 /// `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
@@ -201,6 +236,26 @@ pub struct CronRunsParams {
     pub limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// v4 filters: `all`, `ok`, `error`, `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub status: Option<String>,
+    /// `all`, `delivered`, `not-delivered`, `unknown`, `not-requested`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub delivery_status: Option<String>,
+    /// Only runs whose summary or error contains this (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub query: Option<String>,
+    /// One run by its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::ID))]
+    pub run_id: Option<String>,
+    /// `asc` or `desc` (v4 default `desc`: newest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SHORT))]
+    pub sort_dir: Option<String>,
 }
 
 /// `set-heartbeats`.

@@ -52,6 +52,11 @@ fn failed(channel: &str, s: &tonic::Status) -> RpcError {
     RpcError::unavailable(format!("the {channel} worker failed: {}", s.message()))
 }
 
+/// A call that failed on the connection, not in the worker (tonic's transport errors).
+fn is_connection_error(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Unavailable && s.message().contains("transport error")
+}
+
 fn late(channel: &str) -> RpcError {
     RpcError::unavailable(format!("the {channel} worker did not answer in time"))
 }
@@ -120,8 +125,19 @@ pub async fn logout(app: &App, channel: &str, account: Option<&str>) -> Result<V
         )));
     }
     let mut client = linker(app, &channel)?;
-    let reply = tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {}))
-        .await
+    let mut answer =
+        tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {})).await;
+    // A connection to the worker that broke since the last call fails the first call on
+    // it while the channel reconnects; logging out is idempotent, so it is asked again.
+    if let Ok(Err(s)) = &answer
+        && is_connection_error(s)
+    {
+        tracing::warn!(%channel, error = %s.message(), "the worker connection broke; asking again");
+        let mut client = linker(app, &channel)?;
+        answer =
+            tokio::time::timeout(Duration::from_secs(30), client.logout(LogoutRequest {})).await;
+    }
+    let reply = answer
         .map_err(|_| late(&channel))?
         .map_err(|s| failed(&channel, &s))?
         .into_inner();

@@ -192,6 +192,7 @@ mod tests {
             anchor_ms: None,
             expr: None,
             tz: None,
+            stagger_ms: None,
         }
     }
 

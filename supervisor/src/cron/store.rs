@@ -38,6 +38,12 @@ pub struct Job {
     pub delivery: Option<Value>,
     /// Switchboard's addition: what a fire time missed while stopped comes to.
     pub misfire: CronMisfire,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_alert: Option<Value>,
     #[serde(default)]
     pub state: JobState,
 }
@@ -182,4 +188,85 @@ pub async fn runs(
         Ok((out, total.max(0) as u64))
     })
     .await
+}
+
+/// What `cron.runs` may narrow a listing to (v4); `None` everywhere is every run.
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub delivery_status: Option<String>,
+    pub query: Option<String>,
+    pub run_id: Option<String>,
+}
+
+impl RunFilter {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.delivery_status.is_none()
+            && self.query.is_none()
+            && self.run_id.is_none()
+    }
+
+    /// Whether a run entry passes: `status`/`deliveryStatus` equal (`all` passes all;
+    /// a run that asked for no delivery is `not-requested`), `runId` equal, `query` a
+    /// case-insensitive part of its summary, error or job name.
+    pub fn matches(&self, e: &Value) -> bool {
+        let field = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+        if let Some(s) = self.status.as_deref().filter(|s| *s != "all")
+            && field("status") != s
+        {
+            return false;
+        }
+        if let Some(d) = self.delivery_status.as_deref().filter(|s| *s != "all") {
+            let have = match field("deliveryStatus") {
+                "" => "not-requested",
+                other => other,
+            };
+            if have != d {
+                return false;
+            }
+        }
+        if let Some(r) = self.run_id.as_deref()
+            && field("runId") != r
+        {
+            return false;
+        }
+        if let Some(q) = self
+            .query
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|q| !q.is_empty())
+        {
+            let hay = ["summary", "error", "jobName"]
+                .iter()
+                .map(|k| field(k).to_lowercase())
+                .collect::<Vec<_>>()
+                .join("\n");
+            if !hay.contains(&q) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A page of the runs that pass `filter`, in the order asked, and how many pass. The
+/// history is bounded ([`RUNS_KEPT`] per job), so filtering reads it whole.
+pub async fn runs_filtered(
+    db: &Db,
+    job_id: Option<&str>,
+    filter: RunFilter,
+    offset: u64,
+    limit: u64,
+    desc: bool,
+) -> Result<(Vec<Value>, u64), DbError> {
+    let (all, _) = runs(db, job_id, 0, i64::MAX as u64, desc).await?;
+    let passing: Vec<Value> = all.into_iter().filter(|e| filter.matches(e)).collect();
+    let total = passing.len() as u64;
+    let page = passing
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Ok((page, total))
 }

@@ -28,8 +28,72 @@ fn job_id(method: &str, id: &Option<String>, job_id: &Option<String>) -> Result<
         .ok_or_else(|| RpcError::invalid_request(format!("invalid {method} params: missing id")))
 }
 
-fn unknown(id: &str) -> RpcError {
-    RpcError::invalid_request(format!("unknown cron job id: {id}"))
+/// A job id that names no job, in the reference's words and details (its CLI tells
+/// "not found" from other errors by `details.code`): `cron.get` says "cron job not
+/// found", the other methods "Automation not found".
+fn unknown(method: &str, id: &str) -> RpcError {
+    let message = if method == "cron.get" {
+        format!("cron job not found: {id}. List automations and retry with a current job id.")
+    } else {
+        format!("Automation not found: {id}. List automations and retry with a current job id.")
+    };
+    RpcError::invalid_request(message)
+        .with_details(json!({"code": "CRON_JOB_NOT_FOUND", "jobId": id}))
+}
+
+/// The agent a job runs as: its own, or the default one.
+fn effective_agent(job: &store::Job) -> &str {
+    job.agent_id
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or(crate::config::DEFAULT_AGENT_ID)
+}
+
+/// Where a job's answer goes, in a few words (the v4 list's `deliveryPreviews`).
+fn delivery_preview(job: &store::Job) -> Value {
+    let d = job.delivery.as_ref();
+    let s = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
+    let (label, detail) = match s("mode") {
+        Some("announce") => {
+            let channel = s("channel").unwrap_or("last");
+            let to = s("to").map(|t| format!(":{t}")).unwrap_or_default();
+            (
+                format!("announce -> {channel}{to}"),
+                if channel == "last" {
+                    "the channel the session last spoke on".to_owned()
+                } else {
+                    "explicit".to_owned()
+                },
+            )
+        }
+        Some("webhook") => (
+            format!("webhook:{}", s("to").unwrap_or("")),
+            "webhook".to_owned(),
+        ),
+        _ if job.payload.deliver == Some(true) => (
+            format!(
+                "announce -> {}{}",
+                job.payload.channel.as_deref().unwrap_or("last"),
+                job.payload
+                    .to
+                    .as_deref()
+                    .map(|t| format!(":{t}"))
+                    .unwrap_or_default()
+            ),
+            "explicit".to_owned(),
+        ),
+        _ => ("not requested".to_owned(), "not requested".to_owned()),
+    };
+    json!({"label": label, "detail": detail})
+}
+
+/// A job as a v4 listing shows it: the stored job plus `effectiveAgentId` and the
+/// top-level `nextRunAtMs`.
+fn listed(job: &store::Job) -> Value {
+    let mut v = to_value(job);
+    v["effectiveAgentId"] = json!(effective_agent(job));
+    v["nextRunAtMs"] = json!(job.state.next_run_at_ms);
+    v
 }
 
 fn page(
@@ -76,27 +140,77 @@ pub async fn list(c: Call) -> Result<Reply, RpcError> {
         Some("disabled") => !j.enabled,
         _ => include_disabled || j.enabled,
     });
+    if let Some(agent) = p.agent_id.as_deref().map(str::trim) {
+        jobs.retain(|j| effective_agent(j) == agent);
+    }
+    if let Some(q) = p
+        .query
+        .as_deref()
+        .map(str::to_lowercase)
+        .filter(|q| !q.is_empty())
+    {
+        jobs.retain(|j| {
+            [
+                Some(&j.id),
+                Some(&j.name),
+                j.description.as_ref(),
+                j.display_name.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| f.to_lowercase().contains(&q))
+        });
+    }
     jobs.sort_by_key(|j| j.state.next_run_at_ms.unwrap_or(u64::MAX));
     let total = jobs.len() as u64;
     let offset = p.offset.unwrap_or(0);
     let limit = p.limit.unwrap_or(50);
-    let items: Vec<Value> = match c.version() {
-        ProtocolVersion::V3 => jobs.iter().map(to_value).collect(),
-        ProtocolVersion::V4 => jobs
-            .iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .map(to_value)
-            .collect(),
+    if c.version() == ProtocolVersion::V3 {
+        let items = jobs.iter().map(to_value).collect();
+        return Ok(Reply::Json(page(
+            c.version(),
+            "jobs",
+            items,
+            total,
+            0,
+            limit,
+        )));
+    }
+    // The revision of the whole listing (the same on each of its pages): a client that
+    // pages through sees whether the jobs changed in between, as the reference's does.
+    let revision = {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for j in &jobs {
+            h.update(serde_json::to_vec(j).unwrap_or_default());
+            h.update(b"\n");
+        }
+        format!(
+            "sha256:{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+        )
     };
-    Ok(Reply::Json(page(
+    let shown: Vec<&store::Job> = jobs
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    let previews: serde_json::Map<String, Value> = shown
+        .iter()
+        .map(|j| (j.id.clone(), delivery_preview(j)))
+        .collect();
+    let mut out = page(
         c.version(),
         "jobs",
-        items,
+        shown.iter().map(|j| listed(j)).collect(),
         total,
         offset,
         limit,
-    )))
+    );
+    out["snapshotRevision"] = json!(revision);
+    out["deliveryPreviews"] = Value::Object(previews);
+    Ok(Reply::Json(out))
 }
 
 pub async fn get(c: Call) -> Result<Reply, RpcError> {
@@ -104,7 +218,7 @@ pub async fn get(c: Call) -> Result<Reply, RpcError> {
     let id = job_id(c.method, &p.id, &p.job_id)?;
     let job = store::get(&c.app.db, &id).await.map_err(db_err)?;
     job.map(|j| Reply::Json(to_value(&j)))
-        .ok_or_else(|| unknown(&id))
+        .ok_or_else(|| unknown(c.method, &id))
 }
 
 fn check_target(job: &store::Job) -> Result<(), RpcError> {
@@ -147,12 +261,27 @@ pub async fn add(c: Call) -> Result<Reply, RpcError> {
         payload: p.payload,
         delivery: p.delivery,
         misfire: p.misfire.unwrap_or(c.app.config.cron_default_misfire),
+        display_name: p.display_name,
+        declaration_key: p.declaration_key.map(|k| k.trim().to_owned()),
+        failure_alert: p.failure_alert,
         state: Default::default(),
     };
     check_target(&job)?;
     job.state.next_run_at_ms = cron::first_fire(&job, now).map_err(RpcError::invalid_request)?;
     {
         let _g = c.app.cron.edit.lock().await;
+        // A declared job is added once: the same key again answers the job that has it.
+        if let Some(key) = job.declaration_key.as_deref() {
+            let existing = store::load_all(&c.app.db).await.map_err(db_err)?;
+            if let Some(have) = existing
+                .iter()
+                .find(|j| j.declaration_key.as_deref() == Some(key))
+            {
+                return Ok(Reply::Json(
+                    json!({"created": false, "updated": false, "job": to_value(have)}),
+                ));
+            }
+        }
         store::put(&c.app.db, &job).await.map_err(db_err)?;
     }
     c.app.cron.changed.notify_one();
@@ -160,6 +289,9 @@ pub async fn add(c: Call) -> Result<Reply, RpcError> {
         &c.app,
         json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.state.next_run_at_ms}),
     );
+    if job.declaration_key.is_some() {
+        return Ok(Reply::Json(json!({"created": true, "job": to_value(&job)})));
+    }
     Ok(Reply::Json(to_value(&job)))
 }
 
@@ -172,7 +304,7 @@ pub async fn update(c: Call) -> Result<Reply, RpcError> {
         let job = store::get(&c.app.db, &id)
             .await
             .map_err(db_err)?
-            .ok_or_else(|| unknown(&id))?;
+            .ok_or_else(|| unknown(c.method, &id))?;
         let mut v = to_value(&job);
         for (k, val) in p.patch {
             match k.as_str() {
@@ -220,11 +352,12 @@ pub async fn remove(c: Call) -> Result<Reply, RpcError> {
         let _g = c.app.cron.edit.lock().await;
         store::delete(&c.app.db, &id).await.map_err(db_err)?
     };
-    if removed {
-        c.app.cron.changed.notify_one();
-        cron::emit(&c.app, json!({"jobId": id, "action": "removed"}));
+    if !removed {
+        return Err(unknown(c.method, &id));
     }
-    Ok(Reply::Json(json!({"ok": true, "removed": removed})))
+    c.app.cron.changed.notify_one();
+    cron::emit(&c.app, json!({"jobId": id, "action": "removed"}));
+    Ok(Reply::Json(json!({"ok": true, "removed": true})))
 }
 
 /// `cron.run`: `force` runs now, `due` only when due (the default, as the reference),
@@ -235,7 +368,7 @@ pub async fn run(c: Call) -> Result<Reply, RpcError> {
     let job = store::get(&c.app.db, &id)
         .await
         .map_err(db_err)?
-        .ok_or_else(|| unknown(&id))?;
+        .ok_or_else(|| unknown(c.method, &id))?;
     let now = now_ms();
     let mode = p.mode.unwrap_or(CronRunMode::Due);
     let go = match mode {
@@ -271,11 +404,42 @@ pub async fn runs(c: Call) -> Result<Reply, RpcError> {
     } else {
         Some(job_id(c.method, &p.id, &p.job_id)?)
     };
+    // A v4 client asking for one job's runs learns that the job does not exist (its
+    // history outlives it only for the runs of all jobs).
+    if let Some(id) = id.as_deref()
+        && c.version() == ProtocolVersion::V4
+        && store::get(&c.app.db, id).await.map_err(db_err)?.is_none()
+    {
+        return Err(unknown(c.method, id));
+    }
     let offset = p.offset.unwrap_or(0);
     let (limit, desc) = match c.version() {
         ProtocolVersion::V3 => (p.limit.unwrap_or(200), false),
-        ProtocolVersion::V4 => (p.limit.unwrap_or(50).min(200), true),
+        ProtocolVersion::V4 => (
+            p.limit.unwrap_or(50).min(200),
+            p.sort_dir.as_deref() != Some("asc"),
+        ),
     };
+    let filter = store::RunFilter {
+        status: p.status,
+        delivery_status: p.delivery_status,
+        query: p.query,
+        run_id: p.run_id,
+    };
+    if c.version() == ProtocolVersion::V4 && (!filter.is_empty() || !desc) {
+        let (entries, total) =
+            store::runs_filtered(&c.app.db, id.as_deref(), filter, offset, limit, desc)
+                .await
+                .map_err(db_err)?;
+        return Ok(Reply::Json(page(
+            c.version(),
+            "entries",
+            entries,
+            total,
+            offset,
+            limit,
+        )));
+    }
     let (mut entries, total) = if desc {
         store::runs(&c.app.db, id.as_deref(), offset, limit, true)
             .await

@@ -6238,11 +6238,18 @@ public extension ChatStartupParams {
 // MARK: - CronAddParams
 public struct CronAddParams: Codable {
     public let agentID: String?
+    /// v4: a caller's own key for the job; adding the same key again answers the job
+    /// that has it (`created: false`) instead of a second one.
+    public let declarationKey: String?
     public let deleteAfterRun: Bool?
     /// v4: `{mode: "none"|"announce"|"webhook", channel, to, accountId, threadId}`.
     public let delivery: JSONAny?
     public let description: String?
+    /// v4: the name lists show (default: `name`).
+    public let displayName: String?
     public let enabled: Bool?
+    /// v4: the reference's failure-alert settings; kept, not acted on.
+    public let failureAlert: JSONAny?
     /// What Switchboard does with a fire time that fell while the gateway was stopped.
     public let misfire: Misfire?
     public let name: String
@@ -6259,15 +6266,18 @@ public struct CronAddParams: Codable {
 
     public enum CodingKeys: String, CodingKey {
         case agentID = "agentId"
-        case deleteAfterRun, delivery, description, enabled, misfire, name, payload, schedule, sessionKey, sessionTarget, wakeMode
+        case declarationKey, deleteAfterRun, delivery, description, displayName, enabled, failureAlert, misfire, name, payload, schedule, sessionKey, sessionTarget, wakeMode
     }
 
-    public init(agentID: String?, deleteAfterRun: Bool?, delivery: JSONAny?, description: String?, enabled: Bool?, misfire: Misfire?, name: String, payload: Payload, schedule: Schedule, sessionKey: String?, sessionTarget: String?, wakeMode: String?) {
+    public init(agentID: String?, declarationKey: String?, deleteAfterRun: Bool?, delivery: JSONAny?, description: String?, displayName: String?, enabled: Bool?, failureAlert: JSONAny?, misfire: Misfire?, name: String, payload: Payload, schedule: Schedule, sessionKey: String?, sessionTarget: String?, wakeMode: String?) {
         self.agentID = agentID
+        self.declarationKey = declarationKey
         self.deleteAfterRun = deleteAfterRun
         self.delivery = delivery
         self.description = description
+        self.displayName = displayName
         self.enabled = enabled
+        self.failureAlert = failureAlert
         self.misfire = misfire
         self.name = name
         self.payload = payload
@@ -6298,10 +6308,13 @@ public extension CronAddParams {
 
     func with(
         agentID: String?? = nil,
+        declarationKey: String?? = nil,
         deleteAfterRun: Bool?? = nil,
         delivery: JSONAny?? = nil,
         description: String?? = nil,
+        displayName: String?? = nil,
         enabled: Bool?? = nil,
+        failureAlert: JSONAny?? = nil,
         misfire: Misfire?? = nil,
         name: String? = nil,
         payload: Payload? = nil,
@@ -6312,10 +6325,13 @@ public extension CronAddParams {
     ) -> CronAddParams {
         return CronAddParams(
             agentID: agentID ?? self.agentID,
+            declarationKey: declarationKey ?? self.declarationKey,
             deleteAfterRun: deleteAfterRun ?? self.deleteAfterRun,
             delivery: delivery ?? self.delivery,
             description: description ?? self.description,
+            displayName: displayName ?? self.displayName,
             enabled: enabled ?? self.enabled,
+            failureAlert: failureAlert ?? self.failureAlert,
             misfire: misfire ?? self.misfire,
             name: name ?? self.name,
             payload: payload ?? self.payload,
@@ -6358,23 +6374,33 @@ public struct Payload: Codable {
     public let channel: String?
     /// v3: deliver the answer to `channel`/`to`.
     public let deliver: Bool?
+    public let fallbacks: [String]?
     public let kind: String
+    public let lightContext: Bool?
     public let message: String?
     public let model: String?
     public let text: String?
+    /// v4 agent-turn options Switchboard's agent runner has no control for: kept with the
+    /// job and shown back, not acted on (README: cron).
+    public let thinking: String?
     public let timeoutSeconds: Double?
     public let to: String?
+    public let toolsAllow: [String]?
 
-    public init(bestEffortDeliver: Bool?, channel: String?, deliver: Bool?, kind: String, message: String?, model: String?, text: String?, timeoutSeconds: Double?, to: String?) {
+    public init(bestEffortDeliver: Bool?, channel: String?, deliver: Bool?, fallbacks: [String]?, kind: String, lightContext: Bool?, message: String?, model: String?, text: String?, thinking: String?, timeoutSeconds: Double?, to: String?, toolsAllow: [String]?) {
         self.bestEffortDeliver = bestEffortDeliver
         self.channel = channel
         self.deliver = deliver
+        self.fallbacks = fallbacks
         self.kind = kind
+        self.lightContext = lightContext
         self.message = message
         self.model = model
         self.text = text
+        self.thinking = thinking
         self.timeoutSeconds = timeoutSeconds
         self.to = to
+        self.toolsAllow = toolsAllow
     }
 }
 
@@ -6400,23 +6426,31 @@ public extension Payload {
         bestEffortDeliver: Bool?? = nil,
         channel: String?? = nil,
         deliver: Bool?? = nil,
+        fallbacks: [String]?? = nil,
         kind: String? = nil,
+        lightContext: Bool?? = nil,
         message: String?? = nil,
         model: String?? = nil,
         text: String?? = nil,
+        thinking: String?? = nil,
         timeoutSeconds: Double?? = nil,
-        to: String?? = nil
+        to: String?? = nil,
+        toolsAllow: [String]?? = nil
     ) -> Payload {
         return Payload(
             bestEffortDeliver: bestEffortDeliver ?? self.bestEffortDeliver,
             channel: channel ?? self.channel,
             deliver: deliver ?? self.deliver,
+            fallbacks: fallbacks ?? self.fallbacks,
             kind: kind ?? self.kind,
+            lightContext: lightContext ?? self.lightContext,
             message: message ?? self.message,
             model: model ?? self.model,
             text: text ?? self.text,
+            thinking: thinking ?? self.thinking,
             timeoutSeconds: timeoutSeconds ?? self.timeoutSeconds,
-            to: to ?? self.to
+            to: to ?? self.to,
+            toolsAllow: toolsAllow ?? self.toolsAllow
         )
     }
 
@@ -6443,6 +6477,9 @@ public struct Schedule: Codable {
     public let expr: String?
     /// How a job's schedule is given.
     public let kind: Kind
+    /// v4: the reference spreads fire times over this window; kept, and Switchboard
+    /// always fires at the exact time (README: cron).
+    public let staggerMS: Int?
     public let tz: String?
 
     public enum CodingKeys: String, CodingKey {
@@ -6450,16 +6487,19 @@ public struct Schedule: Codable {
         case at
         case atMS = "atMs"
         case everyMS = "everyMs"
-        case expr, kind, tz
+        case expr, kind
+        case staggerMS = "staggerMs"
+        case tz
     }
 
-    public init(anchorMS: Int?, at: String?, atMS: Int?, everyMS: Int?, expr: String?, kind: Kind, tz: String?) {
+    public init(anchorMS: Int?, at: String?, atMS: Int?, everyMS: Int?, expr: String?, kind: Kind, staggerMS: Int?, tz: String?) {
         self.anchorMS = anchorMS
         self.at = at
         self.atMS = atMS
         self.everyMS = everyMS
         self.expr = expr
         self.kind = kind
+        self.staggerMS = staggerMS
         self.tz = tz
     }
 }
@@ -6489,6 +6529,7 @@ public extension Schedule {
         everyMS: Int?? = nil,
         expr: String?? = nil,
         kind: Kind? = nil,
+        staggerMS: Int?? = nil,
         tz: String?? = nil
     ) -> Schedule {
         return Schedule(
@@ -6498,6 +6539,7 @@ public extension Schedule {
             everyMS: everyMS ?? self.everyMS,
             expr: expr ?? self.expr,
             kind: kind ?? self.kind,
+            staggerMS: staggerMS ?? self.staggerMS,
             tz: tz ?? self.tz
         )
     }
@@ -6588,17 +6630,28 @@ public extension CronJobParams {
 /// `cron.list`.
 // MARK: - CronListParams
 public struct CronListParams: Codable {
+    /// v4: only the jobs of this agent (a job without one is the default agent's).
+    public let agentID: String?
     /// v4: `all`, `enabled`, `disabled`.
     public let enabled: String?
     public let includeDisabled: Bool?
     public let limit: Int?
     public let offset: Int?
+    /// v4: only jobs whose id, name or description contains this (case-insensitive).
+    public let query: String?
 
-    public init(enabled: String?, includeDisabled: Bool?, limit: Int?, offset: Int?) {
+    public enum CodingKeys: String, CodingKey {
+        case agentID = "agentId"
+        case enabled, includeDisabled, limit, offset, query
+    }
+
+    public init(agentID: String?, enabled: String?, includeDisabled: Bool?, limit: Int?, offset: Int?, query: String?) {
+        self.agentID = agentID
         self.enabled = enabled
         self.includeDisabled = includeDisabled
         self.limit = limit
         self.offset = offset
+        self.query = query
     }
 }
 
@@ -6621,16 +6674,20 @@ public extension CronListParams {
     }
 
     func with(
+        agentID: String?? = nil,
         enabled: String?? = nil,
         includeDisabled: Bool?? = nil,
         limit: Int?? = nil,
-        offset: Int?? = nil
+        offset: Int?? = nil,
+        query: String?? = nil
     ) -> CronListParams {
         return CronListParams(
+            agentID: agentID ?? self.agentID,
             enabled: enabled ?? self.enabled,
             includeDisabled: includeDisabled ?? self.includeDisabled,
             limit: limit ?? self.limit,
-            offset: offset ?? self.offset
+            offset: offset ?? self.offset,
+            query: query ?? self.query
         )
     }
 
@@ -6722,23 +6779,40 @@ public enum CronRunParamsMode: String, Codable {
 /// `cron.runs`: one job's runs (v3 requires the job), or all (v4 `scope: "all"`).
 // MARK: - CronRunsParams
 public struct CronRunsParams: Codable {
+    /// `all`, `delivered`, `not-delivered`, `unknown`, `not-requested`.
+    public let deliveryStatus: String?
     public let id, jobID: String?
     public let limit: Int?
     public let offset: Int?
+    /// Only runs whose summary or error contains this (case-insensitive).
+    public let query: String?
+    /// One run by its id.
+    public let runID: String?
     public let scope: String?
+    /// `asc` or `desc` (v4 default `desc`: newest first).
+    public let sortDir: String?
+    /// v4 filters: `all`, `ok`, `error`, `skipped`.
+    public let status: String?
 
     public enum CodingKeys: String, CodingKey {
-        case id
+        case deliveryStatus, id
         case jobID = "jobId"
-        case limit, offset, scope
+        case limit, offset, query
+        case runID = "runId"
+        case scope, sortDir, status
     }
 
-    public init(id: String?, jobID: String?, limit: Int?, offset: Int?, scope: String?) {
+    public init(deliveryStatus: String?, id: String?, jobID: String?, limit: Int?, offset: Int?, query: String?, runID: String?, scope: String?, sortDir: String?, status: String?) {
+        self.deliveryStatus = deliveryStatus
         self.id = id
         self.jobID = jobID
         self.limit = limit
         self.offset = offset
+        self.query = query
+        self.runID = runID
         self.scope = scope
+        self.sortDir = sortDir
+        self.status = status
     }
 }
 
@@ -6761,18 +6835,28 @@ public extension CronRunsParams {
     }
 
     func with(
+        deliveryStatus: String?? = nil,
         id: String?? = nil,
         jobID: String?? = nil,
         limit: Int?? = nil,
         offset: Int?? = nil,
-        scope: String?? = nil
+        query: String?? = nil,
+        runID: String?? = nil,
+        scope: String?? = nil,
+        sortDir: String?? = nil,
+        status: String?? = nil
     ) -> CronRunsParams {
         return CronRunsParams(
+            deliveryStatus: deliveryStatus ?? self.deliveryStatus,
             id: id ?? self.id,
             jobID: jobID ?? self.jobID,
             limit: limit ?? self.limit,
             offset: offset ?? self.offset,
-            scope: scope ?? self.scope
+            query: query ?? self.query,
+            runID: runID ?? self.runID,
+            scope: scope ?? self.scope,
+            sortDir: sortDir ?? self.sortDir,
+            status: status ?? self.status
         )
     }
 
