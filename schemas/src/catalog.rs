@@ -20,10 +20,10 @@ use crate::methods::{
     NodeEventParams, NodeEventResult, NodeInvokeParams, NodeInvokeProgressParams,
     NodeInvokeResultParams, NodePairRequestParams, NodePairVerifyParams,
     NodePluginToolsUpdateParams, NodeRenameParams, NodeSkillsUpdateParams, OkResult,
-    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams, SendParams,
-    SendResult, SessionsListParams, SetHeartbeatsParams, ShutdownEvent, StatusSummary,
-    SystemEventParams, TickEvent, WakeParams, WebLoginStartParams, WebLoginWaitParams,
-    WorkerControlParams, WorkerControlResult, WorkersList,
+    PairingCodeParams, PairingListParams, PairingRequestParams, PairingRevokeParams,
+    PluginSurfaceRefreshParams, SendParams, SendResult, SessionsListParams, SetHeartbeatsParams,
+    ShutdownEvent, StatusSummary, SystemEventParams, TickEvent, WakeParams, WebLoginStartParams,
+    WebLoginWaitParams, WorkerControlParams, WorkerControlResult, WorkersList,
 };
 
 /// One schema: `name` is its path under `schemas/json/` without the `.json`.
@@ -187,6 +187,7 @@ fn narrow_hello_ok(version: ProtocolVersion) -> Value {
             remove_props(at(&mut s, &["snapshot"]), &["authMode"]);
             remove_props(at(&mut s, &["policy"]), &["attachments"]);
             remove_props(at(&mut s, &["auth"]), &["method"]);
+            remove_props(&mut s, &["pluginSurfaceUrls"]);
             // v3 sends `auth` only with a device token, and then the token is required.
             require(at(&mut s, &["auth"]), "deviceToken");
         }
@@ -300,6 +301,10 @@ pub fn catalog() -> Vec<SchemaEntry> {
         entry(
             "params/node.skills.update",
             generate::<NodeSkillsUpdateParams>(),
+        ),
+        entry(
+            "params/plugin.surface.refresh",
+            generate::<PluginSurfaceRefreshParams>(),
         ),
         entry(
             "params/node.pluginTools.update",

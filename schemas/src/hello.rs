@@ -25,6 +25,10 @@ pub struct HelloOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub canvas_host_url: Option<String>,
+    /// v4 only: each plugin surface's capability-scoped URL (`canvas`:
+    /// `http://host:port/__openclaw__/cap/<cap>`), rotated by `plugin.surface.refresh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_surface_urls: Option<PluginSurfaceUrls>,
     /// v3: present when the connection had a device identity; v4: always present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HelloAuth>,
@@ -235,3 +239,12 @@ pub struct PresenceEvent {
 
 /// String→string map used for labels.
 pub type Labels = BTreeMap<String, String>;
+
+/// `hello-ok.pluginSurfaceUrls` (and the refresh methods' answer): the canvas surface's
+/// URL, capability included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSurfaceUrls {
+    #[schemars(length(min = 1))]
+    pub canvas: String,
+}

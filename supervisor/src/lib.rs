@@ -7,6 +7,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod agent;
 pub mod app;
 pub mod auth;
+pub mod canvas;
 pub mod channels;
 pub mod cli;
 pub mod clock;

@@ -232,6 +232,9 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
     tasks.spawn(Arc::clone(&app).run_storage_watch());
     tasks.spawn(Arc::clone(&app).run_presence_broadcaster());
     tasks.spawn(crate::ops::memory::run_trimmer(Arc::clone(&app)));
+    if app.canvas.root().is_some() {
+        bind_canvas_port(&app, &addrs, tls.clone(), &mut tasks);
+    }
     for (ip, listener) in listeners {
         tracing::info!(
             pid = std::process::id(),
@@ -404,6 +407,49 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), RunError> {
                 source,
             })
         })
+}
+
+/// The v3 canvas host on `gateway.canvasHost.port`, on the gateway's addresses. A busy
+/// port does not stop the gateway: v3 clients then get no `canvasHostUrl`, and the log
+/// says why.
+fn bind_canvas_port(
+    app: &Arc<App>,
+    addrs: &[IpAddr],
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let wanted = app.config.canvas_port;
+    let first = match bind(addrs[0], wanted) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(
+                port = wanted,
+                error = %e,
+                "the v3 canvas port cannot be bound: v3 clients get no canvasHostUrl (set gateway.canvasHost.port, 0 for any free one)"
+            );
+            return;
+        }
+    };
+    let port = first.local_addr().map(|a| a.port()).unwrap_or(wanted);
+    let mut listeners = vec![first];
+    for ip in &addrs[1..] {
+        if let Ok(l) = bind(*ip, port) {
+            listeners.push(l);
+        }
+    }
+    app.canvas.set_v3_port(port);
+    tracing::info!(
+        port,
+        root = %app.canvas.root().map(|r| r.display().to_string()).unwrap_or_default(),
+        "canvas: v3 at /__clawdbot__/canvas/ on port {port}, v4 at /__openclaw__/canvas/ on the gateway port"
+    );
+    for l in listeners {
+        tasks.spawn(crate::net::canvas_http::serve_v3_port(
+            Arc::clone(app),
+            l,
+            tls.clone(),
+        ));
+    }
 }
 
 async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {

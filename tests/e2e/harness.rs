@@ -95,6 +95,9 @@ pub fn spawn_gateway(opts: &GatewayOpts, state: &Path) -> (Child, Arc<Mutex<Stri
         // Replies at once unless a test asks for a visible stream (the default streams a
         // word every 40 ms: a 1 000-word reply would take 40 s).
         .env("SWITCHBOARD_AGENT_ECHO_DELAY_MS", "0")
+        // Each test gateway's v3 canvas port is a free one (not the default 18793, which
+        // only one of the many gateways a run starts could have).
+        .env("SWITCHBOARD_CANVAS_PORT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -621,4 +624,66 @@ impl Relay {
             c.abort();
         }
     }
+}
+
+/// One HTTP answer: its status, its head (lower-cased header names) and its body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `METHOD target` sent as is (no normalization of `..` or escapes, unlike a browser or
+/// an HTTP library) to 127.0.0.1:`port`, with `headers`; the whole answer (the gateway
+/// closes after one).
+pub fn http_raw(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read response");
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: out[split + 4..].to_vec(),
+    }
+}
+
+pub fn http_get_path(port: u16, target: &str) -> HttpAnswer {
+    http_raw(port, "GET", target, &[])
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod bench;
 mod browser;
+mod canvas;
 mod client_strings;
 mod config_edit;
 mod confinement;

@@ -1073,6 +1073,13 @@ data class HelloOkV4 (
     val auth: HelloOkV4Auth,
 
     val features: HelloOkV4Features,
+
+    /**
+     * v4 only: each plugin surface's capability-scoped URL (`canvas`:
+     * `http://host:port/__openclaw__/cap/<cap>`), rotated by `plugin.surface.refresh`.
+     */
+    val pluginSurfaceUrls: PluginSurfaceUrls? = null,
+
     val policy: HelloOkV4Policy,
 
     /**
@@ -1118,6 +1125,15 @@ data class HelloOkV4Features (
 
     val events: List<String>,
     val methods: List<String>
+)
+
+/**
+ * v4 only: each plugin surface's capability-scoped URL (`canvas`:
+ * `http://host:port/__openclaw__/cap/<cap>`), rotated by `plugin.surface.refresh`.
+ */
+@Serializable
+data class PluginSurfaceUrls (
+    val canvas: String
 )
 
 @Serializable
@@ -2228,6 +2244,23 @@ data class PairingListParams (
 data class PairingRevokeParams (
     val channel: String,
     val id: String
+)
+
+/**
+ * `plugin.surface.refresh` (operators) and `node.pluginSurface.refresh` (nodes), v4:
+ * a fresh capability URL for one surface of this connection. With `observedUrl` that
+ * is no longer the connection's current URL (a stale caller), the current one is
+ * answered unchanged.
+ */
+@Serializable
+data class PluginSurfaceRefreshParams (
+    @SerialName("observedUrl")
+    val observedURL: String? = null,
+
+    /**
+     * `canvas` (the only surface); required (`surface required` otherwise).
+     */
+    val surface: String? = null
 )
 
 /**

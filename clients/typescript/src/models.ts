@@ -778,7 +778,12 @@ export interface HelloOkV4 {
      */
     auth:     HelloOkV4Auth;
     features: HelloOkV4Features;
-    policy:   HelloOkV4Policy;
+    /**
+     * v4 only: each plugin surface's capability-scoped URL (`canvas`:
+     * `http://host:port/__openclaw__/cap/<cap>`), rotated by `plugin.surface.refresh`.
+     */
+    pluginSurfaceUrls?: PluginSurfaceUrls;
+    policy:             HelloOkV4Policy;
     /**
      * The negotiated protocol version (3 or 4).
      */
@@ -813,6 +818,14 @@ export interface HelloOkV4Features {
     capabilities?: string[];
     events:        string[];
     methods:       string[];
+}
+
+/**
+ * v4 only: each plugin surface's capability-scoped URL (`canvas`:
+ * `http://host:port/__openclaw__/cap/<cap>`), rotated by `plugin.surface.refresh`.
+ */
+export interface PluginSurfaceUrls {
+    canvas: string;
 }
 
 export interface HelloOkV4Policy {
@@ -1654,6 +1667,20 @@ export interface PairingListParams {
 export interface PairingRevokeParams {
     channel: string;
     id:      string;
+}
+
+/**
+ * `plugin.surface.refresh` (operators) and `node.pluginSurface.refresh` (nodes), v4:
+ * a fresh capability URL for one surface of this connection. With `observedUrl` that
+ * is no longer the connection's current URL (a stale caller), the current one is
+ * answered unchanged.
+ */
+export interface PluginSurfaceRefreshParams {
+    observedUrl?: string;
+    /**
+     * `canvas` (the only surface); required (`surface required` otherwise).
+     */
+    surface?: string;
 }
 
 /**

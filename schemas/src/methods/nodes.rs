@@ -223,3 +223,19 @@ pub struct NodeEventResult {
     #[schemars(length(min = 1))]
     pub reason: Option<String>,
 }
+
+/// `plugin.surface.refresh` (operators) and `node.pluginSurface.refresh` (nodes), v4:
+/// a fresh capability URL for one surface of this connection. With `observedUrl` that
+/// is no longer the connection's current URL (a stale caller), the current one is
+/// answered unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginSurfaceRefreshParams {
+    /// `canvas` (the only surface); required (`surface required` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub surface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub observed_url: Option<String>,
+}

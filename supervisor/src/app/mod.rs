@@ -87,6 +87,8 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     /// Cron jobs' and the heartbeat's shared state (`crate::cron`).
     pub cron: crate::cron::Cron,
+    /// The canvas folder and its capabilities (`crate::canvas`).
+    pub canvas: crate::canvas::CanvasHost,
     workers: OnceLock<Arc<Workers>>,
     presence: Mutex<Presence>,
     presence_version: AtomicU64,
@@ -150,6 +152,7 @@ impl App {
         let node_commands = config.node_commands.clone();
         let boot_id = uuid::Uuid::new_v4().to_string();
         let hub = Hub::new(max_queued).with_resume(config.resume, &boot_id);
+        let canvas = crate::canvas::CanvasHost::open(&config.state_dir, config.canvas_enabled);
         let app = Arc::new(App {
             config,
             host,
@@ -172,6 +175,7 @@ impl App {
             chat_locks: Default::default(),
             metrics,
             cron: Default::default(),
+            canvas,
             workers: OnceLock::new(),
             presence: Mutex::new(presence),
             presence_version: AtomicU64::new(1),

@@ -109,6 +109,18 @@ pub struct GatewayFile {
     pub control_ui: ControlUiFile,
     /// `gateway.resume`: bounds of resumable sessions' replay buffers.
     pub resume: ResumeFile,
+    /// `gateway.canvasHost`: the canvas (`<state dir>/canvas`) and its v3 port.
+    pub canvas_host: CanvasHostFile,
+}
+
+/// `gateway.canvasHost`: `enabled` (default true) serves the canvas folder and A2UI —
+/// v4 on the gateway port, v3 on `port` (default 18793, 0 for any free one; the
+/// gateway's bind and TLS).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct CanvasHostFile {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
 }
 
 /// `gateway.resume` (Switchboard's event resumption, `docs/resume.md`): per session at

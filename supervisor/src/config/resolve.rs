@@ -321,6 +321,21 @@ impl Resolver<'_> {
         }
         self.cfg.request_rate = rate;
         self.resume(&g.resume);
+        self.cfg.canvas_enabled = g.canvas_host.enabled.unwrap_or(true);
+        match self.env.first(&["SWITCHBOARD_CANVAS_PORT"]) {
+            Some((name, v)) => match v.trim().parse::<u16>() {
+                Ok(p) => self.cfg.canvas_port = p,
+                Err(_) => self.problem(
+                    "gateway.canvasHost.port",
+                    format!("{name}={v:?}: expected a port number (0: any free one)"),
+                ),
+            },
+            None => {
+                if let Some(p) = g.canvas_host.port {
+                    self.cfg.canvas_port = p;
+                }
+            }
+        }
         let n = &g.nodes;
         let listed = |a: &[String], b: &[String]| -> Vec<String> {
             a.iter()

@@ -18,6 +18,8 @@ use crate::workers::{Timing, WorkerSpec};
 
 /// The agent every session belongs to unless it names another (the reference's `main`).
 pub const DEFAULT_AGENT_ID: &str = "main";
+/// The v3 canvas host's port (the reference's documented default).
+pub const DEFAULT_CANVAS_PORT: u16 = 18793;
 /// Name of the agent runner worker.
 pub const AGENT_WORKER: &str = "agent";
 /// Default WebSocket port, shared with the Clawdbot/OpenClaw ecosystem.
@@ -174,6 +176,10 @@ pub struct GatewayConfig {
     pub request_rate: crate::auth::request_budget::RequestRate,
     /// `gateway.resume`: replay buffer bounds of resumable sessions.
     pub resume: crate::events::resume::ResumeLimits,
+    /// `gateway.canvasHost.enabled`.
+    pub canvas_enabled: bool,
+    /// `gateway.canvasHost.port`: the v3 canvas port (0: any free one).
+    pub canvas_port: u16,
     /// The command line this config was resolved from, to check an edited config file
     /// the same way (`config::edit`).
     pub flags: ResolvedFlags,
@@ -239,6 +245,8 @@ impl GatewayConfig {
             node_commands: Default::default(),
             request_rate: Default::default(),
             resume: Default::default(),
+            canvas_enabled: true,
+            canvas_port: DEFAULT_CANVAS_PORT,
             flags: Default::default(),
             sources: BTreeMap::new(),
             cron_enabled: true,
@@ -305,6 +313,7 @@ impl GatewayConfig {
                 },
                 "handshakeTimeoutMs": self.handshake_timeout.as_millis() as u64,
                 "shutdownGraceMs": self.shutdown_grace.as_millis() as u64,
+                "canvasHost": {"enabled": self.canvas_enabled, "port": self.canvas_port},
                 "resume": {
                     "maxEvents": self.resume.max_events,
                     "maxBytes": self.resume.max_bytes,

@@ -110,21 +110,21 @@ pub async fn serve_tls(
 /// request's handler is boxed too, so the long-lived task holds only what an idle
 /// session needs (a task's size is that of its largest state, fixed when it is spawned).
 pub async fn serve<S: Transport>(app: Arc<App>, tcp: S, peer: SocketAddr) {
-    let Some((ws, accepted)) = Box::pin(handshake_phase(&app, tcp, peer)).await else {
+    let Some((ws, accepted, upgrade)) = Box::pin(handshake_phase(&app, tcp, peer)).await else {
         return;
     };
     // Boxed too: the spawned task then holds only this small future, and a live
     // session's state is one allocation of its own size.
-    Box::pin(run_session(app, ws, peer, accepted)).await;
+    Box::pin(run_session(app, ws, peer, accepted, upgrade)).await;
 }
 
 /// Upgrade, challenge, first frame, decision. `None` when the connection was refused or
-/// went away (already closed as the protocol says).
+/// went away (already closed as the protocol says). With it, what the upgrade said.
 async fn handshake_phase<S: Transport>(
     app: &Arc<App>,
     tcp: S,
     peer: SocketAddr,
-) -> Option<(Ws<S>, Accepted)> {
+) -> Option<(Ws<S>, Accepted, Upgrade)> {
     let budget = Budget::new(PRE_HANDSHAKE_BUDGET);
     let mut stream = BudgetStream::new(tcp, budget.clone());
     let deadline = tokio::time::Instant::now() + app.config.handshake_timeout;
@@ -145,6 +145,7 @@ async fn handshake_phase<S: Transport>(
         return None;
     }
     let proxied = head.is_proxied();
+    let host = head.header("host").map(str::to_owned);
     drop(head);
     let upgrade =
         tokio_tungstenite::accept_async_with_config(Prefixed::new(read, stream), Some(ws_config()));
@@ -258,7 +259,15 @@ async fn handshake_phase<S: Transport>(
         app.hub
             .broadcast(&Broadcast::new(event, payload, None, true));
     }
-    Some((ws, accepted))
+    Some((ws, accepted, Upgrade { host, local }))
+}
+
+/// What the upgrade request said that the session needs later.
+struct Upgrade {
+    /// Its `Host` (the canvas URLs of `hello-ok` are built on it).
+    host: Option<String>,
+    /// A loopback peer that forwards no one else's request.
+    local: bool,
 }
 
 /// The `connect.challenge` payload (typed: nothing on the handshake path builds a
@@ -294,6 +303,7 @@ async fn session_setup<S: Transport>(
     ws: &mut Ws<S>,
     peer: SocketAddr,
     a: Accepted,
+    upgrade: Upgrade,
 ) -> Option<Live> {
     let version = a.version;
     let conn_id = uuid::Uuid::new_v4().to_string();
@@ -373,6 +383,15 @@ async fn session_setup<S: Transport>(
         None
     };
     let mut hello = hello_ok(app, &a, &conn_id);
+    canvas_urls(
+        app,
+        &mut hello,
+        &a,
+        &conn_id,
+        node_id.as_deref(),
+        upgrade.host.as_deref(),
+        upgrade.local,
+    );
     hello.resume = resumed.map(|r| switchboard_schemas::hello::HelloResume {
         ok: r.refused.is_none(),
         reason: r.refused.map(|why| why.as_str().to_owned()),
@@ -407,13 +426,19 @@ async fn session_setup<S: Transport>(
     })
 }
 
-async fn run_session<S: Transport>(app: Arc<App>, mut ws: Ws<S>, peer: SocketAddr, a: Accepted) {
+async fn run_session<S: Transport>(
+    app: Arc<App>,
+    mut ws: Ws<S>,
+    peer: SocketAddr,
+    a: Accepted,
+    upgrade: Upgrade,
+) {
     let version = a.version;
     let Some(Live {
         handle,
         rx,
         node_id,
-    }) = Box::pin(session_setup(&app, &mut ws, peer, a)).await
+    }) = Box::pin(session_setup(&app, &mut ws, peer, a, upgrade)).await
     else {
         return;
     };
@@ -568,6 +593,8 @@ async fn register_node(
 
 /// Bookkeeping after a connection is gone.
 fn finish(app: &App, handle: &ConnHandle) {
+    // Its canvas capability dies with it (the reference's: 401 right after the close).
+    app.canvas.caps.revoke_conn(&handle.conn_id);
     if let Some(key) = &handle.presence_key {
         app.update_presence(|p| p.disconnect(key));
     }
@@ -600,6 +627,54 @@ fn health_placeholder() -> &'static (Arc<HealthSnapshot>, String) {
         let json = serde_json::to_string(&h).unwrap_or_default();
         (Arc::new(h), json)
     })
+}
+
+/// The canvas URLs of `hello-ok` (`net::canvas_http`): v3 `canvasHostUrl`, the v3 canvas
+/// port's origin (with a capability prefix for a client that is not on this host); v4
+/// `pluginSurfaceUrls.canvas` with this connection's capability, for every operator and
+/// for a node that declared the `canvas` cap and is approved (as the reference gives it).
+fn canvas_urls(
+    app: &App,
+    hello: &mut HelloOk,
+    a: &Accepted,
+    conn_id: &str,
+    node_id: Option<&str>,
+    host: Option<&str>,
+    local: bool,
+) {
+    use super::canvas_http::{origin, origin_with_port};
+    if app.canvas.root().is_none() {
+        return;
+    }
+    let tls = app.config.tls.is_some();
+    match a.version {
+        V3 => {
+            let Some(port) = app.canvas.v3_port() else {
+                return;
+            };
+            let origin = origin_with_port(host, tls, port);
+            hello.canvas_host_url = Some(if local {
+                origin
+            } else {
+                app.canvas.caps.issue(conn_id, &origin, false).0
+            });
+        }
+        V4 => {
+            let eligible = match node_id {
+                None => true,
+                Some(id) => app.nodes.get(id).is_some_and(|n| {
+                    n.caps.iter().any(|c| c == "canvas")
+                        && n.approval_state.as_deref() != Some("pending-approval")
+                }),
+            };
+            if eligible {
+                let origin = origin(host, tls, app.port);
+                let (canvas, _) = app.canvas.caps.issue(conn_id, &origin, true);
+                hello.plugin_surface_urls =
+                    Some(switchboard_schemas::hello::PluginSurfaceUrls { canvas });
+            }
+        }
+    }
 }
 
 /// `hello-ok` with the presence list empty and the placeholder health: the encoded ones
@@ -641,6 +716,7 @@ fn hello_ok(app: &App, a: &Accepted, conn_id: &str) -> HelloOk {
             auth_mode: (version == V4).then(|| app.config.auth.mode().to_owned()),
         },
         canvas_host_url: None,
+        plugin_surface_urls: None,
         auth: match (version, &a.device_token) {
             (V3, None) => None,
             (_, Some((token, info))) => Some(HelloAuth {
@@ -677,7 +753,7 @@ mod tests {
     use super::*;
 
     /// The size of the future an async fn returns, without calling it.
-    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
         std::mem::size_of::<F>()
     }
     fn future_size3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {

@@ -269,7 +269,7 @@ impl Response {
         }
     }
 
-    fn encode(&self, head_only: bool) -> Vec<u8> {
+    pub(super) fn encode(&self, head_only: bool) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
              X-Content-Type-Options: nosniff\r\nConnection: close\r\n",
@@ -386,7 +386,19 @@ async fn route(app: &App, head: &Head, local: bool, peer: SocketAddr) -> Respons
         r.extra_headers.push(("Allow", "GET, HEAD".into()));
         return r;
     }
-    let path = head.path.as_str();
+    // The canvas (v4 paths; `canvas_http`), with or without a capability prefix. Any
+    // other path under the prefix is a request as if the prefix were not there, as the
+    // reference rewrites it.
+    use super::canvas_http::{Port, Scoped, strip_capability};
+    let (path, cap) = match strip_capability(head.path.as_str()) {
+        Scoped::Plain(p) => (p, None),
+        Scoped::Cap(c, p) => (p, Some(c)),
+        // The reference answers a capability prefix without a capability or a path 401.
+        Scoped::Malformed => return super::canvas_http::unauthorized(),
+    };
+    if let Some(r) = super::canvas_http::route(app, head, path, cap, Port::Gateway, local).await {
+        return r;
+    }
     // With a Control UI at `/`, WebChat moves to `/webchat` (the UIs route `/chat`).
     let webchat_paths: &[&str] = if app.config.control_ui_root.is_some() {
         &["/webchat"]
@@ -504,7 +516,7 @@ async fn control_ui(root: &std::path::Path, path: &str) -> Response {
 }
 
 /// `Authorization: Bearer <gateway token or password>`.
-fn authorized(app: &App, head: &Head) -> bool {
+pub(super) fn authorized(app: &App, head: &Head) -> bool {
     let Some(presented) = head
         .header("authorization")
         .and_then(|v| {

@@ -2,6 +2,7 @@
 //! the read budget before the handshake.
 
 pub mod budget;
+pub mod canvas_http;
 pub mod conn;
 pub mod http;
 pub mod outgoing;

@@ -42,23 +42,27 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A path no file inside the folder can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsidePath;
+
 /// The relative path a request path names under the folder, or why not.
-fn relative(request_path: &str) -> Result<PathBuf, ()> {
-    let decoded = percent_decode(request_path).ok_or(())?;
+pub fn relative(request_path: &str) -> Result<PathBuf, OutsidePath> {
+    let decoded = percent_decode(request_path).ok_or(OutsidePath)?;
     if decoded.contains('\0') || decoded.contains('\\') {
-        return Err(());
+        return Err(OutsidePath);
     }
     let mut rel = PathBuf::new();
     for segment in decoded.split('/') {
         match segment {
             "" | "." => {}
-            ".." => return Err(()),
+            ".." => return Err(OutsidePath),
             s => {
                 // One normal component each: nothing that a platform reads as a root.
                 let mut parts = Path::new(s).components();
                 match (parts.next(), parts.next()) {
                     (Some(Component::Normal(_)), None) => rel.push(s),
-                    _ => return Err(()),
+                    _ => return Err(OutsidePath),
                 }
             }
         }

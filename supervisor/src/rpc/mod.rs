@@ -12,6 +12,7 @@
 //! reply and queues it on the connection.
 
 pub mod agent;
+pub mod canvas;
 pub mod channels;
 pub mod chat;
 pub mod config;
@@ -216,6 +217,8 @@ pub const TABLE: &[Method] = &[
     m!("node.pluginTools.update", NodeOnly, "params/node.pluginTools.update", V4_ONLY, nodes::plugin_tools_update),
     // The reference does not advertise it either.
     m!(hidden "node.runnerInventory.update", NodeOnly, "params/node.runnerInventory.update", V4_ONLY, nodes::runner_inventory_update),
+    m!("node.pluginSurface.refresh", NodeOnly, "params/plugin.surface.refresh", V4_ONLY, canvas::refresh),
+    m!("plugin.surface.refresh", Read, "params/plugin.surface.refresh", V4_ONLY, canvas::refresh),
     m!("send", Write, "params/send", BOTH, channels::send),
     m!("web.login.start", Admin, "params/web.login.start", BOTH, channels::login_start),
     m!("web.login.wait", Admin, "params/web.login.wait", BOTH, channels::login_wait),
