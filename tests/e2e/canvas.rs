@@ -410,3 +410,264 @@ async fn a_turned_off_canvas_names_no_url_and_serves_nothing() {
     let r = b.request("status", json!({})).await;
     assert_eq!(r["ok"], true);
 }
+
+fn canvas_node(version: u64, platform: &str, commands: &[&str]) -> serde_json::Value {
+    json!({
+        "minProtocol": version, "maxProtocol": version,
+        "client": {"id": "node-host", "version": "1.0.0", "platform": platform, "mode": "node"},
+        "role": "node",
+        "caps": ["canvas"],
+        "commands": commands,
+        "auth": {"token": TOKEN},
+    })
+}
+
+/// Invokes `command` on node `node-host` and answers it as the node: what the node got.
+async fn invoke_through(
+    op: &mut Client,
+    node: &mut Client,
+    command: &str,
+    params: serde_json::Value,
+    key: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    op.send_json(
+        &json!({"type": "req", "id": key, "method": "node.invoke", "params":
+        {"nodeId": "node-host", "command": command, "params": params, "idempotencyKey": key}}),
+    )
+    .await;
+    let req = node.event("node.invoke.request").await;
+    let p = req["payload"].clone();
+    node.request(
+        "node.invoke.result",
+        json!({"id": p["id"], "nodeId": "node-host", "ok": true, "payloadJSON": "{\"ok\":true}"}),
+    )
+    .await;
+    (p, op.response(key).await)
+}
+
+/// Operators drive a node's canvas with `node.invoke`, as each reference's command
+/// policy allows: a v3 iOS node takes every `canvas.*` and `canvas.a2ui.*` command with
+/// the reference CLI's params; a Linux node none; a v4 macOS node `canvas.present`,
+/// `canvas.hide`, `canvas.navigate` once approved (and then its hello carries the canvas
+/// URL), never `canvas.eval` or A2UI (v4 has none).
+#[tokio::test]
+async fn operators_drive_a_nodes_canvas_within_each_generations_command_policy() {
+    let gw = Gateway::start();
+    let all = [
+        "canvas.present",
+        "canvas.hide",
+        "canvas.navigate",
+        "canvas.eval",
+        "canvas.snapshot",
+        "canvas.a2ui.push",
+        "canvas.a2ui.pushJSONL",
+        "canvas.a2ui.reset",
+    ];
+    let (mut node, hello) = Client::connect(&gw.url(), canvas_node(3, "ios", &all)).await;
+    let base = hello["canvasHostUrl"].as_str().unwrap().to_owned();
+    let (mut op, _) = Client::connect(
+        &gw.url(),
+        v4_cli_params(TOKEN, &["operator.write", "operator.read"]),
+    )
+    .await;
+    let jsonl = "{\"surfaceUpdate\":{\"surfaceId\":\"main\",\"components\":[{\"id\":\"root\",\"component\":{\"Text\":{\"text\":{\"literalString\":\"Hello A2UI\"}}}}]}}\n{\"beginRendering\":{\"surfaceId\":\"main\",\"root\":\"root\"}}";
+    let cases = [
+        (
+            "canvas.present",
+            json!({"url": format!("{base}/__clawdbot__/canvas/"), "placement": {"x": 1, "y": 2, "width": 300, "height": 200}}),
+        ),
+        (
+            "canvas.navigate",
+            json!({"url": format!("{base}/__clawdbot__/a2ui/")}),
+        ),
+        ("canvas.eval", json!({"javaScript": "document.title"})),
+        (
+            "canvas.snapshot",
+            json!({"format": "png", "maxWidth": 800, "quality": 0.8}),
+        ),
+        ("canvas.a2ui.pushJSONL", json!({"jsonl": jsonl})),
+        (
+            "canvas.a2ui.push",
+            json!({"messages": [{"beginRendering": {"surfaceId": "main", "root": "root"}}]}),
+        ),
+        ("canvas.a2ui.reset", json!({})),
+        ("canvas.hide", json!({})),
+    ];
+    for (i, (command, params)) in cases.iter().enumerate() {
+        let (got, res) = invoke_through(
+            &mut op,
+            &mut node,
+            command,
+            params.clone(),
+            &format!("c{i}"),
+        )
+        .await;
+        assert_eq!(got["command"], *command);
+        let sent: serde_json::Value =
+            serde_json::from_str(got["paramsJSON"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(
+            &sent, params,
+            "{command}: the node gets the operator's params"
+        );
+        assert_eq!(res["ok"], true, "{command}: {res}");
+        assert_eq!(res["payload"]["payload"], json!({"ok": true}), "{command}");
+    }
+    drop(node);
+
+    let (_linux, _) = Client::connect(&gw.url(), canvas_node(3, "linux", &all)).await;
+    let r = op
+        .request("node.invoke", json!({"nodeId": "node-host", "command": "canvas.present", "params": {}, "idempotencyKey": "l1"}))
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "node command not allowed: \"canvas.present\" is not in the allowlist for platform \"linux\"",
+        "{r}"
+    );
+    drop(_linux);
+
+    // v4: a macOS panel waits for approval, then gets the three panel commands and, on
+    // its next connection, the canvas URL.
+    let (mut admin, _) =
+        Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.admin"])).await;
+    let (mac, first) = Client::connect(&gw.url(), canvas_node(4, "macos", &all)).await;
+    assert!(
+        first.get("pluginSurfaceUrls").is_none(),
+        "not before approval: {first}"
+    );
+    let requested = admin.event("node.pair.requested").await;
+    assert_eq!(
+        requested["payload"]["commands"],
+        json!(["canvas.hide", "canvas.navigate", "canvas.present"]),
+        "the reference's macOS canvas defaults: no eval, snapshot or A2UI in v4"
+    );
+    let a = admin
+        .request(
+            "node.pair.approve",
+            json!({"requestId": requested["payload"]["requestId"]}),
+        )
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    drop(mac);
+    let (mut mac, again) = Client::connect(&gw.url(), canvas_node(4, "macos", &all)).await;
+    let url = again["pluginSurfaceUrls"]["canvas"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(url.contains("/__openclaw__/cap/"), "approved: {again}");
+    let ok = mac
+        .request(
+            "node.pluginSurface.refresh",
+            json!({"surface": "canvas", "observedUrl": url}),
+        )
+        .await;
+    assert_ne!(
+        ok["payload"]["pluginSurfaceUrls"]["canvas"],
+        json!(url),
+        "{ok}"
+    );
+    let (got, res) = invoke_through(
+        &mut op,
+        &mut mac,
+        "canvas.present",
+        json!({"url": "/__openclaw__/canvas/index.html"}),
+        "m1",
+    )
+    .await;
+    assert_eq!(got["command"], "canvas.present");
+    assert_eq!(res["ok"], true, "{res}");
+    let r = op
+        .request("node.invoke", json!({"nodeId": "node-host", "command": "canvas.eval", "params": {"javaScript": "1"}, "idempotencyKey": "m2"}))
+        .await;
+    assert_eq!(r["ok"], false, "{r}");
+}
+
+/// The A2UI host page renders A2UI v0.8 in a real browser as a node's panel would drive
+/// it: `clawdbotA2UI.applyMessages` (the name the v3 apps call) with the reference CLI's
+/// JSONL, a data-bound text, a button whose press reaches the native bridge as the
+/// reference's `userAction`, `deleteSurface` and `reset`; markup in a message stays text.
+#[tokio::test]
+async fn the_a2ui_host_page_renders_v0_8_surfaces_in_a_browser() {
+    let Some(mut b) = crate::browser::Browser::launch().await else {
+        return;
+    };
+    let gw = Gateway::start();
+    let (_c, hello) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let base = hello["canvasHostUrl"].as_str().unwrap().to_owned();
+    b.goto(&format!("{base}/__clawdbot__/a2ui/")).await;
+    b.wait_for("the renderer", "typeof globalThis.clawdbotA2UI === 'object' && globalThis.openclawA2UI === globalThis.clawdbotA2UI")
+        .await;
+    // A stand-in for the apps' native bridge (WKWebView's message handler).
+    b.eval("globalThis.sent = []; globalThis.webkit = {messageHandlers: {clawdbotCanvasA2UIAction: {postMessage: (m) => sent.push(m)}}}; true")
+        .await;
+    let jsonl = r#"{"surfaceUpdate":{"surfaceId":"main","components":[{"id":"root","component":{"Column":{"children":{"explicitList":["title","who","go"]}}}},{"id":"title","component":{"Text":{"text":{"literalString":"Hello A2UI <b>not bold</b>"},"usageHint":"h1"}}},{"id":"who","component":{"Text":{"text":{"path":"/user/name"}}}},{"id":"label","component":{"Text":{"text":{"literalString":"Go"}}}},{"id":"go","component":{"Button":{"child":"label","action":{"name":"start","context":[{"key":"who","value":{"path":"/user/name"}}]}}}}]}}
+{"dataModelUpdate":{"surfaceId":"main","path":"/user","contents":[{"key":"name","valueString":"Ada"}]}}
+{"beginRendering":{"surfaceId":"main","root":"root"}}"#;
+    let r = b
+        .eval(&format!(
+            "JSON.stringify(clawdbotA2UI.applyMessages({}))",
+            serde_json::to_string(jsonl).unwrap()
+        ))
+        .await;
+    assert_eq!(r, json!("{\"ok\":true,\"surfaces\":[\"main\"]}"));
+    let shown = b
+        .eval("document.querySelector('[data-surface-id=main]').innerText")
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("Hello A2UI <b>not bold</b>"),
+        "markup stays text: {shown}"
+    );
+    assert!(shown.contains("Ada"), "bound to the data model: {shown}");
+    assert_eq!(
+        b.eval("document.querySelectorAll('b').length").await,
+        json!(0)
+    );
+    b.screenshot("a2ui-1-rendered").await;
+    b.click("button.a2ui-button").await;
+    let action = b
+        .wait_for("the user action", "sent.length && JSON.stringify(sent[0])")
+        .await;
+    let action: serde_json::Value = serde_json::from_str(action.as_str().unwrap()).unwrap();
+    let ua = &action["userAction"];
+    assert_eq!(ua["name"], "start");
+    assert_eq!(ua["surfaceId"], "main");
+    assert_eq!(ua["sourceComponentId"], "go");
+    assert_eq!(ua["context"], json!({"who": "Ada"}));
+    assert!(ua["timestamp"].as_str().unwrap().ends_with('Z'));
+    // A data update re-renders in place; an unknown message is a clear error.
+    b.eval(r#"clawdbotA2UI.applyMessages([{dataModelUpdate:{surfaceId:"main",path:"/user",contents:[{key:"name",valueString:"Grace"}]}}]).ok"#).await;
+    assert!(
+        b.eval("document.body.innerText")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("Grace")
+    );
+    let bad = b
+        .eval(r#"JSON.stringify(clawdbotA2UI.applyMessages([{createSurface:{surfaceId:"x"}}]))"#)
+        .await;
+    assert!(
+        bad.as_str()
+            .unwrap()
+            .contains("unknown A2UI message: createSurface"),
+        "{bad}"
+    );
+    b.eval(r#"clawdbotA2UI.applyMessages([{deleteSurface:{surfaceId:"main"}}]).ok"#)
+        .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('.a2ui-surface').length")
+            .await,
+        json!(0)
+    );
+    b.eval(r#"clawdbotA2UI.applyMessages([{surfaceUpdate:{surfaceId:"s2",components:[{id:"r",component:{Text:{text:{literalString:"two"}}}}]}},{beginRendering:{surfaceId:"s2",root:"r"}}]).ok"#).await;
+    assert_eq!(
+        b.eval("JSON.stringify(clawdbotA2UI.reset())").await,
+        json!("{\"ok\":true}")
+    );
+    assert_eq!(b.eval("clawdbotA2UI.getSurfaces().length").await, json!(0));
+    // The page's policy let its own script run and nothing else was needed.
+    let errors = b
+        .eval("document.querySelectorAll('.a2ui-unknown').length")
+        .await;
+    assert_eq!(errors, json!(0));
+}
