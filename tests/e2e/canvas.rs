@@ -671,3 +671,129 @@ async fn the_a2ui_host_page_renders_v0_8_surfaces_in_a_browser() {
         .await;
     assert_eq!(errors, json!(0));
 }
+
+async fn agent_turn(c: &mut Client, message: &str, key: &str) -> serde_json::Value {
+    let id = format!("agent-{key}");
+    c.send_json(&json!({"type": "req", "id": id, "method": "agent",
+        "params": {"message": message, "idempotencyKey": key}}))
+        .await;
+    let ack = c.response(&id).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    c.response(&id).await
+}
+
+/// Point 2: the agent writes canvas files and pushes A2UI through tools the supervisor
+/// offers and carries out (the worker only asks). The model is a local stand-in of
+/// OpenAI's streaming chat completions that calls a tool the documented way; the
+/// answer it gets back is what the supervisor did, or why not.
+#[tokio::test]
+async fn the_agent_writes_canvas_files_and_pushes_a2ui_to_a_node_through_its_tools() {
+    let api = crate::standin_openai::start();
+    let gw = Gateway::start_with(GatewayOpts {
+        env: vec![
+            ("SWITCHBOARD_AGENT_BASE_URL".into(), api.base_url.clone()),
+            ("SWITCHBOARD_AGENT_API_KEY".into(), "sk-test-standin".into()),
+        ],
+        ..Default::default()
+    });
+    let (mut c, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+
+    let write = json!({"path": "agent/hello.html", "content": "<h1>from the agent</h1>"});
+    let fin = agent_turn(&mut c, &format!("please-tool canvas_write {write}"), "t1").await;
+    let text = fin["payload"]["result"]["payloads"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        text,
+        "tool said: wrote agent/hello.html (23 bytes); it is served at /__openclaw__/canvas/agent/hello.html (v4) and /__clawdbot__/canvas/agent/hello.html (v3)",
+        "{fin}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(gw.state.path().join("canvas/agent/hello.html")).unwrap(),
+        "<h1>from the agent</h1>"
+    );
+    // The model was offered the tools, and got the outcome as the tool's message.
+    let first: serde_json::Value = serde_json::from_str(&api.seen.all()[0].1).unwrap();
+    let names: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["canvas_write", "canvas_a2ui_push", "canvas_a2ui_reset"]
+    );
+    let second: serde_json::Value = serde_json::from_str(&api.seen.all()[1].1).unwrap();
+    let msgs = second["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs[msgs.len() - 2]["tool_calls"][0]["function"]["arguments"],
+        write.to_string()
+    );
+    assert_eq!(msgs[msgs.len() - 1]["role"], "tool");
+    // The clients saw the call and its result as `agent` events of stream `tool`.
+    let tool_events: Vec<serde_json::Value> = c
+        .backlog
+        .iter()
+        .filter(|e| e["event"] == "agent" && e["payload"]["stream"] == "tool")
+        .map(|e| e["payload"]["data"].clone())
+        .collect();
+    assert_eq!(tool_events.len(), 2, "{tool_events:?}");
+    assert_eq!(tool_events[1]["isError"], false);
+    // A path out of the folder is refused, and the model is told why.
+    let out = json!({"path": "../config.json5", "content": "x"});
+    let fin = agent_turn(&mut c, &format!("please-tool canvas_write {out}"), "t2").await;
+    let text = fin["payload"]["result"]["payloads"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("tool said: error: invalid canvas path"),
+        "{fin}"
+    );
+    assert!(!gw.state.path().join("config.json5").exists());
+
+    // A2UI: no panel connected, then one (a v3 iOS node) that gets the JSONL.
+    let jsonl = "{\"surfaceUpdate\":{\"surfaceId\":\"main\",\"components\":[{\"id\":\"root\",\"component\":{\"Text\":{\"text\":{\"literalString\":\"hi\"}}}}]}}\n{\"beginRendering\":{\"surfaceId\":\"main\",\"root\":\"root\"}}";
+    let push = json!({"jsonl": jsonl});
+    let fin = agent_turn(
+        &mut c,
+        &format!("please-tool canvas_a2ui_push {push}"),
+        "t3",
+    )
+    .await;
+    let text = fin["payload"]["result"]["payloads"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("error: no connected node can run canvas.a2ui.pushJSONL"),
+        "{fin}"
+    );
+    let (mut node, _) = Client::connect(
+        &gw.url(),
+        canvas_node(3, "ios", &["canvas.a2ui.pushJSONL", "canvas.a2ui.reset"]),
+    )
+    .await;
+    let id = "agent-t4";
+    c.send_json(&json!({"type": "req", "id": id, "method": "agent",
+        "params": {"message": format!("please-tool canvas_a2ui_push {push}"), "idempotencyKey": "t4"}}))
+        .await;
+    let req = node.event("node.invoke.request").await;
+    assert_eq!(req["payload"]["command"], "canvas.a2ui.pushJSONL");
+    let sent: serde_json::Value =
+        serde_json::from_str(req["payload"]["paramsJSON"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, json!({"jsonl": jsonl}));
+    node.request(
+        "node.invoke.result",
+        json!({"id": req["payload"]["id"], "nodeId": "node-host", "ok": true, "payloadJSON": "{\"ok\":true}"}),
+    )
+    .await;
+    let _ack = c.response(id).await;
+    let fin = c.response(id).await;
+    assert_eq!(
+        fin["payload"]["result"]["payloads"][0]["text"],
+        "tool said: pushed 2 A2UI messages to node node-host",
+        "{fin}"
+    );
+    assert!(!gw.log().contains("sk-test-standin"), "API key in the log");
+}

@@ -4,6 +4,10 @@
 //!
 //! What it does is chosen by the last user message: `please-401`, `please-429` (one 429
 //! with `Retry-After: 0`, then a normal answer), `please-break` (the stream stops early);
+//! `please-tool NAME {ARGS}` calls that tool the documented streaming way
+//! (`delta.tool_calls[{index, id, type, function: {name, arguments}}]`, the arguments in
+//! two pieces, `finish_reason: "tool_calls"`), and once the request carries the tool's
+//! answer (`{"role": "tool", "tool_call_id", "content"}`), streams `tool said: CONTENT`;
 //! anything else streams `Hello` `, ` `world` then `[DONE]`.
 
 use std::sync::{Arc, Mutex};
@@ -75,6 +79,29 @@ async fn serve(listener: TcpListener, s: Seen) {
         let _ = sock
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n")
             .await;
+        if let Some(call) = last.strip_prefix("please-tool ") {
+            let (name, args) = call.split_once(' ').unwrap_or((call, "{}"));
+            let chunks = match tool_answer(&body) {
+                Some(content) => vec![
+                    serde_json::json!({"choices":[{"index":0,"delta":{"content": format!("tool said: {content}")},"finish_reason":null}]}),
+                    serde_json::json!({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+                ],
+                None => {
+                    let (a, b) = args.split_at(args.len() / 2);
+                    vec![
+                        serde_json::json!({"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":a}}]},"finish_reason":null}]}),
+                        serde_json::json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":b}}]},"finish_reason":null}]}),
+                        serde_json::json!({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+                    ]
+                }
+            };
+            for c in chunks {
+                let _ = sock.write_all(format!("data: {c}\n\n").as_bytes()).await;
+            }
+            let _ = sock.write_all(b"data: [DONE]\n\n").await;
+            let _ = sock.shutdown().await;
+            continue;
+        }
         for p in ["Hello", ", ", "world"] {
             let chunk = serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":p},"finish_reason":null}]});
             let _ = sock
@@ -92,6 +119,18 @@ async fn serve(listener: TcpListener, s: Seen) {
         }
         let _ = sock.shutdown().await;
     }
+}
+
+/// The tool's answer the request carries, if it carries one.
+fn tool_answer(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["messages"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool" && m["tool_call_id"] == "call_1")
+        .and_then(|m| m["content"].as_str())
+        .map(str::to_owned)
 }
 
 fn last_user_message(body: &str) -> String {

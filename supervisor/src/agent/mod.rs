@@ -18,6 +18,7 @@ mod attachments;
 pub mod runs;
 mod sessions_changed;
 mod task;
+pub mod tools;
 
 pub use attachments::ATTACHMENTS_MAX_BYTES;
 use attachments::check_attachments;

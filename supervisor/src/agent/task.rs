@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::params;
 use serde_json::{Value, json};
 use switchboard_proto::v1::agent_runner_client::AgentRunnerClient;
-use switchboard_proto::v1::{AbortRequest, ChatMessage, RunRequest, run_event};
+use switchboard_proto::v1::{AbortRequest, ChatMessage, RunRequest, ToolResultRequest, run_event};
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::AgentParams;
 use tokio::sync::oneshot;
@@ -343,6 +343,7 @@ impl RunTask {
             messages: history,
             extra_system_prompt: self.params.extra_system_prompt.clone().unwrap_or_default(),
             timeout_ms: timeout.as_millis() as u64,
+            tools: super::tools::offered(&self.app),
         };
         let mut stream = client
             .run(request)
@@ -387,6 +388,43 @@ impl RunTask {
                     }
                     Some(run_event::Event::Failed(f)) => break Err(f.error),
                     Some(run_event::Event::Aborted(_)) => break Ok("aborted".into()),
+                    Some(run_event::Event::ToolCall(call)) => {
+                        // The reference's `agent` events of stream `tool`: the call, then
+                        // its result; the worker waits for the outcome.
+                        em.agent(
+                            "tool",
+                            json!({"phase": "start", "name": call.name, "toolCallId": call.call_id}),
+                        );
+                        let outcome = super::tools::call(
+                            &self.app,
+                            &run_id,
+                            &call.name,
+                            &call.arguments_json,
+                        )
+                        .await;
+                        em.agent(
+                            "tool",
+                            json!({"phase": "result", "name": call.name, "toolCallId": call.call_id,
+                                "isError": outcome.is_err()}),
+                        );
+                        let (ok, output) = match outcome {
+                            Ok(o) => (true, o),
+                            Err(e) => (false, e),
+                        };
+                        let mut c = AgentRunnerClient::new(self.channel.clone());
+                        let answer = c.tool_result(ToolResultRequest {
+                            run_id: run_id.clone(),
+                            call_id: call.call_id.clone(),
+                            ok,
+                            output,
+                        });
+                        match tokio::time::timeout(Duration::from_secs(10), answer).await {
+                            Ok(Ok(r)) if r.get_ref().accepted => {}
+                            other => tracing::warn!(run = %run_id, tool = %call.name,
+                                answered = ?other.map(|r| r.map(|r| r.into_inner().accepted)),
+                                "the agent worker did not take a tool's outcome"),
+                        }
+                    }
                     None => continue,
                 },
                 Ok(None) => break Err("agent worker ended the run without a result".into()),

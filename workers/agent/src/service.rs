@@ -11,7 +11,7 @@ use switchboard_proto::v1::{
     AbortReply, AbortRequest, AckReply, AckRequest, EventsRequest, HealthReply, HealthRequest,
     HelloReply, HelloRequest, ModelInfo, ModelsReply, ModelsRequest, RunAborted, RunEvent,
     RunFailed, RunFinished, RunRequest, RunStarted, SendReply, SendRequest, ShutdownReply,
-    ShutdownRequest, WorkerEvent, run_event,
+    ShutdownRequest, ToolCall, ToolResultReply, ToolResultRequest, WorkerEvent, run_event,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -28,6 +28,8 @@ struct Agent {
     cfg: Arc<BackendConfig>,
     http: reqwest::Client,
     runs: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Where each live run waits for its tool calls' outcomes (`ToolResult`).
+    tool_results: Arc<Mutex<HashMap<String, mpsc::Sender<backend::ToolOutcome>>>>,
     shutdown: CancellationToken,
 }
 
@@ -45,6 +47,7 @@ pub async fn serve(ctx: WorkerContext) -> Result<(), RuntimeError> {
         cfg: Arc::new(cfg),
         http,
         runs: Arc::default(),
+        tool_results: Arc::default(),
         shutdown: ctx.shutdown.clone(),
     };
     let router = ctx
@@ -147,6 +150,13 @@ impl AgentRunner for Agent {
             runs.insert(req.run_id.clone(), cancel.clone());
         }
         let (tx, rx) = mpsc::channel(64);
+        // Bounded by the calls one round makes (at most 16); a late or unknown answer is
+        // refused by `tool_result` rather than queued.
+        let (results_tx, mut results) = mpsc::channel(16);
+        self.tool_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(req.run_id.clone(), results_tx);
         let agent = self.clone();
         tokio::spawn(async move {
             let _ = tx
@@ -166,8 +176,18 @@ impl AgentRunner for Agent {
                 let http = agent.http.clone();
                 let cancel = cancel.clone();
                 let messages = req.messages.clone();
+                let tools = req.tools.clone();
                 tokio::spawn(async move {
-                    backend::run(&cfg, &http, &messages, &cancel, &steps_tx).await
+                    backend::run(
+                        &cfg,
+                        &http,
+                        &messages,
+                        &tools,
+                        &mut results,
+                        &cancel,
+                        &steps_tx,
+                    )
+                    .await
                 })
             };
             let deadline = tokio::time::sleep(timeout);
@@ -195,9 +215,21 @@ impl AgentRunner for Agent {
                     Some(Step::Aborted { partial }) => run_event::Event::Aborted(RunAborted {
                         partial_text: partial,
                     }),
+                    Some(Step::ToolCall {
+                        call_id,
+                        name,
+                        arguments,
+                    }) => run_event::Event::ToolCall(ToolCall {
+                        call_id,
+                        name,
+                        arguments_json: arguments,
+                    }),
                     None => break,
                 };
-                let terminal = !matches!(e, run_event::Event::Delta(_));
+                let terminal = !matches!(
+                    e,
+                    run_event::Event::Delta(_) | run_event::Event::ToolCall(_)
+                );
                 if tx.send(event(e)).await.is_err() {
                     // The supervisor went away: stop the backend too.
                     cancel.cancel();
@@ -210,6 +242,11 @@ impl AgentRunner for Agent {
             runner.abort();
             agent
                 .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&req.run_id);
+            agent
+                .tool_results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&req.run_id);
@@ -231,6 +268,30 @@ impl AgentRunner for Agent {
         Ok(Response::new(AbortReply {
             aborted: token.is_some(),
         }))
+    }
+
+    async fn tool_result(
+        &self,
+        req: Request<ToolResultRequest>,
+    ) -> Result<Response<ToolResultReply>, Status> {
+        let r = req.into_inner();
+        let waiting = self
+            .tool_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&r.run_id)
+            .cloned();
+        let accepted = match waiting {
+            Some(tx) => tx
+                .try_send(backend::ToolOutcome {
+                    call_id: r.call_id,
+                    ok: r.ok,
+                    output: r.output,
+                })
+                .is_ok(),
+            None => false,
+        };
+        Ok(Response::new(ToolResultReply { accepted }))
     }
 
     async fn models(&self, _: Request<ModelsRequest>) -> Result<Response<ModelsReply>, Status> {
