@@ -558,3 +558,57 @@ async fn telegram_is_at_least_once_a_worker_killed_after_telegram_took_the_messa
         tg.sent_to("42")[1].message_id.to_string()
     );
 }
+
+/// Issue #22 point 5: a heartbeat whose answer needs attention is delivered to
+/// `agents.defaults.heartbeat.target`/`to` through the outbox (once), and the record says
+/// so; an answer of `HEARTBEAT_OK` is not sent.
+#[tokio::test]
+async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
+    let tg = Telegram::start();
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(
+        state.path().join("config.json5"),
+        format!(
+            r#"{{ channels: {{ telegram: {{ botToken: "{BOT_TOKEN}", apiUrl: "{}", pollTimeoutSeconds: 1 }} }},
+                 agents: {{ defaults: {{ heartbeat: {{ every: "1h", prompt: "beat", target: "telegram", to: "42" }} }} }} }}"#,
+            tg.url
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(state.path().join("workspace")).unwrap();
+    std::fs::write(
+        state.path().join("workspace/HEARTBEAT.md"),
+        "- water the plants\n",
+    )
+    .unwrap();
+    let gw = Gateway::start_with(GatewayOpts {
+        state: Some(state),
+        extra: vec!["--worker-health-interval-ms".into(), "100".into()],
+        ..Default::default()
+    });
+    let mut op = operator(&gw).await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
+    // The echo agent repeats the beat's message: something that needs attention.
+    let w = op
+        .request("wake", json!({"mode": "now", "text": "check the mail"}))
+        .await;
+    assert_eq!(w["ok"], true, "{w}");
+    let ev = loop {
+        let ev = op.event("heartbeat").await;
+        if ev["payload"]["status"] == "sent" {
+            break ev;
+        }
+    };
+    assert_eq!(ev["payload"]["deliveryStatus"], "delivered", "{ev}");
+    assert_eq!(ev["payload"]["channel"], "telegram");
+    let sent = tg.sent_to("42");
+    assert_eq!(sent.len(), 1, "once");
+    assert!(
+        sent[0].text.contains("water the plants") && sent[0].text.contains("check the mail"),
+        "{}",
+        sent[0].text
+    );
+    let last = op.request("last-heartbeat", json!({})).await;
+    assert_eq!(last["payload"]["deliveryStatus"], "delivered", "{last}");
+}

@@ -77,6 +77,11 @@ pub struct HeartbeatFile {
     pub active_hours: Option<ActiveHoursFile>,
     /// The instruction sent with `HEARTBEAT.md` (default: the reference's prompt).
     pub prompt: Option<String>,
+    /// Where an answer that needs attention goes: `"last"` (default: the one configured
+    /// channel), `"none"`, or a channel id; delivered only with `to`.
+    pub target: Option<String>,
+    /// The recipient on that channel (a chat id, a phone number…).
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -167,6 +167,18 @@ impl Resolver<'_> {
                 .clone()
                 .filter(|p| !p.trim().is_empty())
                 .unwrap_or_else(|| crate::config::settings::DEFAULT_HEARTBEAT_PROMPT.to_owned()),
+            target: h
+                .target
+                .as_deref()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "last".into()),
+            to: h
+                .to
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
         });
     }
 

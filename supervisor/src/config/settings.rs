@@ -203,6 +203,10 @@ pub struct HeartbeatConfig {
     /// Minutes after local midnight: `[start, end)`, and the zone (None: the host's).
     pub active_hours: Option<(u32, u32, Option<String>)>,
     pub prompt: String,
+    /// `"last"`, `"none"` or a channel id (`agents.defaults.heartbeat.target`).
+    pub target: String,
+    /// The recipient; without it nothing is delivered, as the reference.
+    pub to: Option<String>,
 }
 
 /// The reference's heartbeat instruction.

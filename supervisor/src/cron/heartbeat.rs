@@ -149,10 +149,15 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
                 "sent"
             };
             let preview: String = text.chars().take(200).collect();
-            record(
-                app,
-                json!({"status": status, "preview": preview, "durationMs": duration}),
-            );
+            let mut rec = json!({"status": status, "preview": preview, "durationMs": duration});
+            if status == "sent" {
+                let (delivery, channel) = deliver(app, &run_id, text, &session).await;
+                rec["deliveryStatus"] = json!(delivery);
+                if let Some(c) = channel {
+                    rec["channel"] = json!(c);
+                }
+            }
+            record(app, rec);
         }
         Ok(r) => record(
             app,
@@ -163,6 +168,40 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
             json!({"status": "failed", "reason": e.message, "durationMs": duration}),
         ),
     }
+}
+
+/// An answer that needs attention goes to `target`/`to` through the outbox; without a
+/// recipient, or with `target: "none"`, the beat still ran and nothing is sent (as the
+/// reference). The delivery status and the channel, for the record.
+async fn deliver(
+    app: &App,
+    run_id: &str,
+    text: &str,
+    session: &str,
+) -> (&'static str, Option<String>) {
+    let Some(cfg) = app.config.heartbeat.as_ref() else {
+        return ("not-requested", None);
+    };
+    let Some(to) = cfg.to.as_deref() else {
+        return ("not-requested", None);
+    };
+    if cfg.target == "none" {
+        return ("not-requested", None);
+    }
+    let named = (cfg.target != "last").then_some(cfg.target.as_str());
+    let channel = match crate::channels::send::resolve_channel(
+        app,
+        switchboard_schemas::ProtocolVersion::V4,
+        named,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(target = %cfg.target, error = %e.message, "the heartbeat's answer has no channel to go to");
+            return ("not-delivered", None);
+        }
+    };
+    let status = super::deliver(app, run_id.to_owned(), &channel, to, text, session).await;
+    (status, Some(channel))
 }
 
 fn read_bounded(path: &std::path::Path) -> Option<String> {

@@ -193,7 +193,15 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
     };
     let mut delivery_status = "not-requested";
     if let (Some(text), Some((channel, to))) = (summary.as_ref(), delivery_target(app, &job)) {
-        delivery_status = deliver(app, &run_id, &channel, &to, text, &session_key).await;
+        delivery_status = deliver(
+            app,
+            format!("cron:{run_id}"),
+            &channel,
+            &to,
+            text,
+            &session_key,
+        )
+        .await;
     }
     let ended = now_ms();
     let duration = ended.saturating_sub(started);
@@ -279,9 +287,12 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
     Some(entry)
 }
 
-async fn deliver(
+/// Hands `text` to the outbox for `channel`/`to` under the idempotency key `key` (a
+/// retried run never sends twice) and waits, bounded, for the outcome:
+/// `delivered`, `not-delivered` or `unknown` (still queued; the outbox goes on).
+pub(crate) async fn deliver(
     app: &App,
-    run_id: &str,
+    key: String,
     channel: &str,
     to: &str,
     text: &str,
@@ -295,7 +306,7 @@ async fn deliver(
             target: to.to_owned(),
             text: text.to_owned(),
             source: "notice",
-            key: Some(format!("cron:{run_id}")),
+            key: Some(key),
             session_key: Some(session_key.to_owned()),
             thread_id: String::new(),
         })

@@ -426,32 +426,23 @@ pub async fn runs(c: Call) -> Result<Reply, RpcError> {
         query: p.query,
         run_id: p.run_id,
     };
-    if c.version() == ProtocolVersion::V4 && (!filter.is_empty() || !desc) {
-        let (entries, total) =
+    let (mut entries, total) =
+        if c.version() == ProtocolVersion::V4 && (!filter.is_empty() || !desc) {
             store::runs_filtered(&c.app.db, id.as_deref(), filter, offset, limit, desc)
                 .await
+                .map_err(db_err)?
+        } else if desc {
+            store::runs(&c.app.db, id.as_deref(), offset, limit, true)
+                .await
+                .map_err(db_err)?
+        } else {
+            // v3: the last `limit` entries, oldest first.
+            let (mut e, t) = store::runs(&c.app.db, id.as_deref(), 0, limit, true)
+                .await
                 .map_err(db_err)?;
-        return Ok(Reply::Json(page(
-            c.version(),
-            "entries",
-            entries,
-            total,
-            offset,
-            limit,
-        )));
-    }
-    let (mut entries, total) = if desc {
-        store::runs(&c.app.db, id.as_deref(), offset, limit, true)
-            .await
-            .map_err(db_err)?
-    } else {
-        // v3: the last `limit` entries, oldest first.
-        let (mut e, t) = store::runs(&c.app.db, id.as_deref(), 0, limit, true)
-            .await
-            .map_err(db_err)?;
-        e.reverse();
-        (e, t)
-    };
+            e.reverse();
+            (e, t)
+        };
     entries.truncate(limit as usize);
     Ok(Reply::Json(page(
         c.version(),
