@@ -121,8 +121,12 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     let ran = c
         .request("cron.run", json!({"id": id, "mode": "force"}))
         .await;
-    assert_eq!(ran["payload"]["ran"], true, "{ran}");
-    assert_eq!(ran["payload"]["status"], "ok", "{ran}");
+    // v4 queues a forced run and answers at once, as the reference: `{ok, enqueued,
+    // runId}`; the run's entry carries that id (the CLI's `--wait` polls for it).
+    assert_eq!(ran["payload"]["ok"], true, "{ran}");
+    assert_eq!(ran["payload"]["enqueued"], true, "{ran}");
+    assert!(ran["payload"].get("ran").is_none(), "{ran}");
+    let queued_id = ran["payload"]["runId"].as_str().unwrap().to_owned();
     let started = c.event("cron").await;
     assert_eq!(started["payload"]["action"], "started");
     let finished = c.event("cron").await;
@@ -134,7 +138,9 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     assert_eq!(e["status"], "ok", "{runs}");
     assert_eq!(e["sessionKey"], format!("agent:main:cron:{id}"));
     assert_eq!(e["deliveryStatus"], "not-requested");
+    assert_eq!(e["completionStatus"], "succeeded", "{runs}");
     let run_id = e["runId"].as_str().unwrap().to_owned();
+    assert_eq!(run_id, queued_id);
     for (filter, want) in [
         (json!({"status": "error"}), 0),
         (json!({"status": "ok", "sortDir": "asc"}), 1),
@@ -300,6 +306,26 @@ async fn v3_one_shot_at_job_fires_by_itself_and_is_removed_after_success() {
         p["jobs"].as_array().is_some_and(|j| j.is_empty())
     })
     .await;
+    // v3's forced run answers when the run is over, as the reference (`{ok, ran: true}`).
+    let every = c
+        .request(
+            "cron.add",
+            json!({"name": "hourly", "schedule": {"kind": "every", "everyMs": 3_600_000},
+            "sessionTarget": "isolated", "wakeMode": "now",
+            "payload": {"kind": "agentTurn", "message": "forced"}}),
+        )
+        .await;
+    let id = every["payload"]["id"].as_str().unwrap().to_owned();
+    let ran = c
+        .request("cron.run", json!({"id": id, "mode": "force"}))
+        .await;
+    assert_eq!(ran["payload"]["ran"], true, "{ran}");
+    assert_eq!(ran["payload"]["status"], "ok", "{ran}");
+    let runs = c.request("cron.runs", json!({"id": id})).await;
+    assert_eq!(
+        runs["payload"]["entries"][0]["runId"], ran["payload"]["runId"],
+        "{runs}"
+    );
 }
 
 fn clock_env(offset_ms: i64) -> Vec<(String, String)> {

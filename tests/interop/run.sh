@@ -119,7 +119,7 @@ if [ -n "$cron_id" ]; then pass=$((pass+1)); echo "ok   v4 openclaw cron add (cr
 else fail=$((fail+1)); echo "FAIL v4 openclaw cron add"; echo "$cron_json" | head -20; head -20 "$work/err.txt"; fi
 check "v4 openclaw cron list" "[j['id'] for j in d['jobs']] == ['$cron_id'] and d['jobs'][0]['schedule']['tz'] == 'Europe/Berlin'" oc cron list --json --url "$url" --token "$token"
 check_text "v4 openclaw cron show (by name)" "schedule: cron 0 9 \* \* 1-5 @ Europe/Berlin" oc cron show interop-cron --url "$url" --token "$token"
-check "v4 openclaw cron run" "d['ran'] is True and d['status'] == 'ok'" oc cron run "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron run --wait: queued, then waited for by runId, succeeded" "d['enqueued'] is True and d['completed'] is True and d['completionStatus'] == 'succeeded' and d['run']['runId'] == d['runId']" oc cron run "$cron_id" --wait --poll-interval 200ms --json --url "$url" --token "$token"
 check "v4 openclaw cron runs" "d['entries'][0]['status'] == 'ok' and d['entries'][0]['summary'] == '[echo] hello cron'" oc cron runs --id "$cron_id" --json --url "$url" --token "$token"
 check "v4 openclaw cron rm" "d['removed'] is True" oc cron rm "$cron_id" --json --url "$url" --token "$token"
 check_fails_text "v4 openclaw cron rm again: fails with the reference's not-found message" "Automation not found: $cron_id" oc cron rm "$cron_id" --url "$url" --token "$token"

@@ -146,14 +146,40 @@ pub async fn execute(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<Value
     if !app.cron.claim(id) {
         return None;
     }
-    let out = execute_claimed(app, id, trigger).await;
+    let out = execute_claimed(app, id, trigger, now_ms()).await;
     app.cron.release(id);
     app.cron.changed.notify_one();
     out
 }
 
-async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<Value> {
+/// Starts a manual run in the background, as v4's `cron.run` does (the reference answers
+/// `enqueued` at once and its CLI's `--wait` polls `cron.runs` by `runId`): the run id the
+/// entry will carry, or `None` when the job is already running.
+pub fn enqueue(app: &Arc<App>, id: &str) -> Option<String> {
+    if !app.cron.claim(id) {
+        return None;
+    }
     let started = now_ms();
+    let run_id = run_id_of(id, started);
+    let (app, id) = (Arc::clone(app), id.to_owned());
+    tokio::spawn(async move {
+        execute_claimed(&app, &id, Trigger::Manual, started).await;
+        app.cron.release(&id);
+        app.cron.changed.notify_one();
+    });
+    Some(run_id)
+}
+
+fn run_id_of(id: &str, started: u64) -> String {
+    format!("cron:{id}:{started}")
+}
+
+async fn execute_claimed(
+    app: &Arc<App>,
+    id: &str,
+    trigger: Trigger,
+    started: u64,
+) -> Option<Value> {
     let job = {
         let _g = app.cron.edit.lock().await;
         let mut job = store::get(&app.db, id).await.ok()??;
@@ -174,7 +200,7 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
         json!({"jobId": id, "action": "started", "runAtMs": started}),
     );
     let session_key = session_of(&job);
-    let run_id = format!("cron:{id}:{started}");
+    let run_id = run_id_of(id, started);
     let message = job
         .payload
         .message
@@ -209,6 +235,7 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
         "ts": ended, "jobId": id, "action": "finished", "status": status,
         "runAtMs": started, "durationMs": duration, "sessionKey": session_key,
         "runId": run_id, "deliveryStatus": delivery_status, "jobName": job.name,
+        "completionStatus": completion_status(status, delivery_status, &job),
     });
     if let Some(e) = &error {
         entry["error"] = json!(e);
@@ -285,6 +312,24 @@ async fn execute_claimed(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<V
     }
     tracing::info!(job = %id, status, "cron run finished");
     Some(entry)
+}
+
+/// The reference's verdict on a finished run, which its CLI's `cron run --wait` exits by:
+/// `succeeded` when the turn succeeded and any delivery it required was made, `failed`
+/// when the turn failed or a required delivery was refused, else `unknown` (a delivery
+/// still queued). A delivery marked `bestEffort` is never required.
+fn completion_status(status: &str, delivery: &str, job: &store::Job) -> &'static str {
+    let best_effort = job
+        .delivery
+        .as_ref()
+        .is_some_and(|d| d["bestEffort"] == true);
+    match (status, delivery) {
+        ("error" | "skipped", _) => "failed",
+        ("ok", _) if best_effort => "succeeded",
+        ("ok", "not-requested" | "delivered") => "succeeded",
+        ("ok", "not-delivered") => "failed",
+        _ => "unknown",
+    }
 }
 
 /// Hands `text` to the outbox for `channel`/`to` under the idempotency key `key` (a

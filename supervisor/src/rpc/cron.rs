@@ -386,6 +386,13 @@ pub async fn run(c: Call) -> Result<Reply, RpcError> {
             json!({"ok": true, "ran": false, "reason": reason}),
         ));
     }
+    if c.version() == ProtocolVersion::V4 {
+        // v4 queues the run and answers at once; `cron.runs {runId}` tells its end.
+        return Ok(Reply::Json(match cron::enqueue(&c.app, &id) {
+            Some(run_id) => json!({"ok": true, "enqueued": true, "runId": run_id}),
+            None => json!({"ok": true, "ran": false, "reason": "already-running"}),
+        }));
+    }
     let app = std::sync::Arc::clone(&c.app);
     Ok(c.defer(async move {
         match cron::execute(&app, &id, Trigger::Manual).await {
