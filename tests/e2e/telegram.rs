@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::standin_telegram::{BOT_TOKEN, Fail, Telegram};
@@ -559,18 +559,19 @@ async fn telegram_is_at_least_once_a_worker_killed_after_telegram_took_the_messa
     );
 }
 
-/// Issue #22 point 5: a heartbeat whose answer needs attention is delivered to
-/// `agents.defaults.heartbeat.target`/`to` through the outbox (once), and the record says
-/// so; an answer of `HEARTBEAT_OK` is not sent.
-#[tokio::test]
-async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
-    let tg = Telegram::start();
-    let state = Arc::new(tempfile::tempdir().unwrap());
+/// A gateway with one Telegram account (`routing`: its DM keys) and a heartbeat once an
+/// hour (`heartbeat`: more keys), with something in `HEARTBEAT.md`.
+fn heartbeat_gateway(
+    tg: &Telegram,
+    state: &Arc<tempfile::TempDir>,
+    routing: &str,
+    heartbeat: &str,
+) -> Gateway {
     std::fs::write(
         state.path().join("config.json5"),
         format!(
-            r#"{{ channels: {{ telegram: {{ botToken: "{BOT_TOKEN}", apiUrl: "{}", pollTimeoutSeconds: 1 }} }},
-                 agents: {{ defaults: {{ heartbeat: {{ every: "1h", prompt: "beat", target: "telegram", to: "42" }} }} }} }}"#,
+            r#"{{ channels: {{ telegram: {{ botToken: "{BOT_TOKEN}", apiUrl: "{}", pollTimeoutSeconds: 1, {routing} }} }},
+                 agents: {{ defaults: {{ heartbeat: {{ every: "1h", prompt: "beat", {heartbeat} }} }} }} }}"#,
             tg.url
         ),
     )
@@ -581,27 +582,42 @@ async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
         "- water the plants\n",
     )
     .unwrap();
-    let gw = Gateway::start_with(GatewayOpts {
-        state: Some(state),
+    Gateway::start_with(GatewayOpts {
+        state: Some(Arc::clone(state)),
         extra: vec!["--worker-health-interval-ms".into(), "100".into()],
         ..Default::default()
-    });
+    })
+}
+
+/// Wakes a beat now (the echo agent repeats its message: something that needs
+/// attention) and returns its `sent` record.
+async fn woken_beat(op: &mut Client, text: &str) -> Value {
+    let w = op
+        .request("wake", json!({"mode": "now", "text": text}))
+        .await;
+    assert_eq!(w["ok"], true, "{w}");
+    loop {
+        let ev = op.event("heartbeat").await;
+        if ev["payload"]["status"] == "sent" {
+            break ev["payload"].clone();
+        }
+    }
+}
+
+/// Issue #22 point 5: a heartbeat whose answer needs attention is delivered to
+/// `agents.defaults.heartbeat.target`/`to` through the outbox (once), and the record says
+/// so.
+#[tokio::test]
+async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
+    let tg = Telegram::start();
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    let gw = heartbeat_gateway(&tg, &state, "", r#"target: "telegram", to: "42""#);
     let mut op = operator(&gw).await;
     op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
         .await;
-    // The echo agent repeats the beat's message: something that needs attention.
-    let w = op
-        .request("wake", json!({"mode": "now", "text": "check the mail"}))
-        .await;
-    assert_eq!(w["ok"], true, "{w}");
-    let ev = loop {
-        let ev = op.event("heartbeat").await;
-        if ev["payload"]["status"] == "sent" {
-            break ev;
-        }
-    };
-    assert_eq!(ev["payload"]["deliveryStatus"], "delivered", "{ev}");
-    assert_eq!(ev["payload"]["channel"], "telegram");
+    let rec = woken_beat(&mut op, "check the mail").await;
+    assert_eq!(rec["deliveryStatus"], "delivered", "{rec}");
+    assert_eq!(rec["channel"], "telegram");
     let sent = tg.sent_to("42");
     assert_eq!(sent.len(), 1, "once");
     assert!(
@@ -611,4 +627,39 @@ async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
     );
     let last = op.request("last-heartbeat", json!({})).await;
     assert_eq!(last["payload"]["deliveryStatus"], "delivered", "{last}");
+}
+
+/// The v4 reference's routes: by default a beat goes to the owner, the first concrete
+/// `allowFrom` entry (not `*`, not an `@handle`); `target: "last"` follows the
+/// conversation the agent last answered.
+#[tokio::test]
+async fn a_heartbeat_goes_to_the_owner_by_default_or_to_the_last_conversation() {
+    let tg = Telegram::start();
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    let routing = r#"dmPolicy: "allowlist", allowFrom: ["*", "@alice", 777, 555]"#;
+    let mut gw = heartbeat_gateway(&tg, &state, routing, "");
+    let mut op = operator(&gw).await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
+    let rec = woken_beat(&mut op, "owner beat").await;
+    assert_eq!(rec["deliveryStatus"], "delivered", "{rec}");
+    assert_eq!(tg.sent_to("777").len(), 1, "the owner");
+    drop(op);
+    gw.signal(nix::sys::signal::Signal::SIGTERM);
+    gw.wait_exit();
+
+    let gw = heartbeat_gateway(&tg, &state, routing, r#"target: "last""#);
+    let mut op = operator(&gw).await;
+    op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
+        .await;
+    tg.push_dm(555, "Bob", "hello there");
+    tg.wait_for("the reply to Bob", |s| {
+        s.sent.iter().any(|m| m.chat_id == "555")
+    });
+    let rec = woken_beat(&mut op, "last beat").await;
+    assert_eq!(rec["deliveryStatus"], "delivered", "{rec}");
+    let to_bob = tg.sent_to("555");
+    assert_eq!(to_bob.len(), 2, "the reply, then the beat");
+    assert!(to_bob[1].text.contains("last beat"), "{}", to_bob[1].text);
+    assert_eq!(tg.sent_to("777").len(), 1, "the owner got nothing more");
 }

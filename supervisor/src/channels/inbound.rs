@@ -190,6 +190,24 @@ async fn receive(
         .await
 }
 
+/// The channel and chat of the latest message the agent answered (a heartbeat's `last`
+/// route); `None` before the first, or when the database cannot say.
+pub async fn last_answered(app: &App) -> Option<(String, String)> {
+    app.db
+        .call(|c| {
+            c.query_row(
+                "SELECT channel, chat_id FROM inbound WHERE outcome LIKE 'agent run %'
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Messages a previous gateway accepted but did not finish: handled again now.
 pub async fn resume(app: &Arc<App>) {
     let open = app

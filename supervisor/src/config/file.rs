@@ -77,10 +77,11 @@ pub struct HeartbeatFile {
     pub active_hours: Option<ActiveHoursFile>,
     /// The instruction sent with `HEARTBEAT.md` (default: the reference's prompt).
     pub prompt: Option<String>,
-    /// Where an answer that needs attention goes: `"last"` (default: the one configured
-    /// channel), `"none"`, or a channel id; delivered only with `to`.
+    /// Where an answer that needs attention goes: `"owner"` (default: the owner's direct
+    /// chat, the first concrete `allowFrom` entry), `"last"` (the conversation the agent
+    /// last answered), `"none"`, or a channel id (with `to`, else that channel's owner).
     pub target: Option<String>,
-    /// The recipient on that channel (a chat id, a phone number…).
+    /// The recipient on a channel target (a chat id, a phone number…); ignored otherwise.
     pub to: Option<String>,
 }
 

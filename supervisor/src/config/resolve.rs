@@ -159,6 +159,35 @@ impl Resolver<'_> {
                 ),
             }
         }
+        use crate::config::settings::HeartbeatTarget;
+        let target = match h
+            .target
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .as_deref()
+        {
+            None | Some("owner") => HeartbeatTarget::Owner,
+            Some("last") => HeartbeatTarget::Last,
+            Some("none") => HeartbeatTarget::None,
+            Some(c) if crate::channels::providers::get(c).is_some() => {
+                HeartbeatTarget::Channel(c.to_owned())
+            }
+            Some(c) => {
+                self.problem(
+                    "agents.defaults.heartbeat.target",
+                    format!(
+                        "unknown target {c:?}: owner, last, none or a channel id ({})",
+                        crate::channels::providers::ALL
+                            .iter()
+                            .map(|p| p.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                HeartbeatTarget::None
+            }
+        };
         self.cfg.heartbeat = Some(crate::config::settings::HeartbeatConfig {
             every,
             active_hours,
@@ -167,12 +196,7 @@ impl Resolver<'_> {
                 .clone()
                 .filter(|p| !p.trim().is_empty())
                 .unwrap_or_else(|| crate::config::settings::DEFAULT_HEARTBEAT_PROMPT.to_owned()),
-            target: h
-                .target
-                .as_deref()
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "last".into()),
+            target,
             to: h
                 .to
                 .as_deref()
@@ -720,6 +744,27 @@ mod tests {
         for p in crate::channels::providers::ALL {
             assert!(e.contains(p.id), "the known list names {}: {e}", p.id);
         }
+    }
+
+    #[test]
+    fn heartbeat_targets_are_owner_by_default_and_an_unknown_one_is_named() {
+        let (_d, flags) = with_file(r#"{ agents: { defaults: { heartbeat: { every: "1h" } } } }"#);
+        let c = resolve(&flags, &env(&[])).unwrap();
+        assert_eq!(c.heartbeat.unwrap().target, HeartbeatTarget::Owner);
+        let (_d, flags) = with_file(
+            r#"{ agents: { defaults: { heartbeat: { every: "1h", target: " Telegram ", to: "42" } } } }"#,
+        );
+        let h = resolve(&flags, &env(&[])).unwrap().heartbeat.unwrap();
+        assert_eq!(h.target, HeartbeatTarget::Channel("telegram".into()));
+        assert_eq!(h.to.as_deref(), Some("42"));
+        let (_d, flags) = with_file(
+            r#"{ agents: { defaults: { heartbeat: { every: "1h", target: "telegramm" } } } }"#,
+        );
+        let e = resolve(&flags, &env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"agents.defaults.heartbeat.target: unknown target "telegramm": owner, last, none or a channel id ("#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -203,10 +203,24 @@ pub struct HeartbeatConfig {
     /// Minutes after local midnight: `[start, end)`, and the zone (None: the host's).
     pub active_hours: Option<(u32, u32, Option<String>)>,
     pub prompt: String,
-    /// `"last"`, `"none"` or a channel id (`agents.defaults.heartbeat.target`).
-    pub target: String,
-    /// The recipient; without it nothing is delivered, as the reference.
+    /// Where a beat's answer that needs attention goes (`agents.defaults.heartbeat.target`).
+    pub target: HeartbeatTarget,
+    /// The recipient on a channel target (a chat id, a phone number…).
     pub to: Option<String>,
+}
+
+/// `agents.defaults.heartbeat.target`, as the v4 reference documents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatTarget {
+    /// The default: the owner's direct chat, the first concrete `allowFrom` entry of the
+    /// configured channels (never a group); no owner, no delivery.
+    Owner,
+    /// The conversation the agent last answered, groups included.
+    Last,
+    /// Never delivered; the beat runs for its record only.
+    None,
+    /// A channel id: to `to`, else that channel's owner.
+    Channel(String),
 }
 
 /// The reference's heartbeat instruction.

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::app::App;
 use crate::clock::now_ms;
+use crate::config::HeartbeatTarget;
 use crate::events::hub::Broadcast;
 use crate::state::history::canonical_session_key;
 
@@ -79,6 +80,12 @@ pub async fn run(app: Arc<App>) {
     let every = app.config.heartbeat.as_ref().map(|h| h.every);
     if let Some(e) = every {
         tracing::info!(every_ms = e.as_millis() as u64, "heartbeat: on");
+    }
+    if let Some(h) = app.config.heartbeat.as_ref()
+        && h.to.is_some()
+        && !matches!(h.target, HeartbeatTarget::Channel(_))
+    {
+        tracing::warn!(target = ?h.target, "agents.defaults.heartbeat.to is ignored without a channel target (set target to the channel id, e.g. \"telegram\")");
     }
     loop {
         let wait = every.unwrap_or(Duration::from_secs(24 * 3600));
@@ -170,9 +177,9 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
     }
 }
 
-/// An answer that needs attention goes to `target`/`to` through the outbox; without a
-/// recipient, or with `target: "none"`, the beat still ran and nothing is sent (as the
-/// reference). The delivery status and the channel, for the record.
+/// An answer that needs attention goes through the outbox to the route `target` names
+/// (see [`route`]); with `target: "none"`, or no route, the beat still ran and nothing
+/// is sent. The delivery status and the channel, for the record.
 async fn deliver(
     app: &App,
     run_id: &str,
@@ -182,26 +189,50 @@ async fn deliver(
     let Some(cfg) = app.config.heartbeat.as_ref() else {
         return ("not-requested", None);
     };
-    let Some(to) = cfg.to.as_deref() else {
-        return ("not-requested", None);
-    };
-    if cfg.target == "none" {
+    if cfg.target == HeartbeatTarget::None {
         return ("not-requested", None);
     }
-    let named = (cfg.target != "last").then_some(cfg.target.as_str());
-    let channel = match crate::channels::send::resolve_channel(
-        app,
-        switchboard_schemas::ProtocolVersion::V4,
-        named,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(target = %cfg.target, error = %e.message, "the heartbeat's answer has no channel to go to");
-            return ("not-delivered", None);
-        }
+    let Some((channel, to)) = route(app, &cfg.target, cfg.to.as_deref()).await else {
+        tracing::warn!(target = ?cfg.target, "the heartbeat's answer has no route (no owner in allowFrom, no conversation yet, or no such channel configured); not sent");
+        return ("not-delivered", None);
     };
-    let status = super::deliver(app, run_id.to_owned(), &channel, to, text, session).await;
+    let status = super::deliver(app, run_id.to_owned(), &channel, &to, text, session).await;
     (status, Some(channel))
+}
+
+/// The channel and recipient of a beat's answer:
+/// * `owner`: the first configured channel with a concrete `allowFrom` entry (not `*`,
+///   not an `@handle`, which is no address), that entry; never a group;
+/// * `last`: the chat of the latest message the agent answered, groups included;
+/// * a channel: `to`, else that channel's owner.
+async fn route(app: &App, target: &HeartbeatTarget, to: Option<&str>) -> Option<(String, String)> {
+    let owner_of = |c: &crate::config::channel::ChannelConfig| {
+        c.allow_from.iter().find_map(|e| {
+            let mut id = e.trim();
+            while let Some(bare) = c.id_prefixes.iter().find_map(|p| id.strip_prefix(p)) {
+                id = bare;
+            }
+            (!id.is_empty() && id != "*" && !id.starts_with('@')).then(|| id.to_owned())
+        })
+    };
+    match target {
+        HeartbeatTarget::None => None,
+        HeartbeatTarget::Owner => app
+            .config
+            .channels
+            .iter()
+            .find_map(|c| Some((c.channel.clone(), owner_of(c)?))),
+        HeartbeatTarget::Channel(name) => {
+            let c = app.config.channel(name)?;
+            let to = to.map(str::to_owned).or_else(|| owner_of(c))?;
+            Some((c.channel.clone(), to))
+        }
+        HeartbeatTarget::Last => {
+            let (channel, chat) = crate::channels::inbound::last_answered(app).await?;
+            app.config.channel(&channel)?;
+            Some((channel, chat))
+        }
+    }
 }
 
 fn read_bounded(path: &std::path::Path) -> Option<String> {
