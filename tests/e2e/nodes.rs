@@ -292,6 +292,7 @@ async fn v4_node_commands_wait_for_operator_approval_rule_10() {
     // A later connection with the same commands is approved at once.
     drop(node);
     let (_node2, _) = Client::connect(&gw.url(), v4_node_params(&["system.run"])).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let n = loop {
         let list = op.request("node.list", json!({})).await;
         if let Some(n) = list["payload"]["nodes"]
@@ -301,6 +302,12 @@ async fn v4_node_commands_wait_for_operator_approval_rule_10() {
         {
             break n;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no node listed: {list}"
+        );
+        // Paced under the per-connection request limit.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(n["approvalState"], "approved");
 }
@@ -557,6 +564,7 @@ async fn a_v4_node_publishes_skills_tools_runner_inventory_and_stats_as_the_refe
             std::time::Instant::now() < deadline,
             "still connected: {list}"
         );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(n["paired"], true);
     assert_eq!(n["commands"], json!(["system.run", "system.which"]));
