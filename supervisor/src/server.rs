@@ -241,7 +241,13 @@ pub async fn run(mut config: GatewayConfig) -> Result<Stopped, RunError> {
             "listening on {scheme}://{}",
             ws_addr(ip, port)
         );
-        tasks.spawn(accept_loop(Arc::clone(&app), listener, tls.clone()));
+        tasks.spawn(crate::net::accept::accept_loop(
+            Arc::clone(&app),
+            listener,
+            tls.clone(),
+            crate::net::conn::Gateway,
+            "gateway",
+        ));
     }
     match (&generated, app.config.auth.password.is_some()) {
         (Some((path, created)), _) => tracing::info!(
@@ -444,36 +450,13 @@ fn bind_canvas_port(
         "canvas: v3 at /__clawdbot__/canvas/ on port {port}, v4 at /__openclaw__/canvas/ on the gateway port"
     );
     for l in listeners {
-        tasks.spawn(crate::net::canvas_http::serve_v3_port(
+        tasks.spawn(crate::net::accept::accept_loop(
             Arc::clone(app),
             l,
             tls.clone(),
+            crate::net::canvas_http::V3CanvasPort,
+            "canvas",
         ));
-    }
-}
-
-async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
-    loop {
-        tokio::select! {
-            // Draining: the listener is dropped, so new clients are refused at once and
-            // retry against the restarted gateway.
-            _ = app.draining.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => match &tls {
-                    Some(acceptor) => {
-                        tokio::spawn(crate::net::conn::serve_tls(Arc::clone(&app), tcp, peer, acceptor.clone()));
-                    }
-                    None => {
-                        tokio::spawn(crate::net::conn::serve_tcp(Arc::clone(&app), tcp, peer));
-                    }
-                },
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
     }
 }
 

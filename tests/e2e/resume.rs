@@ -452,23 +452,35 @@ fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<St
     rx
 }
 
-/// Reads JSON lines until one satisfies `done`; returns them all.
-fn lines_until(
+/// Reads lines, each made a `T` by `parse`, until one satisfies `done`; returns them all.
+fn read_until<T: std::fmt::Debug>(
     rx: &std::sync::mpsc::Receiver<String>,
-    done: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
+    what: &str,
+    parse: impl Fn(String) -> T,
+    done: impl Fn(&T) -> bool,
+) -> Vec<T> {
     let mut out = Vec::new();
     loop {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no line in time; so far: {out:#?}"));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            .unwrap_or_else(|_| panic!("no {what} in time; so far: {out:#?}"));
+        let v = parse(line);
         let stop = done(&v);
         out.push(v);
         if stop {
             return out;
         }
     }
+}
+
+/// Reads JSON lines until one satisfies `done`; returns them all.
+fn lines_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let parse =
+        |line: String| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    read_until(rx, "line", parse, done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,17 +559,12 @@ async fn switchboard_events_follow_loses_nothing_across_a_blip_and_reports_a_res
 
 /// Waits for a line containing `needle`; returns every line read, in order.
 fn text_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no line with {needle:?} in time; so far: {out:#?}"));
-        let stop = line.contains(needle);
-        out.push(line);
-        if stop {
-            return out;
-        }
-    }
+    read_until(
+        rx,
+        &format!("line with {needle:?}"),
+        |l| l,
+        |l| l.contains(needle),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -751,18 +751,21 @@ mod tests {
         let (_d, flags) = with_file(r#"{ agents: { defaults: { heartbeat: { every: "1h" } } } }"#);
         let c = resolve(&flags, &env(&[])).unwrap();
         assert_eq!(c.heartbeat.unwrap().target, HeartbeatTarget::Owner);
-        let (_d, flags) = with_file(
-            r#"{ agents: { defaults: { heartbeat: { every: "1h", target: " Telegram ", to: "42" } } } }"#,
-        );
+        // Any registered provider is a target, trimmed and case-folded.
+        let id = crate::channels::providers::ALL[0].id;
+        let (_d, flags) = with_file(&format!(
+            r#"{{ agents: {{ defaults: {{ heartbeat: {{ every: "1h", target: " {} ", to: "42" }} }} }} }}"#,
+            id.to_uppercase()
+        ));
         let h = resolve(&flags, &env(&[])).unwrap().heartbeat.unwrap();
-        assert_eq!(h.target, HeartbeatTarget::Channel("telegram".into()));
+        assert_eq!(h.target, HeartbeatTarget::Channel(id.into()));
         assert_eq!(h.to.as_deref(), Some("42"));
         let (_d, flags) = with_file(
-            r#"{ agents: { defaults: { heartbeat: { every: "1h", target: "telegramm" } } } }"#,
+            r#"{ agents: { defaults: { heartbeat: { every: "1h", target: "carrierpigeon" } } } }"#,
         );
         let e = resolve(&flags, &env(&[])).unwrap_err().to_string();
         assert!(
-            e.contains(r#"agents.defaults.heartbeat.target: unknown target "telegramm": owner, last, none or a channel id ("#),
+            e.contains(r#"agents.defaults.heartbeat.target: unknown target "carrierpigeon": owner, last, none or a channel id ("#),
             "{e}"
         );
     }

@@ -75,7 +75,10 @@ fn record(app: &App, mut rec: Value) {
     ));
 }
 
-/// The heartbeat task: a beat every `every` (when configured) or on `wake` now.
+/// The heartbeat task: a beat every `every` (when configured) or on `wake` now. The
+/// beat times are read from the one clock ([`crate::clock`]) and looked at again at least
+/// every [`super::MAX_SLEEP`], so a suspended laptop or a moved clock beats when it is
+/// due, not an interval of sleep later. A woken beat does not move the schedule.
 pub async fn run(app: Arc<App>) {
     let every = app.config.heartbeat.as_ref().map(|h| h.every);
     if let Some(e) = every {
@@ -85,17 +88,40 @@ pub async fn run(app: Arc<App>) {
         && h.to.is_some()
         && !matches!(h.target, HeartbeatTarget::Channel(_))
     {
-        tracing::warn!(target = ?h.target, "agents.defaults.heartbeat.to is ignored without a channel target (set target to the channel id, e.g. \"telegram\")");
+        tracing::warn!(target = ?h.target, "agents.defaults.heartbeat.to is ignored without a channel target (set target to a channel id)");
     }
+    let every_ms = every.map(|e| e.as_millis() as u64);
+    let mut due = every_ms.map(|e| now_ms().saturating_add(e));
     loop {
-        let wait = every.unwrap_or(Duration::from_secs(24 * 3600));
+        let wait = until_due(now_ms(), due);
         let scheduled = tokio::select! {
-            _ = tokio::time::sleep(wait) => every.is_some(),
+            _ = tokio::time::sleep(wait) => match (due, every_ms) {
+                (Some(d), Some(e)) if now_ms() >= d => {
+                    due = Some(next_due(d, e, now_ms()));
+                    true
+                }
+                _ => continue,
+            },
             _ = app.cron.heartbeat.now.notified() => false,
             _ = app.shutdown.cancelled() => return,
         };
         beat(&app, scheduled).await;
     }
+}
+
+/// How long to sleep before looking again: until `due`, at most [`super::MAX_SLEEP`].
+fn until_due(now: u64, due: Option<u64>) -> Duration {
+    due.map_or(super::MAX_SLEEP, |d| {
+        Duration::from_millis(d.saturating_sub(now)).min(super::MAX_SLEEP)
+    })
+}
+
+/// The next beat after one due at `due`: a whole number of intervals later, past `now`
+/// (beats missed while the host slept are one beat, not a burst).
+fn next_due(due: u64, every: u64, now: u64) -> u64 {
+    let every = every.max(1);
+    let behind = now.saturating_sub(due) / every;
+    due.saturating_add((behind + 1).saturating_mul(every))
 }
 
 /// One beat; `scheduled` beats honour the active hours, woken ones do not.
@@ -248,4 +274,31 @@ fn is_effectively_empty(s: &str) -> bool {
     s.lines()
         .map(str::trim)
         .all(|l| l.is_empty() || l.starts_with('#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_follow_the_clock_and_a_long_gap_is_one_beat() {
+        // On time: the next one interval later.
+        assert_eq!(next_due(1_000, 500, 1_000), 1_500);
+        // Woken a little late: still on the original grid.
+        assert_eq!(next_due(1_000, 500, 1_120), 1_500);
+        // The host slept through ten intervals: one beat now, the next on the grid ahead.
+        assert_eq!(next_due(1_000, 500, 6_250), 6_500);
+        // The sleep is until due, but never longer than the look-again bound.
+        assert_eq!(until_due(1_000, Some(1_250)), Duration::from_millis(250));
+        assert_eq!(until_due(1_000, Some(900)), Duration::ZERO);
+        assert_eq!(until_due(0, Some(u64::MAX)), crate::cron::MAX_SLEEP);
+        assert_eq!(until_due(0, None), crate::cron::MAX_SLEEP);
+    }
+
+    #[test]
+    fn only_headings_and_blank_lines_mean_nothing_to_do() {
+        assert!(is_effectively_empty("# Checklist\n\n  ## Later\n"));
+        assert!(is_effectively_empty(""));
+        assert!(!is_effectively_empty("# Checklist\n- water the plants\n"));
+    }
 }

@@ -34,7 +34,7 @@ use schedule::Schedule;
 use store::Job;
 
 /// The longest the scheduler sleeps without looking again (a moved clock is noticed).
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How long a run's delivery is waited for before it is recorded as `unknown`.
 const DELIVERY_WAIT: Duration = Duration::from_secs(20);
 

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 
 use super::http::{Head, Response};
 use crate::app::App;
@@ -212,39 +211,14 @@ fn a2ui_asset(rest: &str) -> Response {
     r
 }
 
-/// The v3 canvas port's accept loop (the gateway's TLS when it has TLS): each
+/// The v3 canvas port's service (behind the gateway's TLS when it has TLS): each
 /// connection is one request, a canvas route or a 404; never a WebSocket.
-pub async fn serve_v3_port(
-    app: Arc<App>,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
-    loop {
-        tokio::select! {
-            _ = app.draining.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let app = Arc::clone(&app);
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let timeout = app.config.handshake_timeout;
-                        match tls {
-                            Some(acceptor) => {
-                                if let Ok(Ok(s)) = tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                                    one_request(&app, s, peer).await;
-                                }
-                            }
-                            None => one_request(&app, tcp, peer).await,
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "canvas port: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
+#[derive(Clone, Copy)]
+pub struct V3CanvasPort;
+
+impl super::accept::Service for V3CanvasPort {
+    async fn serve<S: super::conn::Transport>(self, app: Arc<App>, stream: S, peer: SocketAddr) {
+        one_request(&app, stream, peer).await
     }
 }
 

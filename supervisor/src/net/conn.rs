@@ -86,23 +86,18 @@ async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
     }
 }
 
-pub async fn serve_tcp(app: Arc<App>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    serve(app, tcp, peer).await;
-}
+/// The gateway port's service: each connection upgraded and served as a session.
+#[derive(Clone, Copy)]
+pub struct Gateway;
 
-/// A TLS connection: the TLS handshake (within the handshake timeout), then as plain.
-pub async fn serve_tls(
-    app: Arc<App>,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
-) {
-    let _ = tcp.set_nodelay(true);
-    match tokio::time::timeout(app.config.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => serve(app, tls, peer).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+impl crate::net::accept::Service for Gateway {
+    fn serve<S: Transport>(
+        self,
+        app: Arc<App>,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        serve(app, stream, peer)
     }
 }
 
@@ -765,9 +760,9 @@ mod tests {
     /// session's state stays small (no buffers inline; each request's work is boxed).
     #[test]
     fn a_live_connection_holds_small_futures() {
-        let spawned = future_size3(serve_tcp);
+        let spawned = future_size3(serve::<tokio::net::TcpStream>);
         let session = future_size(run_session::<tokio::net::TcpStream>);
-        assert!(spawned <= 512, "serve_tcp's future is {spawned} bytes");
+        assert!(spawned <= 512, "serve's future is {spawned} bytes");
         // (Unoptimized builds lay futures out larger: the bound is for both.)
         assert!(
             session <= 4 * 1024,

@@ -1,6 +1,7 @@
-//! Bytes in and out of sockets: one connection's life, the HTTP side of the port, TLS, and
+//! Bytes in and out of sockets: the shared accept loop, one connection's life, the HTTP side of the port, TLS, and
 //! the read budget before the handshake.
 
+pub mod accept;
 pub mod budget;
 pub mod canvas_http;
 pub mod conn;
