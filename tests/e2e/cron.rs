@@ -79,6 +79,19 @@ async fn cron_add_run_runs_update_remove_over_v4_with_cron_events() {
     );
     let ev = c.event("cron").await;
     assert_eq!(ev["payload"]["action"], "added");
+    // v4's status says where the jobs are kept and when the scheduler wakes next.
+    let status = c.request("cron.status", json!({})).await;
+    let st = &status["payload"];
+    assert_eq!(st["enabled"], true, "{status}");
+    assert_eq!(st["triggersEnabled"], true, "{status}");
+    assert_eq!(st["jobs"], 1, "{status}");
+    assert_eq!(st["nextWakeAtMs"], next, "{status}");
+    assert_eq!(st["storage"], "sqlite", "{status}");
+    assert_eq!(st["sqlitePath"], st["storePath"], "{status}");
+    assert!(
+        std::path::Path::new(st["sqlitePath"].as_str().unwrap()).is_file(),
+        "{status}"
+    );
 
     let list = c.request("cron.list", json!({})).await;
     assert_eq!(list["payload"]["total"], 1, "{list}");
@@ -316,6 +329,12 @@ async fn v3_one_shot_at_job_fires_by_itself_and_is_removed_after_success() {
         )
         .await;
     let id = every["payload"]["id"].as_str().unwrap().to_owned();
+    let status = c.request("cron.status", json!({})).await;
+    assert_eq!(status["payload"]["jobs"], 1, "{status}");
+    assert!(
+        status["payload"].get("storage").is_none(),
+        "v3's status is {{enabled, storePath, jobs, nextWakeAtMs}}: {status}"
+    );
     let ran = c
         .request("cron.run", json!({"id": id, "mode": "force"}))
         .await;
@@ -467,4 +486,109 @@ async fn heartbeat_reads_heartbeat_md_on_its_interval_and_on_wake_and_can_be_swi
             break;
         }
     }
+}
+
+/// v4 `cron.scratch.get`/`set`, as the reference: a job's private text, never in the
+/// job's listing, compare-and-swapped on `expectedRevision`, capped at 256 KiB, cleared
+/// by `content: null` (the revision goes on), and gone with the job. v3 has no scratch.
+#[tokio::test]
+async fn a_jobs_scratch_is_private_compare_and_swapped_and_goes_with_the_job() {
+    let gw = Gateway::start();
+    let (mut c, _) = Client::connect(&gw.url(), admin_v4()).await;
+    let added = c
+        .request(
+            "cron.add",
+            json!({"name": "monitor", "schedule": {"kind": "every", "everyMs": 3_600_000},
+                "payload": {"kind": "agentTurn", "message": "check"}}),
+        )
+        .await;
+    let id = added["payload"]["id"].as_str().unwrap().to_owned();
+    let empty = c.request("cron.scratch.get", json!({"id": id})).await;
+    assert_eq!(
+        empty["payload"],
+        json!({"scratch": null, "currentRevision": 0, "maxBytes": 262_144}),
+        "{empty}"
+    );
+    let set = c
+        .request(
+            "cron.scratch.set",
+            json!({"id": id, "content": "- the secret checklist", "expectedRevision": 0}),
+        )
+        .await;
+    assert_eq!(set["payload"]["ok"], true, "{set}");
+    assert_eq!(set["payload"]["currentRevision"], 1);
+    assert_eq!(
+        set["payload"]["scratch"]["content"],
+        "- the secret checklist"
+    );
+    assert_eq!(set["payload"]["scratch"]["revision"], 1);
+    // A writer that read revision 0 loses, and nothing is written.
+    let stale = c
+        .request(
+            "cron.scratch.set",
+            json!({"id": id, "content": "stale", "expectedRevision": 0}),
+        )
+        .await;
+    assert_eq!(
+        stale["payload"],
+        json!({"ok": false, "reason": "revision-conflict", "currentRevision": 1}),
+        "{stale}"
+    );
+    let got = c.request("cron.scratch.get", json!({"id": id})).await;
+    assert_eq!(
+        got["payload"]["scratch"]["content"],
+        "- the secret checklist"
+    );
+    for (method, params) in [
+        ("cron.get", json!({"id": id})),
+        ("cron.list", json!({})),
+        ("cron.runs", json!({"id": id})),
+    ] {
+        let r = c.request(method, params).await;
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(
+            !r.to_string().contains("secret checklist"),
+            "{method} shows the scratch: {r}"
+        );
+    }
+    // A missing `content` never clears; too much is refused with the size.
+    let no_content = c.request("cron.scratch.set", json!({"id": id})).await;
+    assert_eq!(no_content["ok"], false, "{no_content}");
+    let big = "x".repeat(262_145);
+    let too_big = c
+        .request("cron.scratch.set", json!({"id": id, "content": big}))
+        .await;
+    assert_eq!(too_big["ok"], false);
+    let msg = too_big["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("262144"), "{msg}");
+    let cleared = c
+        .request(
+            "cron.scratch.set",
+            json!({"id": id, "content": null, "expectedRevision": 1}),
+        )
+        .await;
+    assert_eq!(
+        cleared["payload"],
+        json!({"ok": true, "scratch": null, "currentRevision": 2, "maxBytes": 262_144}),
+        "{cleared}"
+    );
+    // Read-only operators do not see it (the reference's admin scope).
+    let (mut reader, _) =
+        Client::connect(&gw.url(), v4_cli_params(TOKEN, &["operator.read"])).await;
+    let r = reader.request("cron.scratch.get", json!({"id": id})).await;
+    assert_eq!(r["ok"], false, "{r}");
+    // Gone with the job.
+    c.request("cron.remove", json!({"id": id})).await;
+    let r = c.request("cron.scratch.get", json!({"id": id})).await;
+    assert_eq!(r["error"]["details"]["code"], "CRON_JOB_NOT_FOUND", "{r}");
+    let (mut v3, _) = Client::connect(&gw.url(), v3_params(Some(TOKEN))).await;
+    let r = v3.request("cron.scratch.get", json!({"id": id})).await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown method"),
+        "{r}"
+    );
 }

@@ -85,6 +85,8 @@ const SPEC: &[(&str, &str)] = &[
     ("cron.update", "operator.admin"),
     ("cron.remove", "operator.admin"),
     ("cron.run", "operator.admin"),
+    ("cron.scratch.get", "operator.admin"),
+    ("cron.scratch.set", "operator.admin"),
     ("set-heartbeats", "operator.admin"),
     ("wake", "operator.write"),
     ("config.set", "operator.admin"),
@@ -115,6 +117,8 @@ const V3_ONLY: &[&str] = &["node.pair.request", "node.pair.verify"];
 /// v4-only methods (v3 answers `unknown method`, as the v3 reference has none of them).
 const V4_ONLY: &[&str] = &[
     "cron.get",
+    "cron.scratch.get",
+    "cron.scratch.set",
     "node.invoke.progress",
     "node.skills.update",
     "node.pluginTools.update",

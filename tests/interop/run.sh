@@ -111,7 +111,8 @@ check_text "v4 gateway health" "OK" oc gateway health --url "$url" --token "$tok
 check_text "v4 logs (logs.tail)" '"file":"[^"]*logs/switchboard.log"' oc logs --url "$url" --token "$token" --limit 5 --json
 OC_HOME="$work/oc-fresh" check_fails "v4 wrong token fails" oc gateway call health --url "$url" --token "wrong-$token" --json
 # `openclaw cron`: the real CLI's automation commands (add with a cron expression and a
-# time zone, list and show — its page checks —, run, runs, rm, and the not-found path).
+# time zone, list and show — its page checks —, run --wait, runs, edit, disable, enable,
+# status, scratch, rm, and the not-found paths).
 cron_json=$(oc cron add --name interop-cron --cron "0 9 * * 1-5" --tz Europe/Berlin --message "hello cron" \
   --agent main --no-deliver --json --url "$url" --token "$token" 2>"$work/err.txt") || true
 cron_id=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["id"])' <<<"$cron_json" 2>/dev/null || true)
@@ -121,6 +122,14 @@ check "v4 openclaw cron list" "[j['id'] for j in d['jobs']] == ['$cron_id'] and 
 check_text "v4 openclaw cron show (by name)" "schedule: cron 0 9 \* \* 1-5 @ Europe/Berlin" oc cron show interop-cron --url "$url" --token "$token"
 check "v4 openclaw cron run --wait: queued, then waited for by runId, succeeded" "d['enqueued'] is True and d['completed'] is True and d['completionStatus'] == 'succeeded' and d['run']['runId'] == d['runId']" oc cron run "$cron_id" --wait --poll-interval 200ms --json --url "$url" --token "$token"
 check "v4 openclaw cron runs" "d['entries'][0]['status'] == 'ok' and d['entries'][0]['summary'] == '[echo] hello cron'" oc cron runs --id "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron edit (name, every)" "d['name'] == 'interop-renamed' and d['schedule'] == {'kind': 'every', 'everyMs': 7200000} and d['state']['nextRunAtMs'] > 0" oc cron edit "$cron_id" --name interop-renamed --every 2h --json --url "$url" --token "$token"
+check "v4 openclaw cron disable" "d['enabled'] is False and 'nextRunAtMs' not in d['state']" oc cron disable "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron list (enabled only) leaves it out" "d['jobs'] == []" oc cron list --json --url "$url" --token "$token"
+check "v4 openclaw cron enable" "d['enabled'] is True and d['state']['nextRunAtMs'] > 0" oc cron enable "$cron_id" --json --url "$url" --token "$token"
+check "v4 openclaw cron status" "d['enabled'] is True and d['jobs'] == 1 and d['storage'] == 'sqlite' and d['nextWakeAtMs'] > 0" oc cron status --json --url "$url" --token "$token"
+check_fails "v4 openclaw cron enable of an unknown job fails" oc cron enable "no-such-job" --url "$url" --token "$token"
+check "v4 openclaw cron scratch --set (compare-and-swap on the revision it read)" "d['ok'] is True and d['currentRevision'] == 1" oc cron scratch "$cron_id" --set "interop notes" --url "$url" --token "$token"
+check_text "v4 openclaw cron scratch (reads it back)" "interop notes" oc cron scratch "$cron_id" --url "$url" --token "$token"
 check "v4 openclaw cron rm" "d['removed'] is True" oc cron rm "$cron_id" --json --url "$url" --token "$token"
 check_fails_text "v4 openclaw cron rm again: fails with the reference's not-found message" "Automation not found: $cron_id" oc cron rm "$cron_id" --url "$url" --token "$token"
 check_fails "v4 openclaw cron runs of a removed job fails" oc cron runs --id "$cron_id" --url "$url" --token "$token"

@@ -1942,6 +1942,29 @@ data class CronRunsParams (
 )
 
 /**
+ * v4 `cron.scratch.set`: replaces a job's private scratch text (`content: null`
+ * clears it), compare-and-swap guarded by `expectedRevision` when given.
+ */
+@Serializable
+data class CronScratchSetParams (
+    /**
+     * The new text, or `null` to clear it; required (a missing key never clears).
+     */
+    val content: String? = null,
+
+    val expectedRevision: Long? = null,
+    val id: String? = null,
+
+    @SerialName("jobId")
+    val jobID: String? = null,
+
+    /**
+     * The reference's provenance hash of the text; kept and shown back.
+     */
+    val sourceSha256: String? = null
+)
+
+/**
  * `cron.update`: `patch` holds any of `cron.add`'s fields (a payload patch merges into
  * the payload).
  */

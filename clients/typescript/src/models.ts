@@ -1427,6 +1427,25 @@ export interface CronRunsParams {
 }
 
 /**
+ * v4 `cron.scratch.set`: replaces a job's private scratch text (`content: null`
+ * clears it), compare-and-swap guarded by `expectedRevision` when given.
+ */
+export interface CronScratchSetParams {
+    /**
+     * The new text, or `null` to clear it; required (a missing key never clears).
+     */
+    content:           null | string;
+    expectedRevision?: number;
+    id?:               string;
+    jobId?:            string;
+    /**
+     * The reference's provenance hash of the text; kept and shown back.
+     */
+    sourceSha256?: string;
+    [property: string]: any;
+}
+
+/**
  * `cron.update`: `patch` holds any of `cron.add`'s fields (a payload patch merges into
  * the payload).
  */

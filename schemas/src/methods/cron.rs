@@ -195,6 +195,31 @@ pub struct CronRunParams {
     pub mode: Option<CronRunMode>,
 }
 
+/// The most a job's scratch may hold, in UTF-8 bytes (the reference's limit).
+pub const CRON_SCRATCH_MAX_BYTES: usize = 262_144;
+
+/// v4 `cron.scratch.set`: replaces a job's private scratch text (`content: null`
+/// clears it), compare-and-swap guarded by `expectedRevision` when given.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CronScratchSetParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::ID))]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::ID))]
+    pub job_id: Option<String>,
+    /// The new text, or `null` to clear it; required (a missing key never clears).
+    #[schemars(required, length(max = 262_144), extend("type" = ["string", "null"]))]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_revision: Option<u64>,
+    /// The reference's provenance hash of the text; kept and shown back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::SHORT))]
+    pub source_sha256: Option<String>,
+}
+
 /// `cron.list`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

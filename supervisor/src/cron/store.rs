@@ -126,10 +126,113 @@ pub async fn put(db: &Db, job: &Job) -> Result<(), DbError> {
 }
 
 /// Removes the job (its history stays readable in `cron.runs`).
+/// Removes a job and its scratch (its run history stays, for `cron.runs` of all jobs).
 pub async fn delete(db: &Db, id: &str) -> Result<bool, DbError> {
     let id = id.to_owned();
-    db.call(move |c| Ok(c.execute("DELETE FROM cron_jobs WHERE id = ?1", [&id])? > 0))
-        .await
+    db.call(move |c| {
+        let tx = c.transaction()?;
+        let n = tx.execute("DELETE FROM cron_jobs WHERE id = ?1", [&id])?;
+        tx.execute("DELETE FROM cron_scratch WHERE job_id = ?1", [&id])?;
+        tx.commit()?;
+        Ok(n > 0)
+    })
+    .await
+}
+
+/// A job's scratch: its text (`None` once cleared), its revision (0: never written).
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    pub content: Option<String>,
+    pub revision: u64,
+    pub source_sha256: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+/// The scratch of job `id` (revision 0 and no text when never written).
+pub async fn scratch(db: &Db, id: &str) -> Result<Scratch, DbError> {
+    let id = id.to_owned();
+    db.call(move |c| {
+        Ok(c.query_row(
+            "SELECT content, revision, source_sha, updated_at FROM cron_scratch WHERE job_id = ?1",
+            [&id],
+            |r| {
+                Ok(Scratch {
+                    content: r.get(0)?,
+                    revision: r.get::<_, i64>(1)?.max(0) as u64,
+                    source_sha256: r.get(2)?,
+                    updated_at_ms: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+    })
+    .await
+}
+
+/// What a scratch write did.
+#[derive(Debug)]
+pub enum ScratchWrite {
+    /// Written (or nothing to clear): the scratch now.
+    Done(Scratch),
+    /// `expected` was not the current revision: nothing written.
+    Conflict { current: u64 },
+}
+
+/// Replaces job `id`'s scratch with `content` (`None` clears it) in one transaction,
+/// when `expected` is absent or the current revision; the revision goes up by one on
+/// every write, and clearing a scratch never written writes nothing (as the reference).
+pub async fn write_scratch(
+    db: &Db,
+    id: &str,
+    content: Option<String>,
+    expected: Option<u64>,
+    source_sha256: Option<String>,
+    now: u64,
+) -> Result<ScratchWrite, DbError> {
+    let id = id.to_owned();
+    db.call(move |c| {
+        let tx = c.transaction()?;
+        let current: u64 = tx
+            .query_row(
+                "SELECT revision FROM cron_scratch WHERE job_id = ?1",
+                [&id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0)
+            .max(0) as u64;
+        if expected.is_some_and(|e| e != current) {
+            return Ok(ScratchWrite::Conflict { current });
+        }
+        if content.is_none() && current == 0 {
+            return Ok(ScratchWrite::Done(Scratch::default()));
+        }
+        let source_sha256 = source_sha256.filter(|_| content.is_some());
+        let written = Scratch {
+            content,
+            revision: current + 1,
+            source_sha256,
+            updated_at_ms: now,
+        };
+        tx.execute(
+            "INSERT INTO cron_scratch (job_id, content, revision, source_sha, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(job_id) DO UPDATE SET content = excluded.content,
+               revision = excluded.revision, source_sha = excluded.source_sha,
+               updated_at = excluded.updated_at",
+            params![
+                id,
+                written.content,
+                written.revision as i64,
+                written.source_sha256,
+                now as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok(ScratchWrite::Done(written))
+    })
+    .await
 }
 
 /// Appends a run entry and trims the job's history to [`RUNS_KEPT`].

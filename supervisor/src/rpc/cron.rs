@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use switchboard_schemas::ProtocolVersion;
 use switchboard_schemas::methods::{
-    CronAddParams, CronJobRef, CronListParams, CronRunMode, CronRunParams, CronRunsParams,
-    CronUpdateParams, SetHeartbeatsParams, WakeMode, WakeParams,
+    CRON_SCRATCH_MAX_BYTES, CronAddParams, CronJobRef, CronListParams, CronRunMode, CronRunParams,
+    CronRunsParams, CronScratchSetParams, CronUpdateParams, SetHeartbeatsParams, WakeMode,
+    WakeParams,
 };
 
 use super::{Call, Reply, to_value};
@@ -123,12 +124,21 @@ pub async fn status(c: Call) -> Result<Reply, RpcError> {
     } else {
         None
     };
-    Ok(Reply::Json(json!({
+    let path = c.app.db.path().display().to_string();
+    let mut out = json!({
         "enabled": enabled,
-        "storePath": c.app.db.path().display().to_string(),
+        "storePath": path,
         "jobs": jobs.len(),
         "nextWakeAtMs": next,
-    })))
+    });
+    if c.version() == ProtocolVersion::V4 {
+        // v4 also says where and how jobs are kept, and whether they fire (one switch
+        // here: `cron.enabled`).
+        out["triggersEnabled"] = json!(enabled);
+        out["storage"] = json!("sqlite");
+        out["sqlitePath"] = json!(path);
+    }
+    Ok(Reply::Json(out))
 }
 
 pub async fn list(c: Call) -> Result<Reply, RpcError> {
@@ -360,8 +370,78 @@ pub async fn remove(c: Call) -> Result<Reply, RpcError> {
     Ok(Reply::Json(json!({"ok": true, "removed": true})))
 }
 
+/// A scratch as the reference shows it: `null` when there is no text.
+fn public_scratch(s: &store::Scratch) -> Value {
+    match &s.content {
+        Some(text) => {
+            json!({"content": text, "revision": s.revision, "updatedAtMs": s.updated_at_ms})
+        }
+        None => Value::Null,
+    }
+}
+
+/// v4 `cron.scratch.get`: a job's private scratch text and its revision. The text is
+/// the job's own store: never in `cron.list`/`get`/`runs`, and Switchboard's runs do not
+/// read it (README: cron).
+pub async fn scratch_get(c: Call) -> Result<Reply, RpcError> {
+    let p: CronJobRef = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    if store::get(&c.app.db, &id).await.map_err(db_err)?.is_none() {
+        return Err(unknown(c.method, &id));
+    }
+    let s = store::scratch(&c.app.db, &id).await.map_err(db_err)?;
+    Ok(Reply::Json(json!({
+        "scratch": public_scratch(&s),
+        "currentRevision": s.revision,
+        "maxBytes": CRON_SCRATCH_MAX_BYTES,
+    })))
+}
+
+/// v4 `cron.scratch.set`: replaces (or, with `content: null`, clears) the scratch;
+/// with `expectedRevision`, only when that is still the current revision (else
+/// `{ok: false, reason: "revision-conflict", currentRevision}`, nothing written).
+pub async fn scratch_set(c: Call) -> Result<Reply, RpcError> {
+    let p: CronScratchSetParams = c.parse()?;
+    let id = job_id(c.method, &p.id, &p.job_id)?;
+    if let Some(text) = &p.content
+        && text.len() > CRON_SCRATCH_MAX_BYTES
+    {
+        return Err(RpcError::invalid_request(format!(
+            "invalid {} params: cron scratch exceeds {CRON_SCRATCH_MAX_BYTES} bytes ({} bytes provided)",
+            c.method,
+            text.len()
+        )));
+    }
+    // Under the edit lock: a job removed meanwhile leaves no scratch behind.
+    let _g = c.app.cron.edit.lock().await;
+    if store::get(&c.app.db, &id).await.map_err(db_err)?.is_none() {
+        return Err(unknown(c.method, &id));
+    }
+    let written = store::write_scratch(
+        &c.app.db,
+        &id,
+        p.content,
+        p.expected_revision,
+        p.source_sha256,
+        now_ms(),
+    )
+    .await
+    .map_err(db_err)?;
+    Ok(Reply::Json(match written {
+        store::ScratchWrite::Done(s) => json!({
+            "ok": true,
+            "scratch": public_scratch(&s),
+            "currentRevision": s.revision,
+            "maxBytes": CRON_SCRATCH_MAX_BYTES,
+        }),
+        store::ScratchWrite::Conflict { current } => json!({
+            "ok": false, "reason": "revision-conflict", "currentRevision": current,
+        }),
+    }))
+}
+
 /// `cron.run`: `force` runs now, `due` only when due (the default, as the reference),
-/// `if-enabled` only when enabled. Answers when the run has finished.
+/// `if-enabled` only when enabled. v3 answers when the run has finished, v4 at once.
 pub async fn run(c: Call) -> Result<Reply, RpcError> {
     let p: CronRunParams = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;

@@ -269,6 +269,8 @@ pub const TABLE: &[Method] = &[
     m!("cron.remove", Admin, "params/cron.job", BOTH, cron::remove),
     m!("cron.run", Admin, "params/cron.run", BOTH, cron::run),
     m!("cron.runs", Read, "params/cron.runs", BOTH, cron::runs),
+    m!("cron.scratch.get", Admin, "params/cron.job", V4_ONLY, cron::scratch_get),
+    m!("cron.scratch.set", Admin, "params/cron.scratch.set", V4_ONLY, cron::scratch_set),
     m!("exec.approvals.get", Admin, "params/open", BOTH, control_ui::exec_approvals_get),
     m!("exec.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),
     m!("plugin.approval.list", Approvals, "params/open", V4_ONLY, control_ui::empty_array),

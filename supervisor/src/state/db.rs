@@ -187,6 +187,15 @@ const MIGRATIONS: &[&str] = &[
         entry       TEXT NOT NULL
      );
      CREATE INDEX cron_runs_by_job ON cron_runs (job_id, seq);",
+    // 9: each cron job's private scratch text (v4 `cron.scratch.*`): its revision
+    // outlives a clear (`content` NULL) so a compare-and-swap never goes back.
+    "CREATE TABLE cron_scratch (
+        job_id      TEXT PRIMARY KEY,
+        content     TEXT,
+        revision    INTEGER NOT NULL,
+        source_sha  TEXT,
+        updated_at  INTEGER NOT NULL
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]
