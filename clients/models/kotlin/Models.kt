@@ -1959,7 +1959,7 @@ data class CronScratchSetParams (
     val jobID: String? = null,
 
     /**
-     * The reference's provenance hash of the text; kept and shown back.
+     * The reference's provenance hash of the text: kept with it, not shown (as the reference).
      */
     val sourceSha256: String? = null
 )

@@ -1439,7 +1439,7 @@ export interface CronScratchSetParams {
     id?:               string;
     jobId?:            string;
     /**
-     * The reference's provenance hash of the text; kept and shown back.
+     * The reference's provenance hash of the text: kept with it, not shown (as the reference).
      */
     sourceSha256?: string;
     [property: string]: any;

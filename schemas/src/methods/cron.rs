@@ -214,7 +214,7 @@ pub struct CronScratchSetParams {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_revision: Option<u64>,
-    /// The reference's provenance hash of the text; kept and shown back.
+    /// The reference's provenance hash of the text: kept with it, not shown (as the reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::limits::SHORT))]
     pub source_sha256: Option<String>,

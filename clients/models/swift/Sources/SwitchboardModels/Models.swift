@@ -6939,7 +6939,7 @@ public struct CronScratchSetParams: Codable {
     public let content: String?
     public let expectedRevision: Int?
     public let id, jobID: String?
-    /// The reference's provenance hash of the text; kept and shown back.
+    /// The reference's provenance hash of the text: kept with it, not shown (as the reference).
     public let sourceSha256: String?
 
     public enum CodingKeys: String, CodingKey {
