@@ -559,8 +559,8 @@ async fn telegram_is_at_least_once_a_worker_killed_after_telegram_took_the_messa
     );
 }
 
-/// A gateway with one Telegram account (`routing`: its DM keys) and a heartbeat once an
-/// hour (`heartbeat`: more keys), with something in `HEARTBEAT.md`.
+/// A gateway with one Telegram account (`routing`: its DM keys) and a heartbeat
+/// (`heartbeat`: its keys besides the prompt), with something in `HEARTBEAT.md`.
 fn heartbeat_gateway(
     tg: &Telegram,
     state: &Arc<tempfile::TempDir>,
@@ -571,7 +571,7 @@ fn heartbeat_gateway(
         state.path().join("config.json5"),
         format!(
             r#"{{ channels: {{ telegram: {{ botToken: "{BOT_TOKEN}", apiUrl: "{}", pollTimeoutSeconds: 1, {routing} }} }},
-                 agents: {{ defaults: {{ heartbeat: {{ every: "1h", prompt: "beat", {heartbeat} }} }} }} }}"#,
+                 agents: {{ defaults: {{ heartbeat: {{ prompt: "beat", {heartbeat} }} }} }} }}"#,
             tg.url
         ),
     )
@@ -606,12 +606,18 @@ async fn woken_beat(op: &mut Client, text: &str) -> Value {
 
 /// Issue #22 point 5: a heartbeat whose answer needs attention is delivered to
 /// `agents.defaults.heartbeat.target`/`to` through the outbox (once), and the record says
-/// so.
+/// so, also when only woken (no interval).
 #[tokio::test]
 async fn a_heartbeat_that_needs_attention_is_delivered_to_its_target() {
     let tg = Telegram::start();
     let state = Arc::new(tempfile::tempdir().unwrap());
-    let gw = heartbeat_gateway(&tg, &state, "", r#"target: "telegram", to: "42""#);
+    // No recurring beats ("0m"): a woken beat still follows the configured route.
+    let gw = heartbeat_gateway(
+        &tg,
+        &state,
+        "",
+        r#"every: "0m", target: "telegram", to: "42""#,
+    );
     let mut op = operator(&gw).await;
     op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
         .await;
@@ -637,7 +643,7 @@ async fn a_heartbeat_goes_to_the_owner_by_default_or_to_the_last_conversation() 
     let tg = Telegram::start();
     let state = Arc::new(tempfile::tempdir().unwrap());
     let routing = r#"dmPolicy: "allowlist", allowFrom: ["*", "@alice", 777, 555]"#;
-    let mut gw = heartbeat_gateway(&tg, &state, routing, "");
+    let mut gw = heartbeat_gateway(&tg, &state, routing, r#"every: "1h""#);
     let mut op = operator(&gw).await;
     op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
         .await;
@@ -648,7 +654,7 @@ async fn a_heartbeat_goes_to_the_owner_by_default_or_to_the_last_conversation() 
     gw.signal(nix::sys::signal::Signal::SIGTERM);
     gw.wait_exit();
 
-    let gw = heartbeat_gateway(&tg, &state, routing, r#"target: "last""#);
+    let gw = heartbeat_gateway(&tg, &state, routing, r#"every: "1h", target: "last""#);
     let mut op = operator(&gw).await;
     op.wait_worker("telegram", "polling", |w| w["providerState"] == "polling")
         .await;

@@ -124,19 +124,19 @@ impl Resolver<'_> {
             self.cfg.workspace = w.clone();
         }
         let h = &a.defaults.heartbeat;
-        let Some(every) = h.every.as_deref() else {
-            return;
-        };
-        let every = match crate::cron::schedule::parse_duration(every) {
-            Ok(d) => d,
-            Err(e) => {
+        // Absent or zero: no recurring beats; the rest still applies to a woken beat.
+        let every = match h
+            .every
+            .as_deref()
+            .map(crate::cron::schedule::parse_duration)
+        {
+            None => None,
+            Some(Ok(d)) => Some(d).filter(|d| !d.is_zero()),
+            Some(Err(e)) => {
                 self.problem("agents.defaults.heartbeat.every", e);
-                return;
+                None
             }
         };
-        if every.is_zero() {
-            return;
-        }
         let mut active_hours = None;
         if let Some(ah) = &h.active_hours {
             let start = crate::cron::schedule::parse_hhmm(&ah.start);
@@ -188,7 +188,7 @@ impl Resolver<'_> {
                 HeartbeatTarget::None
             }
         };
-        self.cfg.heartbeat = Some(crate::config::settings::HeartbeatConfig {
+        self.cfg.heartbeat = crate::config::settings::HeartbeatConfig {
             every,
             active_hours,
             prompt: h
@@ -203,7 +203,7 @@ impl Resolver<'_> {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
-        });
+        };
     }
 
     /// A secret from a flag, else the environment, else the file; records its source.
@@ -750,14 +750,15 @@ mod tests {
     fn heartbeat_targets_are_owner_by_default_and_an_unknown_one_is_named() {
         let (_d, flags) = with_file(r#"{ agents: { defaults: { heartbeat: { every: "1h" } } } }"#);
         let c = resolve(&flags, &env(&[])).unwrap();
-        assert_eq!(c.heartbeat.unwrap().target, HeartbeatTarget::Owner);
+        assert_eq!(c.heartbeat.target, HeartbeatTarget::Owner);
+        assert_eq!(c.heartbeat.every, Some(Duration::from_secs(3600)));
         // Any registered provider is a target, trimmed and case-folded.
         let id = crate::channels::providers::ALL[0].id;
         let (_d, flags) = with_file(&format!(
             r#"{{ agents: {{ defaults: {{ heartbeat: {{ every: "1h", target: " {} ", to: "42" }} }} }} }}"#,
             id.to_uppercase()
         ));
-        let h = resolve(&flags, &env(&[])).unwrap().heartbeat.unwrap();
+        let h = resolve(&flags, &env(&[])).unwrap().heartbeat;
         assert_eq!(h.target, HeartbeatTarget::Channel(id.into()));
         assert_eq!(h.to.as_deref(), Some("42"));
         let (_d, flags) = with_file(

@@ -192,14 +192,16 @@ pub struct GatewayConfig {
     pub cron_default_misfire: switchboard_schemas::methods::CronMisfire,
     /// The agent workspace (`HEARTBEAT.md`).
     pub workspace: PathBuf,
-    /// The heartbeat, when `agents.defaults.heartbeat.every` turns it on.
-    pub heartbeat: Option<HeartbeatConfig>,
+    /// The heartbeat (`agents.defaults.heartbeat`): recurring when `every` is set, and
+    /// what a beat woken by `wake` uses either way.
+    pub heartbeat: HeartbeatConfig,
 }
 
 /// `agents.defaults.heartbeat`, resolved.
 #[derive(Debug, Clone)]
 pub struct HeartbeatConfig {
-    pub every: Duration,
+    /// The interval; `None` (absent or `"0m"`): beats only when woken.
+    pub every: Option<Duration>,
     /// Minutes after local midnight: `[start, end)`, and the zone (None: the host's).
     pub active_hours: Option<(u32, u32, Option<String>)>,
     pub prompt: String,
@@ -207,6 +209,18 @@ pub struct HeartbeatConfig {
     pub target: HeartbeatTarget,
     /// The recipient on a channel target (a chat id, a phone number…).
     pub to: Option<String>,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            every: None,
+            active_hours: None,
+            prompt: DEFAULT_HEARTBEAT_PROMPT.to_owned(),
+            target: HeartbeatTarget::Owner,
+            to: None,
+        }
+    }
 }
 
 /// `agents.defaults.heartbeat.target`, as the v4 reference documents it.
@@ -270,7 +284,7 @@ impl GatewayConfig {
             cron_enabled: true,
             cron_default_misfire: Default::default(),
             workspace: state_dir_workspace(&state_dir),
-            heartbeat: None,
+            heartbeat: HeartbeatConfig::default(),
         }
     }
 

@@ -80,14 +80,12 @@ fn record(app: &App, mut rec: Value) {
 /// every [`super::MAX_SLEEP`], so a suspended laptop or a moved clock beats when it is
 /// due, not an interval of sleep later. A woken beat does not move the schedule.
 pub async fn run(app: Arc<App>) {
-    let every = app.config.heartbeat.as_ref().map(|h| h.every);
+    let every = app.config.heartbeat.every;
     if let Some(e) = every {
         tracing::info!(every_ms = e.as_millis() as u64, "heartbeat: on");
     }
-    if let Some(h) = app.config.heartbeat.as_ref()
-        && h.to.is_some()
-        && !matches!(h.target, HeartbeatTarget::Channel(_))
-    {
+    let h = &app.config.heartbeat;
+    if h.to.is_some() && !matches!(h.target, HeartbeatTarget::Channel(_)) {
         tracing::warn!(target = ?h.target, "agents.defaults.heartbeat.to is ignored without a channel target (set target to a channel id)");
     }
     let every_ms = every.map(|e| e.as_millis() as u64);
@@ -131,11 +129,7 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
         return;
     }
     if scheduled
-        && let Some((start, end, tz)) = app
-            .config
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.active_hours.clone())
+        && let Some((start, end, tz)) = app.config.heartbeat.active_hours.clone()
         && !super::schedule::in_active_hours(now_ms(), start, end, tz.as_deref())
     {
         record(app, json!({"status": "skipped", "reason": "quiet-hours"}));
@@ -155,12 +149,7 @@ pub async fn beat(app: &Arc<App>, scheduled: bool) {
         );
         return;
     }
-    let prompt = app
-        .config
-        .heartbeat
-        .as_ref()
-        .map(|h| h.prompt.clone())
-        .unwrap_or_else(|| crate::config::DEFAULT_HEARTBEAT_PROMPT.to_owned());
+    let prompt = &app.config.heartbeat.prompt;
     let mut message = format!("{prompt}\n\nHEARTBEAT.md:\n{file}");
     for t in &texts {
         message.push_str("\n\nSystem: ");
@@ -212,9 +201,7 @@ async fn deliver(
     text: &str,
     session: &str,
 ) -> (&'static str, Option<String>) {
-    let Some(cfg) = app.config.heartbeat.as_ref() else {
-        return ("not-requested", None);
-    };
+    let cfg = &app.config.heartbeat;
     if cfg.target == HeartbeatTarget::None {
         return ("not-requested", None);
     }
