@@ -80,15 +80,14 @@ fn record(app: &App, mut rec: Value) {
 /// every [`super::MAX_SLEEP`], so a suspended laptop or a moved clock beats when it is
 /// due, not an interval of sleep later. A woken beat does not move the schedule.
 pub async fn run(app: Arc<App>) {
-    let every = app.config.heartbeat.every;
-    if let Some(e) = every {
-        tracing::info!(every_ms = e.as_millis() as u64, "heartbeat: on");
-    }
     let h = &app.config.heartbeat;
+    let every_ms = h.every.map(|e| e.as_millis() as u64);
+    if let Some(every_ms) = every_ms {
+        tracing::info!(every_ms, "heartbeat: on");
+    }
     if h.to.is_some() && !matches!(h.target, HeartbeatTarget::Channel(_)) {
         tracing::warn!(target = ?h.target, "agents.defaults.heartbeat.to is ignored without a channel target (set target to a channel id)");
     }
-    let every_ms = every.map(|e| e.as_millis() as u64);
     let mut due = every_ms.map(|e| now_ms().saturating_add(e));
     loop {
         let wait = until_due(now_ms(), due);
@@ -221,10 +220,7 @@ async fn deliver(
 async fn route(app: &App, target: &HeartbeatTarget, to: Option<&str>) -> Option<(String, String)> {
     let owner_of = |c: &crate::config::channel::ChannelConfig| {
         c.allow_from.iter().find_map(|e| {
-            let mut id = e.trim();
-            while let Some(bare) = c.id_prefixes.iter().find_map(|p| id.strip_prefix(p)) {
-                id = bare;
-            }
+            let id = crate::channels::providers::bare_id(e, c.id_prefixes);
             (!id.is_empty() && id != "*" && !id.starts_with('@')).then(|| id.to_owned())
         })
     };

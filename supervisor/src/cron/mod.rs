@@ -146,10 +146,7 @@ pub async fn execute(app: &Arc<App>, id: &str, trigger: Trigger) -> Option<Value
     if !app.cron.claim(id) {
         return None;
     }
-    let out = execute_claimed(app, id, trigger, now_ms()).await;
-    app.cron.release(id);
-    app.cron.changed.notify_one();
-    out
+    run_claimed(app, id, trigger, now_ms()).await
 }
 
 /// Starts a manual run in the background, as v4's `cron.run` does (the reference answers
@@ -162,12 +159,16 @@ pub fn enqueue(app: &Arc<App>, id: &str) -> Option<String> {
     let started = now_ms();
     let run_id = run_id_of(id, started);
     let (app, id) = (Arc::clone(app), id.to_owned());
-    tokio::spawn(async move {
-        execute_claimed(&app, &id, Trigger::Manual, started).await;
-        app.cron.release(&id);
-        app.cron.changed.notify_one();
-    });
+    tokio::spawn(async move { run_claimed(&app, &id, Trigger::Manual, started).await });
     Some(run_id)
+}
+
+/// A claimed job's run, then the claim released and the scheduler told.
+async fn run_claimed(app: &Arc<App>, id: &str, trigger: Trigger, started: u64) -> Option<Value> {
+    let out = execute_claimed(app, id, trigger, started).await;
+    app.cron.release(id);
+    app.cron.changed.notify_one();
+    out
 }
 
 fn run_id_of(id: &str, started: u64) -> String {

@@ -42,6 +42,14 @@ fn unknown(method: &str, id: &str) -> RpcError {
         .with_details(json!({"code": "CRON_JOB_NOT_FOUND", "jobId": id}))
 }
 
+/// The job `id`, or the reference's not-found error for the call's method.
+async fn known_job(c: &Call, id: &str) -> Result<store::Job, RpcError> {
+    store::get(&c.app.db, id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| unknown(c.method, id))
+}
+
 /// The agent a job runs as: its own, or the default one.
 fn effective_agent(job: &store::Job) -> &str {
     job.agent_id
@@ -226,9 +234,7 @@ pub async fn list(c: Call) -> Result<Reply, RpcError> {
 pub async fn get(c: Call) -> Result<Reply, RpcError> {
     let p: CronJobRef = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;
-    let job = store::get(&c.app.db, &id).await.map_err(db_err)?;
-    job.map(|j| Reply::Json(to_value(&j)))
-        .ok_or_else(|| unknown(c.method, &id))
+    Ok(Reply::Json(to_value(&known_job(&c, &id).await?)))
 }
 
 fn check_target(job: &store::Job) -> Result<(), RpcError> {
@@ -311,10 +317,7 @@ pub async fn update(c: Call) -> Result<Reply, RpcError> {
     let now = now_ms();
     let job = {
         let _g = c.app.cron.edit.lock().await;
-        let job = store::get(&c.app.db, &id)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| unknown(c.method, &id))?;
+        let job = known_job(&c, &id).await?;
         let mut v = to_value(&job);
         for (k, val) in p.patch {
             match k.as_str() {
@@ -386,9 +389,7 @@ fn public_scratch(s: &store::Scratch) -> Value {
 pub async fn scratch_get(c: Call) -> Result<Reply, RpcError> {
     let p: CronJobRef = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;
-    if store::get(&c.app.db, &id).await.map_err(db_err)?.is_none() {
-        return Err(unknown(c.method, &id));
-    }
+    known_job(&c, &id).await?;
     let s = store::scratch(&c.app.db, &id).await.map_err(db_err)?;
     Ok(Reply::Json(json!({
         "scratch": public_scratch(&s),
@@ -414,9 +415,7 @@ pub async fn scratch_set(c: Call) -> Result<Reply, RpcError> {
     }
     // Under the edit lock: a job removed meanwhile leaves no scratch behind.
     let _g = c.app.cron.edit.lock().await;
-    if store::get(&c.app.db, &id).await.map_err(db_err)?.is_none() {
-        return Err(unknown(c.method, &id));
-    }
+    known_job(&c, &id).await?;
     let written = store::write_scratch(
         &c.app.db,
         &id,
@@ -445,10 +444,7 @@ pub async fn scratch_set(c: Call) -> Result<Reply, RpcError> {
 pub async fn run(c: Call) -> Result<Reply, RpcError> {
     let p: CronRunParams = c.parse()?;
     let id = job_id(c.method, &p.id, &p.job_id)?;
-    let job = store::get(&c.app.db, &id)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| unknown(c.method, &id))?;
+    let job = known_job(&c, &id).await?;
     let now = now_ms();
     let mode = p.mode.unwrap_or(CronRunMode::Due);
     let go = match mode {
@@ -495,9 +491,8 @@ pub async fn runs(c: Call) -> Result<Reply, RpcError> {
     // history outlives it only for the runs of all jobs).
     if let Some(id) = id.as_deref()
         && c.version() == ProtocolVersion::V4
-        && store::get(&c.app.db, id).await.map_err(db_err)?.is_none()
     {
-        return Err(unknown(c.method, id));
+        known_job(&c, id).await?;
     }
     let offset = p.offset.unwrap_or(0);
     let (limit, desc) = match c.version() {

@@ -110,14 +110,22 @@ pub fn session_key(channel: &str, chat_id: &str, sender_id: &str, is_group: bool
     };
     // A `send` target may carry the provider's prefixes (`user:123`); the conversation
     // is the bare id's, as for the messages that come in.
-    let mut peer = peer.trim();
-    while let Some(bare) = p
-        .and_then(|p| p.id_prefixes.iter().find_map(|x| peer.strip_prefix(x)))
+    let peer = bare_id(peer, p.map_or(&[], |p| p.id_prefixes));
+    crate::state::history::conversation_key(channel, kind, peer)
+}
+
+/// `id` trimmed and without any of the provider's `prefixes` before it (`user:123` →
+/// `123`); a prefix with nothing after it is kept, so an id never becomes empty.
+pub fn bare_id<'a>(id: &'a str, prefixes: &[&str]) -> &'a str {
+    let mut id = id.trim();
+    while let Some(bare) = prefixes
+        .iter()
+        .find_map(|x| id.strip_prefix(x))
         .filter(|b| !b.is_empty())
     {
-        peer = bare;
+        id = bare;
     }
-    crate::state::history::conversation_key(channel, kind, peer)
+    id
 }
 
 #[cfg(test)]
